@@ -1,0 +1,118 @@
+"""The visitor API: start a conversation, send a message (JSON or SSE), read the transcript."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Body, Header, Response
+from fastapi.responses import StreamingResponse
+
+from ..errors import SupportbotError
+from ..llm import TextDelta
+from ..turns import Turn, TurnOutcome, start_turn
+from .deps import RuntimeDep, VisitorConversation
+from .schemas import (
+    ConversationCreate,
+    ConversationCreated,
+    ErrorBody,
+    MessageCreate,
+    MessagePublic,
+    TranscriptPublic,
+    TurnPublic,
+)
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+
+VISITOR_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, tampered or expired token"},
+    404: {"model": ErrorBody, "description": "No such conversation for this token"},
+}
+
+
+@router.post("", status_code=201, response_model=ConversationCreated,
+             responses={422: {"model": ErrorBody}})
+async def create_conversation(
+    runtime: RuntimeDep, body: Annotated[ConversationCreate | None, Body()] = None
+) -> ConversationCreated:
+    """Start a conversation; the token returned grants access to it alone."""
+    metadata = body.metadata if body else None
+    conversation = await to_thread.run_sync(runtime.log.create_conversation, metadata)
+    return ConversationCreated(conversation_id=conversation.id, token=runtime.tokens.issue(conversation.id))
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    response_model=TurnPublic,
+    responses={
+        **VISITOR_ERRORS,
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+              "description": "JSON, or with `Accept: text/event-stream`: `delta` events, then `done` or `error`"},
+        413: {"model": ErrorBody, "description": "Message or body too long"},
+        422: {"model": ErrorBody, "description": "Invalid body, or the conversation reached its turn limit"},
+    },
+)
+async def send_message(
+    conversation_id: VisitorConversation,
+    body: MessageCreate,
+    runtime: RuntimeDep,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Send the visitor's message and get the bot's reply, as one JSON object or as Server-Sent Events."""
+    began = time.perf_counter()
+    turn = await start_turn(runtime, conversation_id, body.content, body.client_message_id)
+    if accept and "text/event-stream" in accept:
+        return StreamingResponse(
+            _sse(turn), media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    outcome = await turn.run()
+    timing = _server_timing(outcome, time.perf_counter() - began)
+    return Response(json.dumps(outcome.as_json()), media_type="application/json",
+                    headers={"Server-Timing": timing})
+
+
+@router.get("/{conversation_id}", response_model=TranscriptPublic, responses=VISITOR_ERRORS)
+async def get_transcript(conversation_id: VisitorConversation, runtime: RuntimeDep) -> TranscriptPublic:
+    """The conversation's messages, oldest first: the visitor's, the bot's and human agents'."""
+    conversation, messages = await to_thread.run_sync(runtime.log.transcript, conversation_id)
+    return TranscriptPublic(
+        conversation_id=conversation.id,
+        status=conversation.status,
+        created_at=conversation.created_at,
+        messages=[
+            MessagePublic(id=m.id, role=m.role, content=m.content, status=m.status,
+                          created_at=m.created_at)
+            for m in messages
+        ],
+    )
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _sse(turn: Turn) -> AsyncIterator[str]:
+    try:
+        async for event in turn.events(stream=True):
+            if isinstance(event, TextDelta):
+                yield _event("delta", {"text": event.text})
+            elif isinstance(event, TurnOutcome):
+                yield _event("done", event.as_json())
+    except SupportbotError as error:
+        yield _event("error", error.to_dict())
+    except Exception:
+        log.exception("conversation=%s streaming turn failed", turn.start.conversation_id)
+        yield _event("error", {"error": {"code": "internal_error", "message": "the reply could not be completed"}})
+
+
+def _server_timing(outcome: TurnOutcome, total: float) -> str:
+    parts = [f"{name};dur={seconds * 1000:.2f}" for name, seconds in outcome.timings.items()]
+    parts.append(f"total;dur={total * 1000:.2f}")
+    return ", ".join(parts)

@@ -1,0 +1,43 @@
+"""Dependencies shared by routers, as `Annotated` aliases so route signatures read like prose."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from ..errors import NotFound, Unauthorized
+from ..runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The process's runtime, attached to the app at creation."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
+    """The token of an `Authorization: Bearer ...` header, or 401."""
+    if not authorization:
+        raise Unauthorized("missing Authorization: Bearer <token> header", code="missing_token")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("expected Authorization: Bearer <token>", code="invalid_token")
+    return token.strip()
+
+
+def visitor_conversation(
+    conversation_id: str, runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]
+) -> str:
+    """The conversation id from the path, once the visitor's token is shown to grant it."""
+    granted = runtime.tokens.conversation_id(token)
+    if granted != conversation_id:
+        # Same answer as for an id that does not exist: a token never reveals other conversations.
+        raise NotFound("conversation not found")
+    return conversation_id
+
+
+VisitorConversation = Annotated[str, Depends(visitor_conversation)]

@@ -1,0 +1,154 @@
+"""Settings: one pydantic-settings class, read from the environment (prefix SUPPORTBOT_) and `.env`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Prices in USD per 1,000,000 tokens, (input, output). Public list prices when written;
+# override with SUPPORTBOT_MODEL_PRICES for your contract or another provider.
+DEFAULT_MODEL_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "offline": (0.0, 0.0),
+}
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each has a default that works on a laptop."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SUPPORTBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+    knowledge_dir: Path = PROJECT_ROOT / "knowledge"
+    prompt: str = "support@production"
+
+    openai_base_url: str | None = None
+    openai_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("SUPPORTBOT_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    model: str = "gpt-4o-mini"
+    openai_timeout: float = Field(default=30.0, gt=0, description="seconds per upstream attempt")
+    openai_max_retries: int = Field(default=1, ge=0, le=3)
+    max_tokens: int = Field(default=512, ge=1)
+    model_prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_MODEL_PRICES))
+
+    company_name: str = "Acme"
+    product_name: str = "Analytics"
+
+    admin_token: str | None = None
+    secret_key: str | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    token_max_age_days: int = Field(default=30, ge=1)
+
+    max_message_chars: int = Field(default=4000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_turns: int = Field(default=100, ge=1, description="user messages per conversation")
+    history_max_messages: int = Field(default=20, ge=1)
+    history_max_chars: int = Field(default=16000, ge=100)
+
+    knowledge_inline_max_chars: int = Field(
+        default=12000, ge=0, description="knowledge bases larger than this are retrieved top-k"
+    )
+    knowledge_top_k: int = Field(default=8, ge=1)
+    offline_min_score: float = Field(default=3.0, ge=0, description="BM25 score an entry needs to be answered offline")
+    reload_interval: float = Field(default=1.0, ge=0, description="seconds between file change checks")
+
+    model_unavailable_reply: str = (
+        "Sorry, I can't answer right now. I've passed your message to our support team, "
+        "and a person will get back to you here."
+    )
+    handoff_reply: str = (
+        "I'm handing this conversation to a member of our support team. "
+        "They will reply here as soon as they can."
+    )
+
+    log_level: str = "INFO"
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
+        if isinstance(value, list):
+            return [str(origin).strip().rstrip("/") for origin in value if str(origin).strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'supportbot.db').resolve()}"
+
+    @property
+    def hosted_model_configured(self) -> bool:
+        """True when a hosted model can be called (an API key is set)."""
+        return bool(self.openai_api_key)
+
+    def price_per_token(self, model: str) -> tuple[float, float] | None:
+        """(input, output) USD per token for a model, matching dated variants by prefix."""
+        prices = self.model_prices.get(model)
+        if prices is None:
+            candidates = [name for name in self.model_prices if model.startswith(name)]
+            if not candidates:
+                return None
+            prices = self.model_prices[max(candidates, key=len)]
+        return prices[0] / 1_000_000, prices[1] / 1_000_000
+
+
+def load_or_create_secret(settings: Settings, name: str, nbytes: int = 32) -> str:
+    """Read a generated secret from the data directory, creating it (mode 0600) on first use."""
+    path = settings.data_dir / name
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+        if value:
+            return value
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+    tmp.write_text(value + "\n", encoding="utf-8")
+    tmp.chmod(0o600)
+    try:
+        # link() refuses to overwrite: when several workers start at once, the first one wins
+        os.link(tmp, path)
+    except FileExistsError:
+        value = path.read_text(encoding="utf-8").strip()
+    finally:
+        tmp.unlink()
+    return value
+
+
+def secret_key(settings: Settings) -> str:
+    """The signing key for visitor tokens: from the environment, else generated into the data dir."""
+    return settings.secret_key or load_or_create_secret(settings, "secret_key")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, cached so every caller sees one object."""
+    return Settings()

@@ -1,0 +1,91 @@
+"""`supportbot prompt list|show|check`: what people editing prompt and knowledge files run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .config import Settings
+from .errors import ConfigError
+from .knowledge import KnowledgeStore
+from .prompts import PromptRegistry, estimate_tokens
+
+
+def _load(settings: Settings) -> tuple[PromptRegistry, KnowledgeStore]:
+    return PromptRegistry(settings.prompts_dir, interval=0), KnowledgeStore(settings.knowledge_dir, interval=0)
+
+
+def list_prompts(settings: Settings) -> int:
+    """Print every prompt version with its labels and description."""
+    registry, _ = _load(settings)
+    labels = registry.labels()
+    for name, versions in sorted(registry.versions().items()):
+        for version in sorted(versions.values(), key=lambda v: v.version):
+            tags = [label for label, target in labels.get(name, {}).items() if target == version.version]
+            served = " (served)" if _served(registry, settings) == version.ref else ""
+            tag_text = f" [{', '.join(tags)}]" if tags else ""
+            print(f"{version.ref:<20}{tag_text}{served}  {version.description}")
+    return 0
+
+
+def _served(registry: PromptRegistry, settings: Settings) -> str | None:
+    try:
+        return registry.resolve(settings.prompt).ref
+    except LookupError:
+        return None
+
+
+def show_prompt(settings: Settings, ref: str | None, query: str) -> int:
+    """Print the assembled system prompt of a version, with its sha256 and a token estimate."""
+    registry, store = _load(settings)
+    try:
+        version = registry.resolve(ref or settings.prompt)
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    knowledge = store.current()
+    if knowledge.size_chars <= settings.knowledge_inline_max_chars:
+        issues, complete, how = knowledge.issues, True, f"all {len(knowledge.issues)} known issues"
+    else:
+        issues = tuple(i for i, _ in knowledge.search(query, settings.knowledge_top_k))
+        complete = False
+        how = f"top {settings.knowledge_top_k} of {len(knowledge.issues)} known issues for --query {query!r}"
+    rendered = registry.assemble(version, knowledge, issues, complete=complete,
+                                 company=settings.company_name, product=settings.product_name)
+    print(f"# {rendered.ref} sha256={rendered.sha256} ~{estimate_tokens(rendered.text)} tokens "
+          f"(estimate: characters / 4); knowledge: {how}", file=sys.stderr)
+    sys.stdout.write(rendered.text)
+    return 0
+
+
+def find_problems(settings: Settings, registry: PromptRegistry, store: KnowledgeStore) -> list[ConfigError]:
+    """Every problem in the prompt, label and knowledge files, with file and line."""
+    problems = list(registry.errors()) + list(store.errors())
+    knowledge = store.current()
+    for versions in registry.versions().values():
+        for version in versions.values():
+            try:
+                registry.render(version, {"company": settings.company_name, "product": settings.product_name,
+                                          "known_issues": [i.as_context() for i in knowledge.issues],
+                                          "knowledge_complete": True})
+            except ConfigError as error:
+                problems.append(error)
+    try:
+        registry.resolve(settings.prompt)
+    except LookupError as error:
+        problems.append(ConfigError("SUPPORTBOT_PROMPT", None, str(error)))
+    return problems
+
+
+def check_files(settings: Settings) -> int:
+    """Report problems; exit status 1 when there is any."""
+    # The report below names every problem; the loaders' own log lines would only repeat them.
+    logging.getLogger("service.watched").setLevel(logging.CRITICAL)
+    registry, store = _load(settings)
+    problems = find_problems(settings, registry, store)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    versions = sum(len(v) for v in registry.versions().values())
+    print(f"{versions} prompt versions, {len(store.current().issues)} known issues: "
+          f"{'ok' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0

@@ -1,0 +1,242 @@
+"""Versioned system prompts: Jinja2 files with front matter, labels, and assembly with the knowledge."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from .errors import ConfigError
+from .knowledge import KnowledgeBase, KnownIssue
+from .watched import WatchedFiles
+
+TEMPLATE_SUFFIX = ".md.j2"
+LABELS_FILE = "labels.yaml"
+FRONT_MATTER_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "description": str, "model": str, "temperature": (int, float), "max_tokens": int,
+}
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SAMPLE_CONTEXT: dict[str, Any] = {
+    "company": "Example",
+    "product": "Product",
+    "known_issues": [{"id": "sample", "title": "Sample", "keywords": ["sample"], "solution": "Do this.",
+                      "escalate": False}],
+    "knowledge_complete": True,
+}
+_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False
+)
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count for English text: one token per four characters (OpenAI's rule of thumb).
+
+    Used only where the API reports no usage (prompt display, offline replies); logged usage always
+    comes from the API.
+    """
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+@dataclass(frozen=True)
+class PromptVersion:
+    """One prompt file: `prompts/<name>/<version>.md.j2`."""
+
+    name: str
+    version: str
+    path: Path
+    source: str
+    template: jinja2.Template
+    description: str = ""
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """The exact system prompt sent to the model, addressed by its sha256."""
+
+    name: str
+    version: str
+    text: str
+    sha256: str
+    known_issue_ids: tuple[str, ...]
+    knowledge_complete: bool
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def _split_front_matter(text: str, source: str) -> tuple[dict[str, Any], str, int]:
+    if not text.startswith("---"):
+        return {}, text, 0
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines[1:], start=1):
+        if line.strip() == "---":
+            try:
+                meta = yaml.safe_load("".join(lines[1:i])) or {}
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                line_no = mark.line + 2 if mark is not None else 1
+                raise ConfigError(source, line_no, f"front matter is not valid YAML: {error}") from None
+            if not isinstance(meta, dict):
+                raise ConfigError(source, 2, "front matter must be 'key: value' lines")
+            return meta, "".join(lines[i + 1 :]), i + 1
+    raise ConfigError(source, 1, "front matter opened with '---' is never closed")
+
+
+def _check_front_matter(meta: dict[str, Any], source: str) -> None:
+    for key, value in meta.items():
+        expected = FRONT_MATTER_FIELDS.get(key)
+        if expected is None:
+            allowed = ", ".join(sorted(FRONT_MATTER_FIELDS))
+            raise ConfigError(source, 2, f"unknown front matter field '{key}' (allowed: {allowed})")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(source, 2, f"front matter field '{key}' has the wrong type: {value!r}")
+    if "max_tokens" in meta and meta["max_tokens"] < 1:
+        raise ConfigError(source, 2, "max_tokens must be at least 1")
+
+
+def parse_prompt_file(path: Path) -> PromptVersion:
+    """Parse and compile one prompt version; raise ConfigError with file and line when broken."""
+    source = str(path)
+    text = path.read_text(encoding="utf-8")
+    meta, body, offset = _split_front_matter(text, source)
+    _check_front_matter(meta, source)
+    version = path.name[: -len(TEMPLATE_SUFFIX)]
+    if not _VERSION.match(version):
+        raise ConfigError(source, None, f"'{version}' is not a valid version name (letters, digits, . _ -)")
+    try:
+        template = _ENV.from_string(body)
+    except jinja2.TemplateSyntaxError as error:
+        raise ConfigError(source, (error.lineno or 0) + offset, f"template syntax: {error.message}") from None
+    prompt = PromptVersion(
+        name=path.parent.name,
+        version=version,
+        path=path,
+        source=body,
+        template=template,
+        description=str(meta.get("description", "")),
+        model=meta.get("model"),
+        temperature=float(meta["temperature"]) if "temperature" in meta else None,
+        max_tokens=meta.get("max_tokens"),
+    )
+    try:
+        # A trial render catches unknown variables now, so a bad edit never replaces a good version.
+        template.render(**SAMPLE_CONTEXT)
+    except jinja2.TemplateError as error:
+        raise _render_error(prompt, error) from None
+    return prompt
+
+
+def parse_labels_file(path: Path) -> dict[str, str]:
+    """Parse `labels.yaml`: label -> version, e.g. `production: v2`."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise ConfigError(str(path), mark.line + 1 if mark else None, f"not valid YAML: {error}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str | int | float) for k, v in data.items()
+    ):
+        raise ConfigError(str(path), 1, "labels must be 'label: version' lines, e.g. 'production: v2'")
+    return {k: str(v) for k, v in data.items()}
+
+
+def _render_error(version: PromptVersion, error: Exception) -> ConfigError:
+    line = getattr(error, "lineno", None)
+    return ConfigError(str(version.path), line, f"cannot render: {error}")
+
+
+class PromptRegistry:
+    """All prompt versions and labels under a directory, re-read when files change."""
+
+    def __init__(self, root: Path, interval: float = 1.0, cache_size: int = 256) -> None:
+        self.root = root
+        self._templates = WatchedFiles(root=root, pattern=f"*/*{TEMPLATE_SUFFIX}", parse=parse_prompt_file,
+                                       interval=interval)
+        self._labels = WatchedFiles(root=root, pattern=f"*/{LABELS_FILE}", parse=parse_labels_file,
+                                    interval=interval)
+        self._cache: OrderedDict[tuple[Any, ...], RenderedPrompt] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def versions(self) -> dict[str, dict[str, PromptVersion]]:
+        """name -> version -> PromptVersion, as the files are now."""
+        result: dict[str, dict[str, PromptVersion]] = {}
+        for version in self._templates.current().items.values():
+            result.setdefault(version.name, {})[version.version] = version
+        return result
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        """name -> label -> version."""
+        return {path.parent.name: labels for path, labels in self._labels.current().items.items()}
+
+    def errors(self) -> list[ConfigError]:
+        """Problems in prompt files and labels at the last look, plus labels that point nowhere."""
+        errors = list(self._templates.current().errors) + list(self._labels.current().errors)
+        versions = self.versions()
+        for path, labels in self._labels.current().items.items():
+            for label, target in labels.items():
+                if target not in versions.get(path.parent.name, {}):
+                    errors.append(ConfigError(str(path), None, f"label '{label}' points to missing version '{target}'"))
+        return errors
+
+    def resolve(self, spec: str) -> PromptVersion:
+        """`support@production`, `support@v2` or `support` (its `production` label) -> a version."""
+        name, _, wanted = spec.partition("@")
+        wanted = wanted or "production"
+        versions = self.versions().get(name)
+        if not versions:
+            raise LookupError(f"no prompt named '{name}' in {self.root}")
+        target = self.labels().get(name, {}).get(wanted, wanted)
+        if target not in versions:
+            raise LookupError(f"prompt '{name}' has no version or label '{wanted}'")
+        return versions[target]
+
+    def render(self, version: PromptVersion, context: dict[str, Any]) -> str:
+        """Render a version with the given variables (StrictUndefined: a missing one is an error)."""
+        try:
+            return version.template.render(**context).strip() + "\n"
+        except jinja2.TemplateError as error:
+            raise _render_error(version, error) from None
+
+    def assemble(
+        self, version: PromptVersion, knowledge: KnowledgeBase, issues: tuple[KnownIssue, ...],
+        *, complete: bool, company: str, product: str,
+    ) -> RenderedPrompt:
+        """The system prompt for `version` with `issues` injected, cached per inputs."""
+        key = (version.path, id(version), knowledge.revision, tuple(i.id for i in issues), company, product)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        text = self.render(version, {
+            "company": company,
+            "product": product,
+            "known_issues": [i.as_context() for i in issues],
+            "knowledge_complete": complete,
+        })
+        rendered = RenderedPrompt(
+            name=version.name, version=version.version, text=text,
+            sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            known_issue_ids=tuple(i.id for i in issues), knowledge_complete=complete,
+        )
+        with self._lock:
+            self._cache[key] = rendered
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return rendered

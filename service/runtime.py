@@ -1,0 +1,78 @@
+"""The parts a running service is made of, built once per process from the settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+from .auth import VisitorTokens
+from .config import Settings, secret_key
+from .db import create_db_engine, make_session_factory
+from .knowledge import KnowledgeStore
+from .llm import OfflineProvider, OpenAIProvider, Provider
+from .prompts import PromptRegistry
+from .store import ConversationLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Settings, database, prompt files, knowledge and model providers of one process.
+
+    Holds no conversation state: everything about a conversation lives in the database.
+    """
+
+    settings: Settings
+    log: ConversationLog
+    prompts: PromptRegistry
+    knowledge: KnowledgeStore
+    provider: Provider
+    offline: OfflineProvider
+    tokens: VisitorTokens
+
+    @classmethod
+    def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
+        """Wire the parts together; the hosted model is used only when an API key is configured."""
+        engine = create_db_engine(settings.resolved_database_url)
+        knowledge = KnowledgeStore(settings.knowledge_dir, interval=settings.reload_interval)
+        offline = OfflineProvider(knowledge.current, min_score=settings.offline_min_score)
+        provider: Provider = offline
+        if settings.hosted_model_configured:
+            provider = OpenAIProvider(settings, http_client=http_client)
+        return cls(
+            settings=settings,
+            log=ConversationLog(engine, make_session_factory(engine)),
+            prompts=PromptRegistry(settings.prompts_dir, interval=settings.reload_interval),
+            knowledge=knowledge,
+            provider=provider,
+            offline=offline,
+            tokens=VisitorTokens(secret_key(settings), settings.token_max_age_days * 86400),
+        )
+
+    @property
+    def model(self) -> str:
+        """The model name requests are sent with (`offline` when no hosted model is configured)."""
+        return self.settings.model if self.provider is not self.offline else OfflineProvider.model
+
+    def describe(self) -> str:
+        """One line for the start-up log: provider, prompt, database and knowledge in use."""
+        url = self.log.engine.url.render_as_string(hide_password=True)
+        base = self.knowledge.current()
+        provider = (
+            f"provider=openai model={self.settings.model} base_url={self.settings.openai_base_url or 'default'}"
+            if self.provider is not self.offline
+            else "provider=offline (no API key set: answering from the knowledge base)"
+        )
+        return (
+            f"{provider} prompt={self.settings.prompt} database={url} "
+            f"knowledge={self.settings.knowledge_dir} ({len(base.issues)} known issues)"
+        )
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        if isinstance(self.provider, OpenAIProvider):
+            await self.provider.aclose()
+        self.log.engine.dispose()

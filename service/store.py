@@ -1,0 +1,221 @@
+"""The conversation log: every read and write of conversations, messages, prompts and escalations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .db import transaction
+from .errors import NotFound, Unprocessable
+from .models import Conversation, ConversationStatus, Escalation, Message, PromptSnapshot, Role, utcnow
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    """What the first write of a turn returns: the stored user message and the context to answer it."""
+
+    conversation_id: str
+    user_message: Message
+    conversation_status: str
+    history: list[Message]
+    reply: Message | None = None
+    escalation: Escalation | None = None
+
+
+@dataclass(frozen=True)
+class ReplyRecord:
+    """Everything the second write of a turn stores."""
+
+    conversation_id: str
+    reply_to_id: int
+    content: str
+    status: str
+    provider: str
+    model_requested: str
+    model_reported: str | None
+    prompt_name: str
+    prompt_version: str
+    prompt_sha256: str
+    prompt_text: str
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    latency_ms: int
+    tool_calls: list[dict[str, Any]] | None = None
+    escalation_reason: str | None = None
+    escalation_detail: str | None = None
+    escalation_summary: str | None = None
+
+
+class ConversationLog:
+    """Storage for one database; all methods are blocking and each runs its own transaction."""
+
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self._known_snapshots: set[str] = set()
+
+    def create_conversation(self, visitor: dict[str, Any] | None = None) -> Conversation:
+        """A new open conversation."""
+        with transaction(self.sessions) as session:
+            conversation = Conversation(visitor=visitor, status=ConversationStatus.OPEN, user_turns=0)
+            session.add(conversation)
+        return conversation
+
+    def get_conversation(self, conversation_id: str) -> Conversation:
+        """The conversation, or NotFound."""
+        with self.sessions() as session:
+            conversation = session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise NotFound("conversation not found")
+        return conversation
+
+    def transcript(self, conversation_id: str) -> tuple[Conversation, list[Message]]:
+        """The conversation and all its messages, oldest first."""
+        with self.sessions() as session:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
+                raise NotFound("conversation not found")
+            messages = list(session.scalars(
+                select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)
+            ))
+        return conversation, messages
+
+    def begin_turn(
+        self, conversation_id: str, content: str, client_message_id: str | None, *,
+        max_turns: int, history_limit: int,
+    ) -> TurnStart:
+        """Store the user message in its own committed transaction, with the history to answer it.
+
+        A repeated `client_message_id` stores nothing and returns the first message (and its
+        reply, when there is one), so retries from a flaky network are answered once.
+        """
+        try:
+            return self._begin_turn(conversation_id, content, client_message_id, max_turns, history_limit)
+        except IntegrityError:
+            # Two sends with one client_message_id raced; the other one stored it first.
+            if client_message_id is None:
+                raise
+            replay = self._replay(conversation_id, client_message_id, history_limit)
+            assert replay is not None
+            return replay
+
+    def _begin_turn(
+        self, conversation_id: str, content: str, client_message_id: str | None,
+        max_turns: int, history_limit: int,
+    ) -> TurnStart:
+        if client_message_id is not None:
+            replay = self._replay(conversation_id, client_message_id, history_limit)
+            if replay is not None:
+                return replay
+        with transaction(self.sessions) as session:
+            counted = session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id, Conversation.user_turns < max_turns)
+                .values(user_turns=Conversation.user_turns + 1, updated_at=utcnow())
+                .returning(Conversation.status)
+            ).first()
+            if counted is None:
+                if session.get(Conversation, conversation_id) is None:
+                    raise NotFound("conversation not found")
+                raise Unprocessable(
+                    f"this conversation reached its limit of {max_turns} messages; start a new one",
+                    code="conversation_too_long",
+                )
+            message = Message(conversation_id=conversation_id, role=Role.USER, content=content,
+                              client_message_id=client_message_id)
+            session.add(message)
+            session.flush()
+            history = self._history(session, conversation_id, before_id=message.id, limit=history_limit)
+        return TurnStart(conversation_id, message, counted.status, history)
+
+    def _replay(self, conversation_id: str, client_message_id: str, history_limit: int) -> TurnStart | None:
+        with self.sessions() as session:
+            message = session.scalars(select(Message).where(
+                Message.conversation_id == conversation_id, Message.client_message_id == client_message_id
+            )).first()
+            if message is None:
+                return None
+            conversation = session.get(Conversation, conversation_id)
+            assert conversation is not None
+            reply, escalation = self._reply_of(session, message.id)
+            history = [] if reply else self._history(session, conversation_id, message.id, history_limit)
+        return TurnStart(conversation_id, message, conversation.status, history, reply, escalation)
+
+    def find_reply(self, message_id: int) -> tuple[Message | None, Escalation | None]:
+        """The reply to a user message and the escalation it triggered, if any."""
+        with self.sessions() as session:
+            return self._reply_of(session, message_id)
+
+    @staticmethod
+    def _reply_of(session: Session, message_id: int) -> tuple[Message | None, Escalation | None]:
+        reply = session.scalars(select(Message).where(Message.reply_to_id == message_id)).first()
+        escalation = session.scalars(
+            select(Escalation).where(Escalation.message_id == message_id).order_by(Escalation.id.desc())
+        ).first()
+        return reply, escalation
+
+    @staticmethod
+    def _history(session: Session, conversation_id: str, before_id: int, limit: int) -> list[Message]:
+        rows = session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.id < before_id)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        return list(reversed(list(rows)))
+
+    def record_reply(self, record: ReplyRecord) -> tuple[Message, Escalation | None]:
+        """Store the assistant reply, its prompt snapshot and any escalation, in one transaction."""
+        with transaction(self.sessions) as session:
+            self._ensure_snapshot(session, record)
+            reply = Message(
+                conversation_id=record.conversation_id, role=Role.ASSISTANT, content=record.content,
+                reply_to_id=record.reply_to_id, provider=record.provider,
+                model_requested=record.model_requested, model_reported=record.model_reported,
+                prompt_name=record.prompt_name, prompt_version=record.prompt_version,
+                prompt_sha256=record.prompt_sha256, tokens_in=record.tokens_in, tokens_out=record.tokens_out,
+                cost_usd=record.cost_usd, latency_ms=record.latency_ms, status=record.status,
+                tool_calls=record.tool_calls,
+            )
+            session.add(reply)
+            escalation = None
+            if record.escalation_reason is not None:
+                escalation = Escalation(
+                    conversation_id=record.conversation_id, message_id=record.reply_to_id,
+                    reason=record.escalation_reason, detail=record.escalation_detail,
+                    summary=record.escalation_summary,
+                )
+                session.add(escalation)
+                session.execute(
+                    update(Conversation)
+                    .where(Conversation.id == record.conversation_id)
+                    .values(status=ConversationStatus.ESCALATED, updated_at=utcnow())
+                )
+        self._known_snapshots.add(record.prompt_sha256)
+        return reply, escalation
+
+    def _ensure_snapshot(self, session: Session, record: ReplyRecord) -> None:
+        if record.prompt_sha256 in self._known_snapshots:
+            return
+        values = {
+            "sha256": record.prompt_sha256, "prompt_name": record.prompt_name,
+            "prompt_version": record.prompt_version, "content": record.prompt_text, "created_at": utcnow(),
+        }
+        insert = pg_insert if session.bind is not None and session.bind.dialect.name == "postgresql" \
+            else sqlite_insert
+        session.execute(insert(PromptSnapshot).values(**values).on_conflict_do_nothing())
+
+    def snapshot(self, sha256: str) -> PromptSnapshot:
+        """The exact system prompt stored under `sha256`."""
+        with self.sessions() as session:
+            found = session.get(PromptSnapshot, sha256)
+        if found is None:
+            raise NotFound(f"no prompt snapshot {sha256}")
+        return found

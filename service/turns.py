@@ -1,0 +1,257 @@
+"""One user message -> one reply: the only place that orchestrates a turn.
+
+store user message (committed) -> assemble prompt -> provider -> detect escalation -> store reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio import to_thread
+from sqlalchemy.exc import IntegrityError
+
+from .errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
+from .escalation import MODEL_UNAVAILABLE, EscalationSignal, detect_after
+from .llm import ChatRequest, Completion, StreamBroken, TextDelta
+from .models import Escalation, FinishStatus, Message, Role
+from .prompts import PromptVersion, RenderedPrompt
+from .runtime import Runtime
+from .store import ReplyRecord, TurnStart
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_NOTE = "\n\n(This answer was interrupted. A member of our team will follow up here.)"
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """The result of a turn, as the API returns it."""
+
+    conversation_id: str
+    message_id: int
+    reply_id: int
+    reply: str
+    status: str
+    escalation: EscalationSignal | None
+    prompt_version: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The public JSON shape of a turn."""
+        return {
+            "message_id": self.message_id,
+            "reply": {"message_id": self.reply_id, "content": self.reply, "status": self.status},
+            "escalated": self.escalation is not None,
+            "escalation": self.escalation.public() if self.escalation else None,
+            "prompt_version": self.prompt_version,
+        }
+
+
+def check_message(runtime: Runtime, content: str) -> str:
+    """The message as it will be stored, or a clear error when it is empty or too long."""
+    text = content.strip()
+    if not text:
+        raise Unprocessable("message content is empty", code="empty_message")
+    limit = runtime.settings.max_message_chars
+    if len(text) > limit:
+        raise PayloadTooLarge(f"message is {len(text)} characters; the limit is {limit}", code="message_too_long")
+    return text
+
+
+async def start_turn(
+    runtime: Runtime, conversation_id: str, content: str, client_message_id: str | None = None
+) -> Turn:
+    """Validate and store the user message (committed before anything else); return the turn to run."""
+    text = check_message(runtime, content)
+    started = time.perf_counter()
+    start = await to_thread.run_sync(lambda: runtime.log.begin_turn(
+        conversation_id, text, client_message_id,
+        max_turns=runtime.settings.max_turns, history_limit=runtime.settings.history_max_messages,
+    ))
+    return Turn(runtime, start, db_seconds=time.perf_counter() - started)
+
+
+class Turn:
+    """A stored user message waiting for its reply."""
+
+    def __init__(self, runtime: Runtime, start: TurnStart, db_seconds: float = 0.0) -> None:
+        self.runtime = runtime
+        self.start = start
+        self.timings: dict[str, float] = {"db": db_seconds, "upstream": 0.0}
+        self._text_sent: list[str] = []
+
+    async def run(self) -> TurnOutcome:
+        """The whole turn without streaming."""
+        outcome: TurnOutcome | None = None
+        async for event in self.events(stream=False):
+            if isinstance(event, TurnOutcome):
+                outcome = event
+        assert outcome is not None
+        return outcome
+
+    async def events(self, stream: bool) -> AsyncIterator[TextDelta | TurnOutcome]:
+        """Text deltas (when streaming), then the outcome; a client that goes away leaves a `partial` reply."""
+        if self.start.reply is not None:
+            yield _stored_outcome(self.start, self.start.reply, self.start.escalation)
+            return
+        try:
+            version = self.runtime.prompts.resolve(self.runtime.settings.prompt)
+        except LookupError as error:
+            raise ServiceUnavailable(f"prompt not available: {error}", code="prompt_unavailable") from None
+        prompt = self._assemble_prompt(version)
+        request = self._request(version, prompt)
+        began = time.perf_counter()
+        completion: Completion | None = None
+        status = FinishStatus.OK
+        signal: EscalationSignal | None = None
+        try:
+            if stream:
+                async for event in self.runtime.provider.stream(request):
+                    if isinstance(event, TextDelta):
+                        self._text_sent.append(event.text)
+                        yield event
+                    else:
+                        completion = event
+            else:
+                completion = await self.runtime.provider.complete(request)
+        except StreamBroken as error:
+            log.warning("conversation=%s upstream stream broke: %s", self.start.conversation_id, error)
+            completion, status = error.partial, FinishStatus.PARTIAL
+            signal = EscalationSignal(MODEL_UNAVAILABLE, detail=str(error))
+        except Exception as error:  # noqa: BLE001 - any provider failure must end in a polite handover
+            log.warning("conversation=%s model unavailable: %s", self.start.conversation_id, error)
+            status = FinishStatus.FAILED
+            signal = EscalationSignal(MODEL_UNAVAILABLE, detail=str(error) or type(error).__name__)
+        except BaseException:
+            # The client went away (cancelled): keep what was produced, marked partial, then stop.
+            with anyio.CancelScope(shield=True):
+                await self._store(prompt, request, None, FinishStatus.PARTIAL, None, began, "".join(self._text_sent))
+            raise
+        text = self._reply_text(completion, status, signal)
+        if signal is None and completion is not None:
+            signal = detect_after(completion)
+        if signal is not None and completion is not None and not completion.text.strip():
+            text = self.runtime.settings.handoff_reply
+        extra = text[len("".join(self._text_sent)):] if text.startswith("".join(self._text_sent)) else ""
+        if stream and extra:
+            yield TextDelta(extra)
+        yield await self._store(prompt, request, completion, status, signal, began, text)
+
+    def _reply_text(self, completion: Completion | None, status: str, signal: EscalationSignal | None) -> str:
+        if status == FinishStatus.FAILED:
+            return self.runtime.settings.model_unavailable_reply
+        assert completion is not None
+        if status == FinishStatus.PARTIAL:
+            return completion.text + INTERRUPTED_NOTE
+        return completion.text
+
+    def _assemble_prompt(self, version: PromptVersion) -> RenderedPrompt:
+        runtime = self.runtime
+        settings = runtime.settings
+        knowledge = runtime.knowledge.current()
+        if knowledge.size_chars <= settings.knowledge_inline_max_chars:
+            issues, complete = knowledge.issues, True
+        else:
+            query = " ".join(m.content for m in [*self.start.history[-3:], self.start.user_message]
+                             if m.role == Role.USER)
+            issues = tuple(issue for issue, _ in knowledge.search(query, settings.knowledge_top_k))
+            complete = False
+        return runtime.prompts.assemble(version, knowledge, issues, complete=complete,
+                                        company=settings.company_name, product=settings.product_name)
+
+    def _request(self, version: PromptVersion, prompt: RenderedPrompt) -> ChatRequest:
+        settings = self.runtime.settings
+        messages = [{"role": "system", "content": prompt.text}]
+        messages += model_history(self.start.history, settings.history_max_chars)
+        messages.append({"role": "user", "content": self.start.user_message.content})
+        return ChatRequest(
+            model=version.model or self.runtime.model,
+            messages=messages,
+            max_tokens=version.max_tokens or settings.max_tokens,
+            temperature=version.temperature,
+        )
+
+    async def _store(
+        self, prompt: RenderedPrompt, request: ChatRequest, completion: Completion | None, status: str,
+        signal: EscalationSignal | None, began: float, text: str,
+    ) -> TurnOutcome:
+        latency = time.perf_counter() - began
+        self.timings["upstream"] = latency
+        provider = self.runtime.provider.name
+        record = ReplyRecord(
+            conversation_id=self.start.conversation_id, reply_to_id=self.start.user_message.id,
+            content=text, status=status, provider=provider, model_requested=request.model,
+            model_reported=completion.model_reported if completion else None,
+            prompt_name=prompt.name, prompt_version=prompt.version, prompt_sha256=prompt.sha256,
+            prompt_text=prompt.text,
+            tokens_in=completion.tokens_in if completion else None,
+            tokens_out=completion.tokens_out if completion else None,
+            cost_usd=self._cost(request.model, completion),
+            latency_ms=round(latency * 1000),
+            tool_calls=[c.as_openai() for c in completion.tool_calls] if completion and completion.tool_calls
+            else None,
+            escalation_reason=signal.reason if signal else None,
+            escalation_detail=signal.detail if signal else None,
+            escalation_summary=signal.summary if signal else None,
+        )
+        written = time.perf_counter()
+        try:
+            reply, escalation = await to_thread.run_sync(self.runtime.log.record_reply, record)
+        except IntegrityError:
+            # The same message was answered by a concurrent retry; return that answer.
+            found, escalation = await to_thread.run_sync(self.runtime.log.find_reply, self.start.user_message.id)
+            assert found is not None
+            return _stored_outcome(self.start, found, escalation)
+        self.timings["db"] += time.perf_counter() - written
+        log.info("conversation=%s message=%s reply=%s provider=%s status=%s escalation=%s latency_ms=%s",
+                 self.start.conversation_id, self.start.user_message.id, reply.id, provider, status,
+                 escalation.reason if escalation else None, record.latency_ms)
+        return TurnOutcome(
+            conversation_id=self.start.conversation_id, message_id=self.start.user_message.id,
+            reply_id=reply.id, reply=text, status=status, escalation=signal,
+            prompt_version=prompt.ref, timings=dict(self.timings),
+        )
+
+    def _cost(self, model: str, completion: Completion | None) -> float | None:
+        if completion is None or completion.tokens_in is None or completion.tokens_out is None:
+            return None
+        prices = self.runtime.settings.price_per_token(completion.model_reported or model) \
+            or self.runtime.settings.price_per_token(model)
+        if prices is None:
+            return None
+        return round(completion.tokens_in * prices[0] + completion.tokens_out * prices[1], 8)
+
+
+def model_history(history: list[Message], max_chars: int) -> list[dict[str, str]]:
+    """Earlier messages in the model's format, newest kept first when over `max_chars`.
+
+    Agent replies are shown to the model as the assistant's; failed bot replies are left out.
+    """
+    kept: list[dict[str, str]] = []
+    total = 0
+    for message in reversed(history):
+        if message.role == Role.ASSISTANT and message.status == FinishStatus.FAILED:
+            continue
+        if message.role not in (Role.USER, Role.ASSISTANT, Role.AGENT):
+            continue
+        total += len(message.content)
+        if total > max_chars:
+            break
+        kept.append({"role": "user" if message.role == Role.USER else "assistant", "content": message.content})
+    kept.reverse()
+    return kept
+
+
+def _stored_outcome(start: TurnStart, reply: Message, escalation: Escalation | None) -> TurnOutcome:
+    signal = EscalationSignal(escalation.reason, escalation.detail, escalation.summary) if escalation else None
+    version = f"{reply.prompt_name}@{reply.prompt_version}" if reply.prompt_name else None
+    return TurnOutcome(
+        conversation_id=start.conversation_id, message_id=start.user_message.id, reply_id=reply.id,
+        reply=reply.content, status=reply.status, escalation=signal, prompt_version=version,
+    )
+

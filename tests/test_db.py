@@ -1,0 +1,45 @@
+"""Migrations build exactly the schema of the models; SQLite runs durable and concurrent-friendly."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from service.db import create_db_engine, current_revision, head_revision, upgrade
+from service.models import Base
+
+
+def test_migrations_on_a_blank_database_match_the_models(database_url: str) -> None:
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+
+    assert differences == []
+
+
+def test_database_is_at_head_and_has_the_core_tables(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+
+    assert current_revision(engine) == head_revision()
+    assert {"conversations", "messages", "prompt_snapshots", "escalations", "feedback"} <= set(
+        inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_upgrade_creates_the_sqlite_file_and_its_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "new" / "dir" / "bot.db"
+
+    upgrade(f"sqlite:///{path}")
+
+    assert path.exists()
+
+
+def test_sqlite_uses_wal_and_full_sync(sqlite_url: str) -> None:
+    engine = create_db_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()

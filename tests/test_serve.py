@@ -1,0 +1,71 @@
+"""The service as a new user runs it: a real process on a real port, the README's curl flow."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .factories import parse_sse
+
+SUPPORTBOT = str(Path(sys.executable).parent / "supportbot")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`supportbot db upgrade` then `supportbot serve` with no API key, in a fresh data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI_"))}
+    env["SUPPORTBOT_DATA_DIR"] = str(tmp_path / "data")
+    subprocess.run([SUPPORTBOT, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=tmp_path)
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([SUPPORTBOT, "serve", "--port", str(port)], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=tmp_path)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            else:
+                raise AssertionError(f"service did not become ready:\n{log_path.read_text()}")
+            yield base, log_path
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+def test_fresh_service_streams_an_offline_answer(served: tuple[str, Path]) -> None:
+    base, log_path = served
+    created = httpx.post(f"{base}/api/conversations", timeout=5).json()
+    auth = {"Authorization": f"Bearer {created['token']}", "Accept": "text/event-stream"}
+
+    with httpx.stream("POST", f"{base}/api/conversations/{created['conversation_id']}/messages", headers=auth,
+                      json={"content": "Export to CSV fails with an error"}, timeout=10) as response:
+        pieces = list(response.iter_text())
+
+    events = parse_sse("".join(pieces))
+    assert response.status_code == 200
+    assert [name for name, _ in events].count("delta") > 3
+    assert events[-1][0] == "done"
+    assert "CSV export fails" in events[-1][1]["reply"]["content"]  # type: ignore[index]
+    startup = log_path.read_text()
+    assert "provider=offline" in startup and "prompt=support@production" in startup
+    assert "Export to CSV fails" not in startup, "logs carry ids, not message text"
