@@ -79,6 +79,18 @@ class Settings(BaseSettings):
         "They will reply here as soon as they can."
     )
 
+    escalate_after_failures: int = Field(default=2, ge=1, description="'did not help' follow-ups in a row")
+    pause_bot_while_escalated: bool = True
+    escalated_ack_reply: str = (
+        "Thanks, I've added this to your conversation. A member of our support team will reply here."
+    )
+    handoff_webhook_url: str | None = None
+    handoff_webhook_secret: str | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    outbox_poll_interval: float = Field(default=1.0, gt=0)
+    public_url: str = "http://127.0.0.1:8000"
+
     log_level: str = "INFO"
 
     @field_validator("allowed_origins", mode="before")
@@ -104,6 +116,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'supportbot.db').resolve()}"
+
+    @field_validator("admin_token", "secret_key", "handoff_webhook_secret")
+    @classmethod
+    def _strong_secret(cls, value: str | None) -> str | None:
+        if value is not None and len(value.strip()) < 16:
+            raise ValueError("must be at least 16 characters (leave unset to have one generated)")
+        return value
 
     @property
     def hosted_model_configured(self) -> bool:
@@ -146,6 +165,16 @@ def load_or_create_secret(settings: Settings, name: str, nbytes: int = 32) -> st
 def secret_key(settings: Settings) -> str:
     """The signing key for visitor tokens: from the environment, else generated into the data dir."""
     return settings.secret_key or load_or_create_secret(settings, "secret_key")
+
+
+def admin_token(settings: Settings) -> str:
+    """The admin bearer token: from the environment, else generated into the data dir (never empty)."""
+    return settings.admin_token or load_or_create_secret(settings, "admin_token")
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The HMAC key that signs handoff webhooks: from the environment, else generated into the data dir."""
+    return settings.handoff_webhook_secret or load_or_create_secret(settings, "webhook_secret")
 
 
 @lru_cache

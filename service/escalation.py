@@ -1,17 +1,32 @@
-"""Escalation: when a human must take over a conversation, and why."""
+"""Escalation: when a human must take over a conversation, and why.
+
+Deterministic signals (`detect_before`) run on the user's message before any model call, so a refund
+request never waits on, or depends on, the model. Signals in the provider's answer (`detect_after`) come
+from the `escalate_to_human` tool call or the offline provider finding nothing.
+"""
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
+from .knowledge import KnowledgeBase, KnownIssue
 from .llm import ESCALATE_TOOL_NAME, Completion
+from .policies import PolicyRule
 
 log = logging.getLogger(__name__)
 
+USER_REQUEST = "user_request"
+REPEATED_FAILURE = "repeated_failure"
 MODEL_UNAVAILABLE = "model_unavailable"
 MODEL_DECISION = "model_decision"
 NO_ANSWER = "no_answer"
+POLICY_PREFIX = "policy:"
+DETERMINISTIC = (USER_REQUEST, REPEATED_FAILURE)
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,190 @@ class EscalationSignal:
     def public(self) -> dict[str, str | None]:
         """What the visitor's client is told."""
         return {"reason": self.reason, "detail": self.detail}
+
+    @property
+    def deterministic(self) -> bool:
+        """True for the signals checked before the model: user request, policy, repeated failure."""
+        return self.reason in DETERMINISTIC or self.reason.startswith(POLICY_PREFIX)
+
+
+@dataclass(frozen=True)
+class Turnlet:
+    """A past message as the detector sees it: role and text."""
+
+    role: str
+    content: str
+
+
+# Words worth repairing when misspelled ("humen", "speek", "agnet", "suport persn"). Only words of five
+# letters or more are targets, so short everyday words ("sure", "tale") are never turned into others.
+_VOCABULARY = (
+    "human", "humans", "person", "people", "agent", "agents", "speak", "representative", "operator",
+    "someone", "somebody", "support", "customer", "service", "transfer", "connect", "escalate",
+    "refund", "chargeback", "cancel", "subscription", "account", "lawyer", "attorney", "delete",
+    "personal", "hacked", "security", "vulnerability", "unauthorized", "compromised", "contract",
+)
+# Real words one letter away from a vocabulary word: never "repaired" ("contact" is not "contract").
+_REAL_WORDS = frozenset({
+    "contact", "contacts", "contacted", "agenda", "speaker", "speaks", "humane", "persona", "personas",
+    "supports", "services", "connects", "canceled", "cancels", "secure", "deleted", "deletes",
+    "accounts", "operate", "operated", "contracts", "counsel",
+})
+_TOKEN = re.compile(r"[a-z]+")
+
+
+@lru_cache(maxsize=4096)
+def _repair(word: str) -> str:
+    if len(word) < 4 or word in _VOCABULARY or word in _REAL_WORDS:
+        return word
+    close = difflib.get_close_matches(word, _VOCABULARY, n=1, cutoff=0.8)
+    return close[0] if close and len(close[0]) >= 5 else word
+
+
+def normalize(text: str) -> str:
+    """Lower-case, plain quotes, single spaces, common misspellings of key words repaired."""
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+    text = re.sub(r"\s+", " ", text).strip()
+    return _TOKEN.sub(lambda m: _repair(m.group(0)), text)
+
+
+# Phrases where the words for people are harmless: removed before looking for a request for a human.
+_LOOK_ALIKES = re.compile(
+    r"user[- ]agents?|monitoring agents?|\w+ agent (install|version|config)\w*|(sales|account) rep(resentative)?s?"
+    r"|human[- ]resources|human[- ]readable|person[- ]level|per (support )?agents?|by humans|humans vs"
+    r"|['\"](agent|operator|human|person|representative)['\"]|(agent|operator) (column|field|dropdown|filter)"
+    r"|i'?m a real person|i am a real person|(a|one|each|every|the) person (on|in|from) (my|our|the) (team|workspace)"
+    r"|one person|representative sample|(add|invite|remove|delete) (a|the|this|that|another) (person|user|human)"
+    r"|human[- ]in[- ]the[- ]loop"
+)
+_STRONG_HUMAN = re.compile(
+    r"\b(humans?|human beings?|(real|live|actual) (support )?(person|people|humans?|agents?|reps?|representatives?)"
+    r"|(support|service|customer service|customer support) (person|people|agents?|reps?|representatives?|engineers?"
+    r"|staff|team)|customer (service|support)|representatives?|operators?|live (chat|support)"
+    r"|(someone|somebody|anyone|anybody|member|one) (from|on|at|of) (your|the|acme)\b"
+    r"|(someone|somebody|anyone|anybody) (real|human)|phone support"
+    r"|your (support )?(team|staff)|support (team|staff))\b"
+)
+_WEAK_HUMAN = re.compile(
+    r"\b(talk|speak|chat|connect|transfer|put|hand|reach|want|need|like|prefer|rather|get|give|escalate|call|phone)\b"
+    r"( me| us| this| it| over| through| in touch)*( to| with)?( to| with)?( a| an| the| some| your| one)?"
+    r"( real| live| actual| human| support)* (person|people|agents?|someone|somebody|rep)\b"
+)
+_INTENT = re.compile(
+    r"\b(talk|speak|chat|connect|transfer|put (me|us)|hand (me|us|this|it)|escalate|get (me|a|an|some)|give me"
+    r"|want|need|like|prefer|rather|reach|contact (me|us)|call (me|us)|in touch|assistance|is there|are there"
+    r"|is anyone|anyone there|who can|may i|can i|(can|could) (someone|somebody|anyone|anybody)"
+    r"|now|asap|please|pls|plz)\b"
+)
+_SHORT_POLITE = re.compile(r"^(please |pls |plz )?(talk to |speak to |a |an )?(real |live )?"
+                           r"(human|agent|person|representative|operator|support)( please| pls| plz| now| asap)?$")
+_NOT_A_BOT = re.compile(r"\b(stop the bot|not a bot|no bots?|don'?t want (the|a|this) bot|not (a|the|this) robot)\b")
+
+
+def asks_for_human(text: str) -> str | None:
+    """The phrase asking for a person in a (normalized) message, or None."""
+    cleaned = _LOOK_ALIKES.sub(" ", text)
+    bare = re.sub(r"[^a-z' ]", " ", cleaned)
+    bare = re.sub(r"\s+", " ", bare).strip()
+    if _SHORT_POLITE.match(bare):
+        return bare
+    strong = _STRONG_HUMAN.search(cleaned)
+    if strong and (_INTENT.search(cleaned) or len(bare.split()) <= 4):
+        return strong.group(0)
+    weak = _WEAK_HUMAN.search(cleaned)
+    if weak:
+        return weak.group(0)
+    not_bot = _NOT_A_BOT.search(cleaned)
+    return not_bot.group(0) if not_bot else None
+
+
+_FAILURE = re.compile(
+    r"\b(did ?n'?t|does ?n'?t|do ?n'?t|did not|does not|do not|not|no|never|was ?n'?t|is ?n'?t|wo ?n'?t)\b"
+    r"[^.!?]{0,20}\b(help|helped|helpful|helping|work|works|working|worked|fix|fixed|solve|solved|change|changed)\b"
+    r"|\bstill\b|\bsame (error|problem|issue|thing|result)\b|\bno (luck|change|difference)\b"
+    r"|\bthat'?s not it\b|\bthats not it\b|\bnope\b|\buseless\b|\bnot (helpful|right|correct)\b"
+)
+_SUCCESS = re.compile(
+    r"\b(that|this|it|which|switching|restarting|the new \w+) (fixed|solved|worked|did it|helped)\b"
+    r"|\b(fixed|solved|working|works|resolved) now\b|\bthat was it\b|\bperfect\b|\bgot it\b|\bnew \w+ works\b"
+)
+
+
+def is_failure_report(text: str) -> bool:
+    """True when a (normalized) follow-up says the previous answer did not help."""
+    return bool(_FAILURE.search(text)) and not _SUCCESS.search(text)
+
+
+def _similar(a: str, b: str) -> bool:
+    words_a, words_b = set(_TOKEN.findall(a)), set(_TOKEN.findall(b))
+    if len(words_a) < 3 or len(words_b) < 3:
+        return a == b
+    return len(words_a & words_b) / len(words_a | words_b) >= 0.8
+
+
+def count_failures(history: Sequence[Turnlet], current: str) -> int:
+    """Consecutive user follow-ups, ending with `current`, that report the bot's answer did not help.
+
+    A follow-up counts when it says so ("that didn't help", "still broken") or repeats the previous
+    question; only messages that come after a reply count.
+    """
+    users: list[tuple[str, bool]] = []  # (normalized text, came after a reply)
+    answered = False
+    for message in history:
+        if message.role == "user":
+            users.append((normalize(message.content), answered))
+            answered = False
+        else:
+            answered = True
+    users.append((current, answered))
+    count = 0
+    for index in range(len(users) - 1, -1, -1):
+        text, after_reply = users[index]
+        repeated = index > 0 and _similar(text, users[index - 1][0])
+        if not after_reply or not (is_failure_report(text) or repeated):
+            break
+        count += 1
+    return count
+
+
+def detect_before(
+    content: str, history: Sequence[Turnlet], rules: Sequence[PolicyRule], *, failures_to_escalate: int,
+    knowledge: KnowledgeBase | None = None, min_score: float = 0.0,
+) -> EscalationSignal | None:
+    """Deterministic signals on the user's message: asked for a human, a policy topic, repeated failure."""
+    text = normalize(content)
+    phrase = asks_for_human(text)
+    if phrase:
+        return EscalationSignal(USER_REQUEST, detail=f"asked for a person: {phrase!r}")
+    for rule in rules:
+        matched = rule.matches(text)
+        if matched:
+            return EscalationSignal(POLICY_PREFIX + rule.name, detail=f"{rule.description} (matched {matched!r})")
+    if knowledge is not None:
+        issue = _escalating_issue(knowledge, content, text, min_score)
+        if issue is not None:
+            return EscalationSignal(POLICY_PREFIX + "known-issue",
+                                    detail=f"known issue '{issue.title}' is marked escalate: true")
+    failures = count_failures(history, text)
+    if failures >= failures_to_escalate:
+        return EscalationSignal(REPEATED_FAILURE, detail=f"{failures} follow-ups in a row said it did not help")
+    return None
+
+
+def _escalating_issue(knowledge: KnowledgeBase, content: str, text: str, min_score: float) -> KnownIssue | None:
+    """An `escalate: true` entry the message is clearly about: the best match, naming one of its keywords.
+
+    Similarity alone is too loose for a handover ("this invoice looks wrong" resembles "charged twice"),
+    so one of the entry's own keyword phrases must appear in the message too.
+    """
+    if not any(issue.escalate for issue in knowledge.issues):
+        return None
+    hits = knowledge.search(content, k=1)
+    if not hits or not hits[0][0].escalate or hits[0][1] < min_score:
+        return None
+    issue = hits[0][0]
+    named = any(re.search(rf"\b{re.escape(keyword.lower())}\b", text) for keyword in issue.keywords)
+    return issue if named else None
 
 
 def detect_after(completion: Completion) -> EscalationSignal | None:
@@ -49,4 +248,4 @@ def detect_after(completion: Completion) -> EscalationSignal | None:
 
 
 def _text(value: object) -> str | None:
-    return value.strip()[:2000] or None if isinstance(value, str) else None
+    return (value.strip()[:2000] or None) if isinstance(value, str) else None

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 
 from .auth import VisitorTokens
-from .config import Settings, secret_key
+from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import create_db_engine, make_session_factory
+from .handoff import HandoffDesk
 from .knowledge import KnowledgeStore
 from .llm import OfflineProvider, OpenAIProvider, Provider
+from .models import utcnow
+from .outbox import HandoffNotice, Outbox
+from .policies import PolicyStore
 from .prompts import PromptRegistry
 from .store import ConversationLog
+from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,10 @@ class Runtime:
     provider: Provider
     offline: OfflineProvider
     tokens: VisitorTokens
+    policies: PolicyStore
+    handoff: HandoffDesk
+    outbox: Outbox
+    admin_token: str
 
     @classmethod
     def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
@@ -42,15 +53,30 @@ class Runtime:
         provider: Provider = offline
         if settings.hosted_model_configured:
             provider = OpenAIProvider(settings, http_client=http_client)
+        sessions = make_session_factory(engine)
+        notice = HandoffNotice(enabled=bool(settings.handoff_webhook_url), public_url=settings.public_url)
         return cls(
             settings=settings,
-            log=ConversationLog(engine, make_session_factory(engine)),
+            log=ConversationLog(engine, sessions, notice),
             prompts=PromptRegistry(settings.prompts_dir, interval=settings.reload_interval),
             knowledge=knowledge,
             provider=provider,
             offline=offline,
             tokens=VisitorTokens(secret_key(settings), settings.token_max_age_days * 86400),
+            policies=PolicyStore(settings.knowledge_dir, interval=settings.reload_interval),
+            handoff=HandoffDesk(sessions, notice),
+            outbox=Outbox(sessions),
+            admin_token=admin_token(settings),
         )
+
+    def webhook_sender(self, clock: Callable[[], datetime] = utcnow) -> WebhookSender | None:
+        """The handoff webhook sender, when a webhook URL is configured."""
+        settings = self.settings
+        if not settings.handoff_webhook_url:
+            return None
+        return WebhookSender(self.outbox, settings.handoff_webhook_url, webhook_secret(settings),
+                             timeout=settings.webhook_timeout, max_attempts=settings.webhook_max_attempts,
+                             clock=clock)
 
     @property
     def model(self) -> str:
@@ -66,9 +92,13 @@ class Runtime:
             if self.provider is not self.offline
             else "provider=offline (no API key set: answering from the knowledge base)"
         )
+        admin = "SUPPORTBOT_ADMIN_TOKEN" if self.settings.admin_token else \
+            f"generated, in {(self.settings.data_dir / 'admin_token').resolve()}"
+        webhook = "on" if self.settings.handoff_webhook_url else "off"
         return (
             f"{provider} prompt={self.settings.prompt} database={url} "
-            f"knowledge={self.settings.knowledge_dir} ({len(base.issues)} known issues)"
+            f"knowledge={self.settings.knowledge_dir} ({len(base.issues)} known issues) "
+            f"admin_token={admin} handoff_webhook={webhook}"
         )
 
     async def aclose(self) -> None:

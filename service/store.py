@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .db import transaction
 from .errors import NotFound, Unprocessable
 from .models import Conversation, ConversationStatus, Escalation, Message, PromptSnapshot, Role, utcnow
+from .outbox import HandoffNotice, enqueue_handoff
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class TurnStart:
     conversation_status: str
     history: list[Message]
     reply: Message | None = None
-    escalation: Escalation | None = None
+    escalation: Escalation | None = None  # the replayed turn's, or the conversation's open escalation
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,16 @@ class ReplyRecord:
     content: str
     status: str
     provider: str
-    model_requested: str
+    model_requested: str | None
     model_reported: str | None
-    prompt_name: str
-    prompt_version: str
-    prompt_sha256: str
-    prompt_text: str
+    prompt_name: str | None
+    prompt_version: str | None
+    prompt_sha256: str | None
+    prompt_text: str | None
     tokens_in: int | None
     tokens_out: int | None
     cost_usd: float | None
-    latency_ms: int
+    latency_ms: int | None
     tool_calls: list[dict[str, Any]] | None = None
     escalation_reason: str | None = None
     escalation_detail: str | None = None
@@ -56,9 +57,10 @@ class ReplyRecord:
 class ConversationLog:
     """Storage for one database; all methods are blocking and each runs its own transaction."""
 
-    def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session], notice: HandoffNotice) -> None:
         self.engine = engine
         self.sessions = sessions
+        self.notice = notice
         self._known_snapshots: set[str] = set()
 
     def create_conversation(self, visitor: dict[str, Any] | None = None) -> Conversation:
@@ -67,6 +69,18 @@ class ConversationLog:
             conversation = Conversation(visitor=visitor, status=ConversationStatus.OPEN, user_turns=0)
             session.add(conversation)
         return conversation
+
+    def seed_history(self, conversation_id: str, messages: list[dict[str, str]]) -> None:
+        """Store earlier messages as if they had happened (replaying labeled cases)."""
+        with transaction(self.sessions) as session:
+            users = 0
+            for item in messages:
+                role = Role.USER if item["role"] == "user" else Role.ASSISTANT
+                users += role == Role.USER
+                session.add(Message(conversation_id=conversation_id, role=role, content=item["content"],
+                                    provider=None if role == Role.USER else "replay"))
+            session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                            .values(user_turns=Conversation.user_turns + users))
 
     def get_conversation(self, conversation_id: str) -> Conversation:
         """The conversation, or NotFound."""
@@ -118,7 +132,12 @@ class ConversationLog:
             counted = session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id, Conversation.user_turns < max_turns)
-                .values(user_turns=Conversation.user_turns + 1, updated_at=utcnow())
+                .values(
+                    user_turns=Conversation.user_turns + 1, updated_at=utcnow(),
+                    # A customer writing again after an agent resolved the conversation reopens it.
+                    status=case((Conversation.status == ConversationStatus.RESOLVED, ConversationStatus.OPEN),
+                                else_=Conversation.status),
+                )
                 .returning(Conversation.status)
             ).first()
             if counted is None:
@@ -133,7 +152,9 @@ class ConversationLog:
             session.add(message)
             session.flush()
             history = self._history(session, conversation_id, before_id=message.id, limit=history_limit)
-        return TurnStart(conversation_id, message, counted.status, history)
+            escalation = open_escalation(session, conversation_id) \
+                if counted.status == ConversationStatus.ESCALATED else None
+        return TurnStart(conversation_id, message, counted.status, history, escalation=escalation)
 
     def _replay(self, conversation_id: str, client_message_id: str, history_limit: int) -> TurnStart | None:
         with self.sessions() as session:
@@ -187,22 +208,14 @@ class ConversationLog:
             session.add(reply)
             escalation = None
             if record.escalation_reason is not None:
-                escalation = Escalation(
-                    conversation_id=record.conversation_id, message_id=record.reply_to_id,
-                    reason=record.escalation_reason, detail=record.escalation_detail,
-                    summary=record.escalation_summary,
-                )
-                session.add(escalation)
-                session.execute(
-                    update(Conversation)
-                    .where(Conversation.id == record.conversation_id)
-                    .values(status=ConversationStatus.ESCALATED, updated_at=utcnow())
-                )
-        self._known_snapshots.add(record.prompt_sha256)
+                escalation = escalate(session, self.notice, record.conversation_id, record.reply_to_id,
+                                      record.escalation_reason, record.escalation_detail, record.escalation_summary)
+        if record.prompt_sha256:
+            self._known_snapshots.add(record.prompt_sha256)
         return reply, escalation
 
     def _ensure_snapshot(self, session: Session, record: ReplyRecord) -> None:
-        if record.prompt_sha256 in self._known_snapshots:
+        if record.prompt_sha256 is None or record.prompt_sha256 in self._known_snapshots:
             return
         values = {
             "sha256": record.prompt_sha256, "prompt_name": record.prompt_name,
@@ -219,3 +232,29 @@ class ConversationLog:
         if found is None:
             raise NotFound(f"no prompt snapshot {sha256}")
         return found
+
+
+def open_escalation(session: Session, conversation_id: str) -> Escalation | None:
+    """The conversation's latest escalation that no agent has resolved yet."""
+    return session.scalars(
+        select(Escalation)
+        .where(Escalation.conversation_id == conversation_id, Escalation.resolved_at.is_(None))
+        .order_by(Escalation.id.desc())
+    ).first()
+
+
+def escalate(
+    session: Session, notice: HandoffNotice, conversation_id: str, message_id: int | None, reason: str,
+    detail: str | None, summary: str | None, contact: str | None = None,
+) -> Escalation:
+    """Record an escalation, move the conversation to `escalated` and queue the handoff notification."""
+    escalation = Escalation(conversation_id=conversation_id, message_id=message_id, reason=reason,
+                            detail=detail, summary=summary, contact=contact)
+    session.add(escalation)
+    session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(status=ConversationStatus.ESCALATED, updated_at=utcnow())
+    )
+    enqueue_handoff(session, notice, escalation)
+    return escalation

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -16,9 +16,10 @@ from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
 
 from .errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
-from .escalation import MODEL_UNAVAILABLE, EscalationSignal, detect_after
+from .escalation import MODEL_UNAVAILABLE, USER_REQUEST, EscalationSignal, Turnlet, detect_after, detect_before
+from .handoff import HANDOFF_PROVIDER, summarize
 from .llm import ChatRequest, Completion, StreamBroken, TextDelta
-from .models import Escalation, FinishStatus, Message, Role
+from .models import ConversationStatus, Escalation, FinishStatus, Message, Role
 from .prompts import PromptVersion, RenderedPrompt
 from .runtime import Runtime
 from .store import ReplyRecord, TurnStart
@@ -103,6 +104,18 @@ class Turn:
             version = self.runtime.prompts.resolve(self.runtime.settings.prompt)
         except LookupError as error:
             raise ServiceUnavailable(f"prompt not available: {error}", code="prompt_unavailable") from None
+        fixed = self._fixed_reply()
+        if fixed is not None:
+            text, handover, new = fixed
+            if stream:
+                yield TextDelta(text)
+            yield await self._store_fixed(version, text, handover, new)
+            return
+        async for event in self._model_turn(version, stream):
+            yield event
+
+    async def _model_turn(self, version: PromptVersion, stream: bool) -> AsyncIterator[TextDelta | TurnOutcome]:
+        """Ask the provider; every failure ends in a stored reply and, where due, a handover."""
         prompt = self._assemble_prompt(version)
         request = self._request(version, prompt)
         began = time.perf_counter()
@@ -141,6 +154,44 @@ class Turn:
         if stream and extra:
             yield TextDelta(extra)
         yield await self._store(prompt, request, completion, status, signal, began, text)
+
+    def _fixed_reply(self) -> tuple[str, EscalationSignal, bool] | None:
+        """The reply when no model is asked: (text, escalation, whether it is a new escalation)."""
+        settings = self.runtime.settings
+        start = self.start
+        if start.conversation_status == ConversationStatus.ESCALATED and settings.pause_bot_while_escalated:
+            # A person has the conversation: store and acknowledge, do not let the model answer.
+            existing = start.escalation
+            current = EscalationSignal(existing.reason, existing.detail) if existing else \
+                EscalationSignal(USER_REQUEST, "conversation is with a person")
+            return settings.escalated_ack_reply, current, False
+        signal = detect_before(
+            start.user_message.content,
+            [Turnlet(m.role, m.content) for m in start.history],
+            self.runtime.policies.rules(),
+            failures_to_escalate=settings.escalate_after_failures,
+            knowledge=self.runtime.knowledge.current(),
+            min_score=settings.offline_min_score,
+        )
+        if signal is None:
+            return None
+        return settings.handoff_reply, replace(signal, summary=self._summary()), True
+
+    def _summary(self) -> str:
+        return summarize([*self.start.history, self.start.user_message])
+
+    async def _store_fixed(
+        self, version: PromptVersion, text: str, signal: EscalationSignal, new: bool
+    ) -> TurnOutcome:
+        record = ReplyRecord(
+            conversation_id=self.start.conversation_id, reply_to_id=self.start.user_message.id,
+            content=text, status=FinishStatus.OK, provider=HANDOFF_PROVIDER, model_requested=None,
+            model_reported=None, prompt_name=version.name, prompt_version=version.version, prompt_sha256=None,
+            prompt_text=None, tokens_in=None, tokens_out=None, cost_usd=None, latency_ms=None,
+            escalation_reason=signal.reason if new else None, escalation_detail=signal.detail,
+            escalation_summary=signal.summary,
+        )
+        return await self._persist(record, signal, version.ref)
 
     def _reply_text(self, completion: Completion | None, status: str, signal: EscalationSignal | None) -> str:
         if status == FinishStatus.FAILED:
@@ -183,6 +234,8 @@ class Turn:
         latency = time.perf_counter() - began
         self.timings["upstream"] = latency
         provider = self.runtime.provider.name
+        if signal is not None and signal.summary is None:
+            signal = replace(signal, summary=self._summary())
         record = ReplyRecord(
             conversation_id=self.start.conversation_id, reply_to_id=self.start.user_message.id,
             content=text, status=status, provider=provider, model_requested=request.model,
@@ -199,6 +252,9 @@ class Turn:
             escalation_detail=signal.detail if signal else None,
             escalation_summary=signal.summary if signal else None,
         )
+        return await self._persist(record, signal, prompt.ref)
+
+    async def _persist(self, record: ReplyRecord, signal: EscalationSignal | None, prompt_ref: str) -> TurnOutcome:
         written = time.perf_counter()
         try:
             reply, escalation = await to_thread.run_sync(self.runtime.log.record_reply, record)
@@ -209,12 +265,12 @@ class Turn:
             return _stored_outcome(self.start, found, escalation)
         self.timings["db"] += time.perf_counter() - written
         log.info("conversation=%s message=%s reply=%s provider=%s status=%s escalation=%s latency_ms=%s",
-                 self.start.conversation_id, self.start.user_message.id, reply.id, provider, status,
+                 self.start.conversation_id, self.start.user_message.id, reply.id, record.provider, record.status,
                  escalation.reason if escalation else None, record.latency_ms)
         return TurnOutcome(
             conversation_id=self.start.conversation_id, message_id=self.start.user_message.id,
-            reply_id=reply.id, reply=text, status=status, escalation=signal,
-            prompt_version=prompt.ref, timings=dict(self.timings),
+            reply_id=reply.id, reply=record.content, status=record.status, escalation=signal,
+            prompt_version=prompt_ref, timings=dict(self.timings),
         )
 
     def _cost(self, model: str, completion: Completion | None) -> float | None:

@@ -97,7 +97,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         "database_url": database_url,
         "prompts_dir": PROJECT_ROOT / "prompts",
         "knowledge_dir": PROJECT_ROOT / "knowledge",
-        "secret_key": "test-secret-key",
+        "secret_key": "test-secret-key-0123456789",
         "openai_api_key": None,
         "reload_interval": 0,
         "_env_file": None,

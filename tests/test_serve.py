@@ -8,12 +8,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
+from service.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+
 from .factories import parse_sse
+from .test_webhooks import Receiver
 
 SUPPORTBOT = str(Path(sys.executable).parent / "supportbot")
 
@@ -24,11 +28,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@contextmanager
+def service_process(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, Path]]:
     """`supportbot db upgrade` then `supportbot serve` with no API key, in a fresh data dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI_"))}
     env["SUPPORTBOT_DATA_DIR"] = str(tmp_path / "data")
+    env.update(extra_env)
     subprocess.run([SUPPORTBOT, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=tmp_path)
     port = _free_port()
     log_path = tmp_path / "serve.log"
@@ -52,6 +57,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             process.wait(timeout=15)
 
 
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with service_process(tmp_path) as running:
+        yield running
+
+
 def test_fresh_service_streams_an_offline_answer(served: tuple[str, Path]) -> None:
     base, log_path = served
     created = httpx.post(f"{base}/api/conversations", timeout=5).json()
@@ -69,3 +80,24 @@ def test_fresh_service_streams_an_offline_answer(served: tuple[str, Path]) -> No
     startup = log_path.read_text()
     assert "provider=offline" in startup and "prompt=support@production" in startup
     assert "Export to CSV fails" not in startup, "logs carry ids, not message text"
+
+
+def test_running_service_delivers_the_handoff_webhook(tmp_path: Path) -> None:
+    receiver = Receiver([])
+    try:
+        with service_process(tmp_path, SUPPORTBOT_HANDOFF_WEBHOOK_URL=receiver.url,
+                             SUPPORTBOT_OUTBOX_POLL_INTERVAL="0.2") as (base, _log):
+            created = httpx.post(f"{base}/api/conversations", timeout=5).json()
+            httpx.post(f"{base}/api/conversations/{created['conversation_id']}/messages", timeout=5,
+                       headers={"Authorization": f"Bearer {created['token']}"},
+                       json={"content": "Please delete my account and all my data"})
+            deadline = time.monotonic() + 15
+            while not receiver.accepted and time.monotonic() < deadline:
+                time.sleep(0.1)
+        secret = (tmp_path / "data" / "webhook_secret").read_text().strip()
+        headers, body = receiver.requests[0]
+        assert list(receiver.accepted.values()) == [1]
+        assert verify(secret, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+        assert b'"reason":"policy:privacy"' in body
+    finally:
+        receiver.close()

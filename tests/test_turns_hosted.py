@@ -162,7 +162,7 @@ async def test_model_tool_call_escalates_with_the_summary(
         None, tool_calls=[fake_model.escalate_call("billing dispute", "Wants money back for March.")]))
     conversation_id, auth = await start_conversation(hosted_client)
 
-    body = (await send(hosted_client, conversation_id, auth, "This invoice looks wrong")).json()
+    body = (await send(hosted_client, conversation_id, auth, "Our numbers look odd since Tuesday")).json()
 
     assert body["escalated"] is True
     assert body["escalation"] == {"reason": "model_decision", "detail": "billing dispute"}

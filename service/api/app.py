@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -17,7 +19,7 @@ from .. import __version__
 from ..config import Settings, get_settings
 from ..errors import SupportbotError
 from ..runtime import Runtime
-from . import chat, health
+from . import admin, chat, health
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +121,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("supportbot %s ready: %s", __version__, runtime.describe())
-        for problem in [*runtime.prompts.errors(), *runtime.knowledge.errors()]:
+        for problem in [*runtime.prompts.errors(), *runtime.knowledge.errors(), *runtime.policies.errors()]:
             log.error("invalid file: %s", problem)
+        sender = runtime.webhook_sender()
+        worker = asyncio.create_task(sender.run(runtime.settings.outbox_poll_interval)) if sender else None
         yield
+        if worker is not None and sender is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            await sender.aclose()
         await runtime.aclose()
 
     app = FastAPI(
@@ -134,6 +143,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(chat.router)
+    app.include_router(admin.router)
     origins = runtime.settings.allowed_origins
     if origins:
         # Bearer tokens, not cookies: credentials stay off, so no origin ever gets `*` with credentials.

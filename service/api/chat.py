@@ -14,14 +14,19 @@ from fastapi.responses import StreamingResponse
 
 from ..errors import SupportbotError
 from ..llm import TextDelta
-from ..turns import Turn, TurnOutcome, start_turn
+from ..turns import Turn, TurnOutcome, check_message, start_turn
 from .deps import RuntimeDep, VisitorConversation
 from .schemas import (
     ConversationCreate,
     ConversationCreated,
     ErrorBody,
+    EscalationPublic,
+    FeedbackCreate,
+    FeedbackPublic,
+    HandoffCreate,
     MessageCreate,
     MessagePublic,
+    ReplyPublic,
     TranscriptPublic,
     TurnPublic,
 )
@@ -116,3 +121,42 @@ def _server_timing(outcome: TurnOutcome, total: float) -> str:
     parts = [f"{name};dur={seconds * 1000:.2f}" for name, seconds in outcome.timings.items()]
     parts.append(f"total;dur={total * 1000:.2f}")
     return ", ".join(parts)
+
+
+@router.post("/{conversation_id}/handoff", response_model=TurnPublic,
+             responses={**VISITOR_ERRORS, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+async def request_handoff(
+    conversation_id: VisitorConversation, runtime: RuntimeDep,
+    body: Annotated[HandoffCreate | None, Body()] = None,
+) -> TurnPublic:
+    """The "talk to a human" button: hand the conversation to a person, optionally with a contact and note."""
+    body = body or HandoffCreate()
+    note = check_message(runtime, body.note) if body.note and body.note.strip() else None
+    settings = runtime.settings
+    result = await to_thread.run_sync(lambda: runtime.handoff.request_handoff(
+        conversation_id, body.contact, note, handoff_reply=settings.handoff_reply,
+        ack_reply=settings.escalated_ack_reply))
+    escalation = result.escalation
+    return TurnPublic(
+        message_id=result.note.id if result.note else None,
+        reply=ReplyPublic(message_id=result.reply.id, content=result.reply.content, status="ok"),
+        escalated=True,
+        escalation=EscalationPublic(reason=escalation.reason, detail=escalation.detail),
+        prompt_version=None,
+    )
+
+
+@router.post("/{conversation_id}/messages/{message_id}/feedback", response_model=FeedbackPublic,
+             responses={**VISITOR_ERRORS, 422: {"model": ErrorBody}})
+async def give_feedback(
+    conversation_id: VisitorConversation, message_id: int, body: FeedbackCreate, runtime: RuntimeDep
+) -> FeedbackPublic:
+    """Thumbs up or down on a bot reply; the last rating counts. A run of thumbs-down hands over."""
+    feedback, escalation = await to_thread.run_sync(lambda: runtime.handoff.record_feedback(
+        conversation_id, message_id, body.rating, body.comment,
+        downs_to_escalate=runtime.settings.escalate_after_failures))
+    return FeedbackPublic(
+        message_id=message_id, rating=feedback.rating, comment=feedback.comment,
+        escalated=escalation is not None,
+        escalation=EscalationPublic(reason=escalation.reason, detail=escalation.detail) if escalation else None,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -41,3 +42,13 @@ def visitor_conversation(
 
 
 VisitorConversation = Annotated[str, Depends(visitor_conversation)]
+
+
+def admin_actor(runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]) -> str:
+    """The acting admin, once the admin token is shown; 401 otherwise."""
+    if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
+        raise Unauthorized("invalid admin token", code="invalid_admin_token")
+    return "admin"
+
+
+AdminActor = Annotated[str, Depends(admin_actor)]

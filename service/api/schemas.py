@@ -54,7 +54,7 @@ class EscalationPublic(BaseModel):
 
 
 class TurnPublic(BaseModel):
-    message_id: int
+    message_id: int | None = Field(description="The stored user message (null for a handoff without a note).")
     reply: ReplyPublic
     escalated: bool
     escalation: EscalationPublic | None
@@ -74,3 +74,89 @@ class TranscriptPublic(BaseModel):
     status: Literal["open", "escalated", "resolved"]
     created_at: datetime
     messages: list[MessagePublic]
+
+
+class HandoffCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    contact: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                                description="E-mail address for follow-up.", examples=["jane@example.com"])
+    note: str | None = Field(default=None, description="What the visitor wants the person to know.")
+
+
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Literal["up", "down"]
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackPublic(BaseModel):
+    message_id: int
+    rating: Literal["up", "down"]
+    comment: str | None
+    escalated: bool = Field(description="True when this rating handed the conversation to a person.")
+    escalation: EscalationPublic | None
+
+
+class AgentMessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1)
+    author: str | None = Field(default=None, max_length=100, examples=["Dana (support)"])
+    corrects_message_id: int | None = Field(
+        default=None, description="The bot reply this answer corrects; default: the latest bot reply."
+    )
+
+
+class AdminMessage(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+    provider: str | None
+    model_requested: str | None
+    model_reported: str | None
+    prompt_version: str | None
+    prompt_sha256: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost_usd: float | None
+    latency_ms: int | None
+    reply_to_id: int | None
+    corrects_id: int | None
+    author: str | None
+    tool_calls: list[dict[str, object]] | None
+    feedback: Literal["up", "down"] | None = None
+
+
+class EscalationAdmin(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    conversation_id: str
+    message_id: int | None
+    reason: str
+    detail: str | None
+    summary: str | None
+    contact: str | None
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class ConversationAdmin(BaseModel):
+    id: str
+    status: Literal["open", "escalated", "resolved"]
+    created_at: datetime
+    visitor: dict[str, object] | None
+    messages: list[AdminMessage]
+    escalations: list[EscalationAdmin]
+
+
+class ResolvePublic(BaseModel):
+    conversation_id: str
+    status: Literal["open", "escalated", "resolved"]

@@ -1,0 +1,78 @@
+"""The admin API for human agents: open escalations, conversations, agent replies, resolution."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Body, Query
+
+from ..turns import check_message
+from .deps import AdminActor, RuntimeDep
+from .schemas import (
+    AdminMessage,
+    AgentMessageCreate,
+    ConversationAdmin,
+    ErrorBody,
+    EscalationAdmin,
+    ResolvePublic,
+)
+
+router = APIRouter(prefix="/admin/api", tags=["admin"])
+
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong admin token"},
+    404: {"model": ErrorBody, "description": "No such conversation"},
+}
+
+
+@router.get("/escalations", response_model=list[EscalationAdmin], responses=ADMIN_ERRORS)
+async def list_escalations(
+    runtime: RuntimeDep, _actor: AdminActor,
+    status: Literal["open", "resolved", "all"] = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(description="Return escalations with a smaller id (next page)")] = None,
+) -> list[EscalationAdmin]:
+    """Escalations, newest first: the agents' queue."""
+    rows = await to_thread.run_sync(runtime.handoff.escalations, status, limit, before)
+    return [EscalationAdmin.model_validate(row) for row in rows]
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationAdmin, responses=ADMIN_ERRORS)
+async def get_conversation(conversation_id: str, runtime: RuntimeDep, _actor: AdminActor) -> ConversationAdmin:
+    """The whole conversation with every reply's prompt version, model, usage, feedback and escalations."""
+    conversation, messages, escalations, feedback = await to_thread.run_sync(
+        runtime.handoff.conversation_detail, conversation_id)
+    return ConversationAdmin(
+        id=conversation.id, status=conversation.status, created_at=conversation.created_at,
+        visitor=conversation.visitor,
+        messages=[
+            AdminMessage.model_validate(m).model_copy(
+                update={"feedback": feedback[m.id].rating if m.id in feedback else None})
+            for m in messages
+        ],
+        escalations=[EscalationAdmin.model_validate(e) for e in escalations],
+    )
+
+
+@router.post("/conversations/{conversation_id}/messages", status_code=201, response_model=AdminMessage,
+             responses={**ADMIN_ERRORS, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+async def post_agent_message(
+    conversation_id: str, body: AgentMessageCreate, runtime: RuntimeDep, actor: AdminActor
+) -> AdminMessage:
+    """A human agent answers; the visitor sees it in the transcript. It is the correction of the bot's miss."""
+    content = check_message(runtime, body.content)
+    message = await to_thread.run_sync(lambda: runtime.handoff.agent_reply(
+        conversation_id, content, body.author or actor, body.corrects_message_id))
+    return AdminMessage.model_validate(message)
+
+
+@router.post("/conversations/{conversation_id}/resolve", response_model=ResolvePublic, responses=ADMIN_ERRORS)
+async def resolve_conversation(
+    conversation_id: str, runtime: RuntimeDep, actor: AdminActor,
+    body: Annotated[dict[str, str] | None, Body()] = None,
+) -> ResolvePublic:
+    """Close the handoff: escalations resolved, the bot answers this conversation again."""
+    by = (body or {}).get("by") or actor
+    conversation = await to_thread.run_sync(runtime.handoff.resolve, conversation_id, by)
+    return ResolvePublic(conversation_id=conversation.id, status=conversation.status)

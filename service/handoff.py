@@ -1,0 +1,194 @@
+"""Human handoff: the visitor's "talk to a human" button, agents' replies, resolution, thumbs-down runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .db import transaction
+from .errors import NotFound, Unprocessable
+from .escalation import REPEATED_FAILURE, USER_REQUEST
+from .models import Conversation, ConversationStatus, Escalation, Feedback, Message, Role, utcnow
+from .outbox import CONTACT_ADDED, HandoffNotice, enqueue_handoff
+from .store import escalate, open_escalation
+
+HANDOFF_PROVIDER = "handoff"
+_SPEAKERS = {Role.USER: "Customer", Role.ASSISTANT: "Bot", Role.AGENT: "Agent"}
+
+
+def summarize(messages: list[Message], limit: int = 6) -> str:
+    """The last turns as a handoff summary for the agent: who said what, each line shortened."""
+    lines = []
+    for message in messages[-limit:]:
+        text = " ".join(message.content.split())
+        lines.append(f"{_SPEAKERS.get(Role(message.role), message.role)}: {text[:280]}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class HandoffResult:
+    """What pressing "talk to a human" did."""
+
+    note: Message | None
+    reply: Message
+    escalation: Escalation
+    created: bool
+
+
+class HandoffDesk:
+    """Storage side of human handoff; every method is blocking and runs one transaction."""
+
+    def __init__(self, sessions: sessionmaker[Session], notice: HandoffNotice) -> None:
+        self.sessions = sessions
+        self.notice = notice
+
+    @staticmethod
+    def _conversation(session: Session, conversation_id: str) -> Conversation:
+        conversation = session.get(Conversation, conversation_id)
+        if conversation is None:
+            raise NotFound("conversation not found")
+        return conversation
+
+    @staticmethod
+    def _messages(session: Session, conversation_id: str) -> list[Message]:
+        return list(session.scalars(
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)))
+
+    def request_handoff(
+        self, conversation_id: str, contact: str | None, note: str | None, *, handoff_reply: str, ack_reply: str,
+    ) -> HandoffResult:
+        """Escalate on the visitor's request (or add contact details to the open escalation)."""
+        with transaction(self.sessions) as session:
+            self._conversation(session, conversation_id)
+            note_message = None
+            if note:
+                note_message = Message(conversation_id=conversation_id, role=Role.USER, content=note)
+                session.add(note_message)
+                session.flush()
+            escalation = open_escalation(session, conversation_id)
+            created = escalation is None
+            if escalation is None:
+                summary = summarize(self._messages(session, conversation_id))
+                escalation = escalate(session, self.notice, conversation_id,
+                                      note_message.id if note_message else None, USER_REQUEST,
+                                      "pressed the talk-to-a-human button", summary or None, contact)
+            elif contact and contact != escalation.contact:
+                escalation.contact = contact
+                enqueue_handoff(session, self.notice, escalation, CONTACT_ADDED)
+            reply = Message(conversation_id=conversation_id, role=Role.ASSISTANT, provider=HANDOFF_PROVIDER,
+                            content=handoff_reply if created else ack_reply,
+                            reply_to_id=note_message.id if note_message else None)
+            session.add(reply)
+        return HandoffResult(note_message, reply, escalation, created)
+
+    def agent_reply(
+        self, conversation_id: str, content: str, author: str | None, corrects_id: int | None
+    ) -> Message:
+        """Store a human agent's reply, linked to the bot reply it corrects (by default the latest)."""
+        with transaction(self.sessions) as session:
+            self._conversation(session, conversation_id)
+            if corrects_id is not None:
+                target = session.get(Message, corrects_id)
+                if target is None or target.conversation_id != conversation_id or target.role != Role.ASSISTANT:
+                    raise Unprocessable("corrects_message_id must be a bot reply of this conversation",
+                                        code="invalid_correction_target")
+            else:
+                corrects_id = session.scalars(
+                    select(Message.id)
+                    .where(Message.conversation_id == conversation_id, Message.role == Role.ASSISTANT)
+                    .order_by(Message.id.desc())
+                ).first()
+            message = Message(conversation_id=conversation_id, role=Role.AGENT, content=content,
+                              author=author, corrects_id=corrects_id)
+            session.add(message)
+        return message
+
+    def resolve(self, conversation_id: str, by: str | None) -> Conversation:
+        """An agent closes the case: open escalations resolved, the bot answers again."""
+        now = utcnow()
+        with transaction(self.sessions) as session:
+            conversation = self._conversation(session, conversation_id)
+            session.execute(
+                update(Escalation)
+                .where(Escalation.conversation_id == conversation_id, Escalation.resolved_at.is_(None))
+                .values(resolved_at=now, resolved_by=by)
+            )
+            conversation.status = ConversationStatus.RESOLVED
+            conversation.updated_at = now
+        return conversation
+
+    def record_feedback(
+        self, conversation_id: str, message_id: int, rating: str, comment: str | None, *, downs_to_escalate: int,
+    ) -> tuple[Feedback, Escalation | None]:
+        """Store a visitor's rating of a bot reply (the last one counts); a run of thumbs-down escalates."""
+        with transaction(self.sessions) as session:
+            conversation = self._conversation(session, conversation_id)
+            message = session.get(Message, message_id)
+            if message is None or message.conversation_id != conversation_id:
+                raise NotFound("message not found in this conversation")
+            if message.role != Role.ASSISTANT:
+                raise Unprocessable("only bot replies can be rated", code="not_a_bot_reply")
+            feedback = session.scalars(select(Feedback).where(Feedback.message_id == message_id)).first()
+            if feedback is None:
+                feedback = Feedback(message_id=message_id, rating=rating, comment=comment)
+                session.add(feedback)
+            else:
+                feedback.rating, feedback.comment, feedback.updated_at = rating, comment, utcnow()
+            session.flush()
+            escalation = None
+            if rating == "down" and conversation.status != ConversationStatus.ESCALATED \
+                    and self._downs_in_a_row(session, conversation_id) >= downs_to_escalate:
+                escalation = escalate(session, self.notice, conversation_id, message_id, REPEATED_FAILURE,
+                                      f"{downs_to_escalate} thumbs-down in a row",
+                                      summarize(self._messages(session, conversation_id)))
+        return feedback, escalation
+
+    @staticmethod
+    def _downs_in_a_row(session: Session, conversation_id: str) -> int:
+        rows = session.execute(
+            select(Message.id, Feedback.rating)
+            .outerjoin(Feedback, Feedback.message_id == Message.id)
+            .where(Message.conversation_id == conversation_id, Message.role == Role.ASSISTANT,
+                   Message.provider != HANDOFF_PROVIDER)
+            .order_by(Message.id.desc())
+        ).all()
+        count = 0
+        for _, rating in rows:
+            if rating != "down":
+                break
+            count += 1
+        return count
+
+    def escalations(self, status: str, limit: int, before_id: int | None) -> list[Escalation]:
+        """Escalations newest first: `open`, `resolved` or `all`, paginated by id."""
+        query = select(Escalation).order_by(Escalation.id.desc()).limit(limit)
+        if status == "open":
+            query = query.where(Escalation.resolved_at.is_(None))
+        elif status == "resolved":
+            query = query.where(Escalation.resolved_at.is_not(None))
+        if before_id is not None:
+            query = query.where(Escalation.id < before_id)
+        with self.sessions() as session:
+            return list(session.scalars(query))
+
+    def conversation_detail(
+        self, conversation_id: str
+    ) -> tuple[Conversation, list[Message], list[Escalation], dict[int, Feedback]]:
+        """Everything an agent needs about one conversation."""
+        with self.sessions() as session:
+            conversation = self._conversation(session, conversation_id)
+            messages = self._messages(session, conversation_id)
+            escalations = list(session.scalars(
+                select(Escalation).where(Escalation.conversation_id == conversation_id).order_by(Escalation.id)))
+            feedback = {f.message_id: f for f in session.scalars(
+                select(Feedback).join(Message, Message.id == Feedback.message_id)
+                .where(Message.conversation_id == conversation_id))}
+        return conversation, messages, escalations, feedback
+
+
+def is_handoff(message: Message) -> bool:
+    """True for the fixed texts the service sends on handoff (not written by a model)."""
+    return message.provider == HANDOFF_PROVIDER
+

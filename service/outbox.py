@@ -1,0 +1,120 @@
+"""The outbox: notifications written in the same transaction as their cause, delivered later.
+
+Rows are claimed with a lease (`locked_until`), so several processes can deliver from one database
+without sending a row twice at once, and a process that dies mid-delivery leaves the row to the next.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .db import transaction
+from .models import Escalation, OutboxEvent, OutboxStatus, utcnow
+
+ESCALATED = "conversation.escalated"
+CONTACT_ADDED = "conversation.contact_added"
+
+
+@dataclass(frozen=True)
+class HandoffNotice:
+    """Where handoff notifications go: enabled when a webhook URL is configured."""
+
+    enabled: bool
+    public_url: str
+
+
+def enqueue_handoff(session: Session, notice: HandoffNotice, escalation: Escalation, event: str = ESCALATED) -> None:
+    """Add the webhook notification for `escalation` to the current transaction (no-op when disabled)."""
+    if not notice.enabled:
+        return
+    session.flush()
+    key = uuid.uuid4().hex
+    url = f"{notice.public_url.rstrip('/')}/admin/conversations/{escalation.conversation_id}"
+    summary = escalation.summary or escalation.detail or ""
+    headline = "needs a human" if event == ESCALATED else "left contact details"
+    payload: dict[str, Any] = {
+        "event": event,
+        "idempotency_key": key,
+        "conversation_id": escalation.conversation_id,
+        "escalation_id": escalation.id,
+        "reason": escalation.reason,
+        "detail": escalation.detail,
+        "summary": escalation.summary,
+        "contact": escalation.contact,
+        "transcript_url": url,
+        "created_at": utcnow().isoformat(),
+        # Slack-compatible: an incoming-webhook URL shows this line as the message.
+        "text": f"Conversation {escalation.conversation_id} {headline} ({escalation.reason}): "
+                f"{summary[:300]} <{url}|Open transcript>",
+    }
+    session.add(OutboxEvent(event=event, idempotency_key=key, payload=payload))
+
+
+def backoff_seconds(attempts: int, base: float = 2.0, cap: float = 3600.0) -> float:
+    """Exponential backoff with +-20 % jitter: 2 s, 4 s, 8 s, ... up to an hour."""
+    delay: float = min(cap, base * 2 ** max(0, attempts - 1))
+    return delay * random.uniform(0.8, 1.2)
+
+
+class Outbox:
+    """Claiming and settling outbox rows."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def claim_due(self, now: datetime, limit: int = 20, lease_seconds: float = 60.0) -> list[OutboxEvent]:
+        """Pending rows whose time has come and that nobody else holds, leased to the caller."""
+        lease = now + timedelta(seconds=lease_seconds)
+        free = or_(OutboxEvent.locked_until.is_(None), OutboxEvent.locked_until < now)
+        with transaction(self.sessions) as session:
+            candidates = session.scalars(
+                select(OutboxEvent.id)
+                .where(OutboxEvent.status == OutboxStatus.PENDING, OutboxEvent.next_attempt_at <= now, free)
+                .order_by(OutboxEvent.id)
+                .limit(limit)
+            ).all()
+            claimed = [
+                event_id for event_id in candidates
+                if session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id == event_id, OutboxEvent.status == OutboxStatus.PENDING, free)
+                    .values(locked_until=lease)
+                ).rowcount == 1  # type: ignore[attr-defined]
+            ]
+            rows = list(session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(claimed))))
+        return rows
+
+    def mark_delivered(self, event_id: int, now: datetime) -> None:
+        """The receiver accepted it."""
+        with transaction(self.sessions) as session:
+            session.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(
+                status=OutboxStatus.DELIVERED, delivered_at=now, locked_until=None,
+                attempts=OutboxEvent.attempts + 1, last_error=None))
+
+    def mark_failed(self, event_id: int, error: str, now: datetime, max_attempts: int) -> str:
+        """Schedule a retry with backoff, or give up after `max_attempts`; returns the new status."""
+        with transaction(self.sessions) as session:
+            row = session.get(OutboxEvent, event_id)
+            assert row is not None
+            row.attempts += 1
+            row.last_error = error[:2000]
+            row.locked_until = None
+            if row.attempts >= max_attempts:
+                row.status = OutboxStatus.DEAD
+            else:
+                row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts))
+            return row.status
+
+    def counts(self) -> dict[str, int]:
+        """Rows per status, for readiness and tests."""
+        with self.sessions() as session:
+            rows = session.scalars(select(OutboxEvent.status)).all()
+        return {status: rows.count(status) for status in OutboxStatus}
+
