@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from typing import Any
+
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .errors import Unauthorized
@@ -31,3 +35,30 @@ class VisitorTokens:
         if not isinstance(value, str):
             raise Unauthorized("invalid token", code="invalid_token")
         return value
+
+
+def user_hash(secret: str, user_id: str) -> str:
+    """The HMAC-SHA256 (hex) of a signed-in user's id, computed by the customer's backend for the widget."""
+    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+
+
+def verified_visitor(metadata: dict[str, str] | None, secret: str | None) -> dict[str, Any] | None:
+    """Visitor metadata with `verified` set: a `user_id` is trusted only with a valid `user_hash`.
+
+    A user_id with a wrong hash is refused (401); without a configured secret, user ids are kept but
+    marked unverified.
+    """
+    if not metadata:
+        return None
+    visitor: dict[str, Any] = {k: v for k, v in metadata.items() if k != "user_hash"}
+    user_id = metadata.get("user_id")
+    if user_id is None:
+        return visitor
+    given = metadata.get("user_hash")
+    if secret is None or given is None:
+        visitor["verified"] = False
+        return visitor
+    if not hmac.compare_digest(user_hash(secret, user_id), given.lower()):
+        raise Unauthorized("user_hash does not match user_id", code="invalid_user_hash")
+    visitor["verified"] = True
+    return visitor

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     secret_key: str | None = None
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    identity_secret: str | None = Field(
+        default=None, description="HMAC key for the widget's user_hash (identity verification); unset = off"
+    )
     token_max_age_days: int = Field(default=30, ge=1)
 
     max_message_chars: int = Field(default=4000, ge=1)
@@ -117,7 +120,7 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'supportbot.db').resolve()}"
 
-    @field_validator("admin_token", "secret_key", "handoff_webhook_secret")
+    @field_validator("admin_token", "secret_key", "handoff_webhook_secret", "identity_secret")
     @classmethod
     def _strong_secret(cls, value: str | None) -> str | None:
         if value is not None and len(value.strip()) < 16:

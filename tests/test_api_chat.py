@@ -217,3 +217,22 @@ async def test_openapi_documents_the_public_contract(client: httpx.AsyncClient) 
             "/api/conversations/{conversation_id}", "/healthz", "/readyz"} <= set(schema["paths"])
     turn = schema["components"]["schemas"]["TurnPublic"]
     assert set(turn["properties"]) == {"message_id", "reply", "escalated", "escalation", "prompt_version"}
+
+
+async def test_identity_verification_with_user_hash(tmp_path: Path, sqlite_url: str) -> None:
+    from service.auth import user_hash
+
+    secret = "identity-secret-0123456789"
+    runtime = Runtime.build(make_settings(tmp_path, sqlite_url, identity_secret=secret))
+    transport = httpx.ASGITransport(app=create_app(runtime=runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        good = await client.post("/api/conversations", json={"metadata": {
+            "user_id": "u-42", "user_hash": user_hash(secret, "u-42"), "url": "https://shop.example/cart"}})
+        bad = await client.post("/api/conversations", json={"metadata": {"user_id": "u-42", "user_hash": "00"}})
+        anonymous = await client.post("/api/conversations", json={"metadata": {"url": "https://shop.example"}})
+
+    assert good.status_code == 201 and anonymous.status_code == 201
+    assert (bad.status_code, bad.json()["error"]["code"]) == (401, "invalid_user_hash")
+    visitor = runtime.log.get_conversation(good.json()["conversation_id"]).visitor
+    assert visitor == {"user_id": "u-42", "url": "https://shop.example/cart", "verified": True}
+    await runtime.aclose()

@@ -12,6 +12,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Header, Response
 from fastapi.responses import StreamingResponse
 
+from ..auth import verified_visitor
 from ..errors import SupportbotError
 from ..llm import TextDelta
 from ..turns import Turn, TurnOutcome, check_message, start_turn
@@ -42,13 +43,14 @@ VISITOR_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", status_code=201, response_model=ConversationCreated,
-             responses={422: {"model": ErrorBody}})
+             responses={401: {"model": ErrorBody, "description": "user_hash does not match user_id"},
+                        422: {"model": ErrorBody}})
 async def create_conversation(
     runtime: RuntimeDep, body: Annotated[ConversationCreate | None, Body()] = None
 ) -> ConversationCreated:
     """Start a conversation; the token returned grants access to it alone."""
-    metadata = body.metadata if body else None
-    conversation = await to_thread.run_sync(runtime.log.create_conversation, metadata)
+    visitor = verified_visitor(body.metadata if body else None, runtime.settings.identity_secret)
+    conversation = await to_thread.run_sync(runtime.log.create_conversation, visitor)
     return ConversationCreated(conversation_id=conversation.id, token=runtime.tokens.issue(conversation.id))
 
 

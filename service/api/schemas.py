@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,8 +22,10 @@ class ErrorBody(BaseModel):
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    metadata: dict[str, str] | None = Field(
-        default=None, max_length=20, description="Page context the widget passes: url, locale, user_id, ..."
+    metadata: dict[str, Annotated[str, Field(max_length=2000)]] | None = Field(
+        default=None, max_length=20,
+        description="Page context the widget passes: url, title, locale, user_id and user_hash (HMAC-SHA256 of "
+                    "user_id with SUPPORTBOT_IDENTITY_SECRET, for identity verification), ...",
     )
 
 
