@@ -62,3 +62,38 @@ def verified_visitor(metadata: dict[str, str] | None, secret: str | None) -> dic
         raise Unauthorized("user_hash does not match user_id", code="invalid_user_hash")
     visitor["verified"] = True
     return visitor
+
+
+class AdminSessions:
+    """Signed session cookies for the admin pages, and CSRF tokens tied to a per-browser nonce."""
+
+    COOKIE = "sb_admin"
+    CSRF_COOKIE = "sb_csrf"
+
+    def __init__(self, secret: str, max_age_seconds: int = 12 * 3600) -> None:
+        self._secret = secret.encode()
+        self._serializer = URLSafeTimedSerializer(secret, salt="supportbot.admin-session")
+        self.max_age = max_age_seconds
+
+    def issue(self, actor: str) -> str:
+        """A session cookie value for `actor`."""
+        return str(self._serializer.dumps({"actor": actor}))
+
+    def actor(self, cookie: str | None) -> str | None:
+        """The signed-in actor, or None for a missing, tampered or expired cookie."""
+        if not cookie:
+            return None
+        try:
+            value = self._serializer.loads(cookie, max_age=self.max_age)
+        except BadSignature:
+            return None
+        actor = value.get("actor") if isinstance(value, dict) else None
+        return actor if isinstance(actor, str) else None
+
+    def csrf_token(self, nonce: str) -> str:
+        """The hidden form field value for a browser's CSRF nonce."""
+        return hmac.new(self._secret, f"csrf:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+    def csrf_valid(self, nonce: str | None, token: str | None) -> bool:
+        """True when the form's token matches the browser's nonce cookie."""
+        return bool(nonce and token) and hmac.compare_digest(self.csrf_token(nonce or ""), token or "")

@@ -7,6 +7,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
 
 from . import __version__
 from .config import Settings, get_settings
@@ -78,6 +80,55 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(chat(settings))
 
 
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from . import export_cli
+
+    if args.check:
+        return export_cli.check(Path(args.check), args.format if args.format_given else None)
+    if not args.out:
+        print("error: --out FILE (or - for standard output) is required", file=sys.stderr)
+        return 2
+    if not _schema_ok(settings):
+        return 2
+    return export_cli.export(settings, args)
+
+
+def cmd_import_check(args: argparse.Namespace, settings: Settings) -> int:
+    from . import export_cli
+
+    return export_cli.check(Path(args.file), args.format)
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from . import eval_cli
+
+    return eval_cli.run(settings, args)
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from .db import create_db_engine, make_session_factory
+    from .report import build_report, format_report
+
+    if not _schema_ok(settings):
+        return 2
+    engine = create_db_engine(settings.resolved_database_url)
+    try:
+        report = build_report(settings, make_session_factory(engine))
+    finally:
+        engine.dispose()
+    print(json.dumps(report.as_json(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="supportbot", description="Support chatbot service.")
@@ -107,12 +158,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = commands.add_parser("chat", help="talk to the bot in the terminal")
     chat.set_defaults(handler=cmd_chat)
+
+    export = commands.add_parser("export", help="write training data (JSONL) from the conversation log")
+    export.add_argument("--format", choices=["openai-chat", "dpo", "eval-cases"], default=None)
+    export.add_argument("--select", choices=["corrected", "misses", "all"], default="corrected")
+    export.add_argument("--since", type=_date, help="YYYY-MM-DD, replies on or after")
+    export.add_argument("--until", type=_date, help="YYYY-MM-DD, replies on or before")
+    export.add_argument("--prompt-version", help="e.g. support@v2")
+    export.add_argument("--validation-split", type=float, default=0.0, help="e.g. 0.1")
+    export.add_argument("--no-redact", action="store_true", help="keep e-mails, phones, cards, IPs, keys")
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--out", help="FILE, or - for standard output")
+    export.add_argument("--check", metavar="FILE", help="validate an existing JSONL file instead")
+    export.set_defaults(handler=cmd_export)
+
+    evaluate = commands.add_parser("eval", help="run labeled cases through the pipeline, per prompt x model")
+    evaluate.add_argument("cases", help="JSONL case file")
+    evaluate.add_argument("--prompt", action="append", default=[], help="e.g. support@v1 (repeat to compare)")
+    evaluate.add_argument("--model", action="append", default=[], help="model name, or offline (repeatable)")
+    evaluate.add_argument("--knowledge", help="knowledge directory to use instead of SUPPORTBOT_KNOWLEDGE_DIR")
+    evaluate.add_argument("--json", action="store_true", help="print one machine-readable object")
+    evaluate.add_argument("--min-pass", type=float, default=0.0, help="exit 1 when a column passes less")
+    evaluate.add_argument("--concurrency", type=int, default=1, help="cases in flight at once")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    report = commands.add_parser("report", help="where prompting stands, and whether to fine-tune")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(handler=cmd_report)
+
+    check = commands.add_parser("import-check", help="validate a JSONL training file, naming bad lines")
+    check.add_argument("file")
+    check.add_argument("--format", choices=["openai-chat", "dpo", "eval-cases"], default=None,
+                       help="default: guessed per line")
+    check.set_defaults(handler=cmd_import_check)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `supportbot` console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "export":
+        args.format_given = args.format is not None
+        args.format = args.format or "openai-chat"
     settings = get_settings()
     configure_logging(settings.log_level)
     code: int = args.handler(args, settings)

@@ -22,6 +22,7 @@ DEFAULT_MODEL_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1": (2.00, 8.00),
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1-nano": (0.10, 0.40),
+    "ft:gpt-4o-mini": (0.30, 1.20),
     "offline": (0.0, 0.0),
 }
 
@@ -93,6 +94,17 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=12, ge=1)
     outbox_poll_interval: float = Field(default=1.0, gt=0)
     public_url: str = "http://127.0.0.1:8000"
+
+    report_flat_versions: int = Field(default=3, ge=2, description="versions whose miss rate must be flat")
+    report_flat_tolerance: float = Field(default=0.02, ge=0, description="miss-rate change counted as flat")
+    report_min_monthly_conversations: int = Field(default=1000, ge=0)
+    report_min_corrected: int = Field(default=100, ge=1, description="corrected examples for a first trial")
+    report_concentration: float = Field(default=0.6, gt=0, le=1,
+                                        description="share of misses on the top 3 known issues")
+    report_min_misses: int = Field(default=20, ge=1, description="misses needed to judge concentration")
+    fine_tune_model: str = "ft:gpt-4o-mini"
+    fine_tune_training_price: float = Field(default=3.0, ge=0, description="USD per 1M training tokens")
+    fine_tune_epochs: int = Field(default=3, ge=1)
 
     log_level: str = "INFO"
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .knowledge import KnowledgeBase, KnownIssue
+from .knowledge import KnownIssue
 from .llm import ESCALATE_TOOL_NAME, Completion
 from .policies import PolicyRule
 
@@ -188,7 +188,7 @@ def count_failures(history: Sequence[Turnlet], current: str) -> int:
 
 def detect_before(
     content: str, history: Sequence[Turnlet], rules: Sequence[PolicyRule], *, failures_to_escalate: int,
-    knowledge: KnowledgeBase | None = None, min_score: float = 0.0,
+    top_hit: tuple[KnownIssue, float] | None = None, min_score: float = 0.0,
 ) -> EscalationSignal | None:
     """Deterministic signals on the user's message: asked for a human, a policy topic, repeated failure."""
     text = normalize(content)
@@ -199,8 +199,8 @@ def detect_before(
         matched = rule.matches(text)
         if matched:
             return EscalationSignal(POLICY_PREFIX + rule.name, detail=f"{rule.description} (matched {matched!r})")
-    if knowledge is not None:
-        issue = _escalating_issue(knowledge, content, text, min_score)
+    if top_hit is not None:
+        issue = _escalating_issue(top_hit, text, min_score)
         if issue is not None:
             return EscalationSignal(POLICY_PREFIX + "known-issue",
                                     detail=f"known issue '{issue.title}' is marked escalate: true")
@@ -210,18 +210,15 @@ def detect_before(
     return None
 
 
-def _escalating_issue(knowledge: KnowledgeBase, content: str, text: str, min_score: float) -> KnownIssue | None:
+def _escalating_issue(top_hit: tuple[KnownIssue, float], text: str, min_score: float) -> KnownIssue | None:
     """An `escalate: true` entry the message is clearly about: the best match, naming one of its keywords.
 
     Similarity alone is too loose for a handover ("this invoice looks wrong" resembles "charged twice"),
     so one of the entry's own keyword phrases must appear in the message too.
     """
-    if not any(issue.escalate for issue in knowledge.issues):
+    issue, score = top_hit
+    if not issue.escalate or score < min_score:
         return None
-    hits = knowledge.search(content, k=1)
-    if not hits or not hits[0][0].escalate or hits[0][1] < min_score:
-        return None
-    issue = hits[0][0]
     named = any(re.search(rf"\b{re.escape(keyword.lower())}\b", text) for keyword in issue.keywords)
     return issue if named else None
 

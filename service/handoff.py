@@ -12,6 +12,7 @@ from .errors import NotFound, Unprocessable
 from .escalation import REPEATED_FAILURE, USER_REQUEST
 from .models import Conversation, ConversationStatus, Escalation, Feedback, Message, Role, utcnow
 from .outbox import CONTACT_ADDED, HandoffNotice, enqueue_handoff
+from .review import NEXT_TURN_ESCALATED, THUMBS_DOWN, audit, is_model_reply, refresh_conversation, set_miss_reason
 from .store import escalate, open_escalation
 
 HANDOFF_PROVIDER = "handoff"
@@ -70,7 +71,11 @@ class HandoffDesk:
             escalation = open_escalation(session, conversation_id)
             created = escalation is None
             if escalation is None:
-                summary = summarize(self._messages(session, conversation_id))
+                messages = self._messages(session, conversation_id)
+                last_model_reply = next((m for m in reversed(messages) if is_model_reply(m)), None)
+                if last_model_reply is not None:
+                    set_miss_reason(session, last_model_reply, NEXT_TURN_ESCALATED)
+                summary = summarize(messages)
                 escalation = escalate(session, self.notice, conversation_id,
                                       note_message.id if note_message else None, USER_REQUEST,
                                       "pressed the talk-to-a-human button", summary or None, contact)
@@ -81,10 +86,11 @@ class HandoffDesk:
                             content=handoff_reply if created else ack_reply,
                             reply_to_id=note_message.id if note_message else None)
             session.add(reply)
+            refresh_conversation(session, conversation_id)
         return HandoffResult(note_message, reply, escalation, created)
 
     def agent_reply(
-        self, conversation_id: str, content: str, author: str | None, corrects_id: int | None
+        self, conversation_id: str, content: str, author: str, corrects_id: int | None
     ) -> Message:
         """Store a human agent's reply, linked to the bot reply it corrects (by default the latest)."""
         with transaction(self.sessions) as session:
@@ -103,9 +109,13 @@ class HandoffDesk:
             message = Message(conversation_id=conversation_id, role=Role.AGENT, content=content,
                               author=author, corrects_id=corrects_id)
             session.add(message)
+            session.flush()
+            audit(session, author, "agent_reply", f"conversation:{conversation_id}",
+                  {"message_id": message.id, "corrects_id": corrects_id})
+            refresh_conversation(session, conversation_id)
         return message
 
-    def resolve(self, conversation_id: str, by: str | None) -> Conversation:
+    def resolve(self, conversation_id: str, by: str) -> Conversation:
         """An agent closes the case: open escalations resolved, the bot answers again."""
         now = utcnow()
         with transaction(self.sessions) as session:
@@ -117,6 +127,7 @@ class HandoffDesk:
             )
             conversation.status = ConversationStatus.RESOLVED
             conversation.updated_at = now
+            audit(session, by, "resolve", f"conversation:{conversation_id}")
         return conversation
 
     def record_feedback(
@@ -130,6 +141,8 @@ class HandoffDesk:
                 raise NotFound("message not found in this conversation")
             if message.role != Role.ASSISTANT:
                 raise Unprocessable("only bot replies can be rated", code="not_a_bot_reply")
+            if is_model_reply(message):
+                set_miss_reason(session, message, THUMBS_DOWN, present=rating == "down")
             feedback = session.scalars(select(Feedback).where(Feedback.message_id == message_id)).first()
             if feedback is None:
                 feedback = Feedback(message_id=message_id, rating=rating, comment=comment)
@@ -143,6 +156,7 @@ class HandoffDesk:
                 escalation = escalate(session, self.notice, conversation_id, message_id, REPEATED_FAILURE,
                                       f"{downs_to_escalate} thumbs-down in a row",
                                       summarize(self._messages(session, conversation_id)))
+            refresh_conversation(session, conversation_id)
         return feedback, escalation
 
     @staticmethod

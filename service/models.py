@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -80,6 +81,12 @@ class FinishStatus(enum.StrEnum):
 
 class Conversation(Base):
     __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_updated_at_id", "updated_at", "id"),
+        Index("ix_conversations_unreviewed_updated", "unreviewed_misses", "updated_at"),
+        Index("ix_conversations_miss_updated", "miss_count", "updated_at"),
+        Index("ix_conversations_prompt_updated", "prompt_version", "updated_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_conversation_id)
     status: Mapped[str] = mapped_column(String(16), default=ConversationStatus.OPEN, index=True)
@@ -87,6 +94,14 @@ class Conversation(Base):
     visitor: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Review state, kept up to date on every write that changes it, so the inbox filters stay
+    # index lookups at millions of messages instead of scans.
+    prompt_version: Mapped[str | None] = mapped_column(String(160), default=None)
+    miss_count: Mapped[int] = mapped_column(Integer, default=0)
+    unreviewed_misses: Mapped[int] = mapped_column(Integer, default=0)
+    thumbs_down: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_ever: Mapped[bool] = mapped_column(Boolean, default=False)
+    exclude_from_training: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class PromptSnapshot(Base):
@@ -134,6 +149,11 @@ class Message(Base):
         ForeignKey("messages.id", ondelete="SET NULL"), default=None, index=True
     )
     author: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Why a bot reply counts as a miss: comma-separated, sorted (thumbs_down, escalated, ...); NULL if not.
+    miss_reasons: Mapped[str | None] = mapped_column(String(200), default=None)
+    review: Mapped[str | None] = mapped_column(String(16), default=None)  # good | flagged
+    # The known issue the user's message matched best (BM25, confident matches only): which topics miss.
+    known_issue: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
@@ -190,3 +210,28 @@ class OutboxEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class Correction(Base):
+    """The answer a reviewer says a bot reply should have given."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    content: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what, when, in the admin area."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    target: Mapped[str | None] = mapped_column(String(100), default=None)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 
 from .config import Settings
 from .errors import ConfigError
 from .knowledge import KnowledgeStore
-from .prompts import PromptRegistry, estimate_tokens
+from .prompts import PromptRegistry, RenderedPrompt, estimate_tokens
 
 
 def _load(settings: Settings) -> tuple[PromptRegistry, KnowledgeStore]:
@@ -35,23 +36,40 @@ def _served(registry: PromptRegistry, settings: Settings) -> str | None:
         return None
 
 
-def show_prompt(settings: Settings, ref: str | None, query: str) -> int:
-    """Print the assembled system prompt of a version, with its sha256 and a token estimate."""
-    registry, store = _load(settings)
-    try:
-        version = registry.resolve(ref or settings.prompt)
-    except LookupError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+def assemble_for_display(
+    settings: Settings, registry: PromptRegistry, store: KnowledgeStore, ref: str, query: str = ""
+) -> tuple[RenderedPrompt, str]:
+    """The assembled prompt of a version as a turn would see it, and which knowledge went in.
+
+    Raises LookupError for an unknown version.
+    """
+    version = registry.resolve(ref)
     knowledge = store.current()
     if knowledge.size_chars <= settings.knowledge_inline_max_chars:
         issues, complete, how = knowledge.issues, True, f"all {len(knowledge.issues)} known issues"
     else:
         issues = tuple(i for i, _ in knowledge.search(query, settings.knowledge_top_k))
         complete = False
-        how = f"top {settings.knowledge_top_k} of {len(knowledge.issues)} known issues for --query {query!r}"
+        how = f"top {settings.knowledge_top_k} of {len(knowledge.issues)} known issues for query {query!r}"
     rendered = registry.assemble(version, knowledge, issues, complete=complete,
                                  company=settings.company_name, product=settings.product_name)
+    return rendered, how
+
+
+def prompt_diff(a: RenderedPrompt, b: RenderedPrompt) -> str:
+    """Unified diff between two assembled prompts."""
+    return "".join(difflib.unified_diff(a.text.splitlines(keepends=True), b.text.splitlines(keepends=True),
+                                        fromfile=a.ref, tofile=b.ref))
+
+
+def show_prompt(settings: Settings, ref: str | None, query: str) -> int:
+    """Print the assembled system prompt of a version, with its sha256 and a token estimate."""
+    registry, store = _load(settings)
+    try:
+        rendered, how = assemble_for_display(settings, registry, store, ref or settings.prompt, query)
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"# {rendered.ref} sha256={rendered.sha256} ~{estimate_tokens(rendered.text)} tokens "
           f"(estimate: characters / 4); knowledge: {how}", file=sys.stderr)
     sys.stdout.write(rendered.text)

@@ -13,12 +13,14 @@ from .auth import VisitorTokens
 from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import create_db_engine, make_session_factory
 from .handoff import HandoffDesk
+from .inbox import Inbox
 from .knowledge import KnowledgeStore
 from .llm import OfflineProvider, OpenAIProvider, Provider
 from .models import utcnow
 from .outbox import HandoffNotice, Outbox
 from .policies import PolicyStore
 from .prompts import PromptRegistry
+from .review import ReviewDesk
 from .store import ConversationLog
 from .webhooks import WebhookSender
 
@@ -43,6 +45,8 @@ class Runtime:
     handoff: HandoffDesk
     outbox: Outbox
     admin_token: str
+    review: ReviewDesk
+    inbox: Inbox
 
     @classmethod
     def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
@@ -67,6 +71,8 @@ class Runtime:
             handoff=HandoffDesk(sessions, notice),
             outbox=Outbox(sessions),
             admin_token=admin_token(settings),
+            review=ReviewDesk(sessions),
+            inbox=Inbox(sessions),
         )
 
     def webhook_sender(self, clock: Callable[[], datetime] = utcnow) -> WebhookSender | None:

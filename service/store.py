@@ -15,6 +15,7 @@ from .db import transaction
 from .errors import NotFound, Unprocessable
 from .models import Conversation, ConversationStatus, Escalation, Message, PromptSnapshot, Role, utcnow
 from .outbox import HandoffNotice, enqueue_handoff
+from .review import refresh_conversation, set_miss_reason
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class ReplyRecord:
     escalation_reason: str | None = None
     escalation_detail: str | None = None
     escalation_summary: str | None = None
+    miss_reasons: tuple[str, ...] = ()
+    known_issue: str | None = None
+    previous_reply_id: int | None = None
+    previous_reply_misses: tuple[str, ...] = ()
 
 
 class ConversationLog:
@@ -203,16 +208,32 @@ class ConversationLog:
                 prompt_name=record.prompt_name, prompt_version=record.prompt_version,
                 prompt_sha256=record.prompt_sha256, tokens_in=record.tokens_in, tokens_out=record.tokens_out,
                 cost_usd=record.cost_usd, latency_ms=record.latency_ms, status=record.status,
-                tool_calls=record.tool_calls,
+                tool_calls=record.tool_calls, miss_reasons=",".join(sorted(record.miss_reasons)) or None,
+                known_issue=record.known_issue,
             )
             session.add(reply)
             escalation = None
             if record.escalation_reason is not None:
                 escalation = escalate(session, self.notice, record.conversation_id, record.reply_to_id,
                                       record.escalation_reason, record.escalation_detail, record.escalation_summary)
+            self._update_review_state(session, record)
         if record.prompt_sha256:
             self._known_snapshots.add(record.prompt_sha256)
         return reply, escalation
+
+    @staticmethod
+    def _update_review_state(session: Session, record: ReplyRecord) -> None:
+        changed = bool(record.miss_reasons) or record.escalation_reason is not None
+        if record.previous_reply_id is not None:
+            previous = session.get(Message, record.previous_reply_id)
+            for reason in record.previous_reply_misses:
+                if previous is not None and set_miss_reason(session, previous, reason):
+                    changed = True
+        if record.prompt_name:
+            session.execute(update(Conversation).where(Conversation.id == record.conversation_id)
+                            .values(prompt_version=f"{record.prompt_name}@{record.prompt_version}"))
+        if changed:
+            refresh_conversation(session, record.conversation_id)
 
     def _ensure_snapshot(self, session: Session, record: ReplyRecord) -> None:
         if record.prompt_sha256 is None or record.prompt_sha256 in self._known_snapshots:

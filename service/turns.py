@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import anyio
@@ -16,11 +17,22 @@ from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
 
 from .errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
-from .escalation import MODEL_UNAVAILABLE, USER_REQUEST, EscalationSignal, Turnlet, detect_after, detect_before
+from .escalation import (
+    MODEL_UNAVAILABLE,
+    USER_REQUEST,
+    EscalationSignal,
+    Turnlet,
+    count_failures,
+    detect_after,
+    detect_before,
+    normalize,
+)
 from .handoff import HANDOFF_PROVIDER, summarize
+from .knowledge import KnownIssue
 from .llm import ChatRequest, Completion, StreamBroken, TextDelta
 from .models import ConversationStatus, Escalation, FinishStatus, Message, Role
 from .prompts import PromptVersion, RenderedPrompt
+from .review import DID_NOT_HELP, ESCALATED, NEXT_TURN_ESCALATED, is_model_reply
 from .runtime import Runtime
 from .store import ReplyRecord, TurnStart
 
@@ -170,12 +182,22 @@ class Turn:
             [Turnlet(m.role, m.content) for m in start.history],
             self.runtime.policies.rules(),
             failures_to_escalate=settings.escalate_after_failures,
-            knowledge=self.runtime.knowledge.current(),
+            top_hit=self._top_hit,
             min_score=settings.offline_min_score,
         )
         if signal is None:
             return None
         return settings.handoff_reply, replace(signal, summary=self._summary()), True
+
+    @cached_property
+    def _top_hit(self) -> tuple[KnownIssue, float] | None:
+        """The known issue the user's message matches best (one BM25 query per turn, shared)."""
+        hits = self.runtime.knowledge.current().search(self.start.user_message.content, k=1)
+        return hits[0] if hits else None
+
+    def _known_issue(self) -> str | None:
+        hit = self._top_hit
+        return hit[0].id if hit and hit[1] >= self.runtime.settings.offline_min_score else None
 
     def _summary(self) -> str:
         return summarize([*self.start.history, self.start.user_message])
@@ -189,9 +211,23 @@ class Turn:
             model_reported=None, prompt_name=version.name, prompt_version=version.version, prompt_sha256=None,
             prompt_text=None, tokens_in=None, tokens_out=None, cost_usd=None, latency_ms=None,
             escalation_reason=signal.reason if new else None, escalation_detail=signal.detail,
-            escalation_summary=signal.summary,
+            escalation_summary=signal.summary, known_issue=self._known_issue(),
+            **self._previous_reply_misses(handed_over=new),
         )
         return await self._persist(record, signal, version.ref)
+
+    def _previous_reply_misses(self, handed_over: bool) -> dict[str, Any]:
+        """The bot's last model reply becomes a miss when this message hands over or says it did not help."""
+        previous = next((m for m in reversed(self.start.history) if is_model_reply(m)), None)
+        if previous is None:
+            return {}
+        reasons = []
+        if handed_over:
+            reasons.append(NEXT_TURN_ESCALATED)
+        history = [Turnlet(m.role, m.content) for m in self.start.history]
+        if count_failures(history, normalize(self.start.user_message.content)) >= 1:
+            reasons.append(DID_NOT_HELP)
+        return {"previous_reply_id": previous.id, "previous_reply_misses": tuple(reasons)}
 
     def _reply_text(self, completion: Completion | None, status: str, signal: EscalationSignal | None) -> str:
         if status == FinishStatus.FAILED:
@@ -251,6 +287,8 @@ class Turn:
             escalation_reason=signal.reason if signal else None,
             escalation_detail=signal.detail if signal else None,
             escalation_summary=signal.summary if signal else None,
+            miss_reasons=(ESCALATED,) if signal else (), known_issue=self._known_issue(),
+            **self._previous_reply_misses(handed_over=False),
         )
         return await self._persist(record, signal, prompt.ref)
 

@@ -7,11 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,7 +20,7 @@ from .. import __version__
 from ..config import Settings, get_settings
 from ..errors import SupportbotError
 from ..runtime import Runtime
-from . import admin, chat, health
+from . import admin, admin_pages, chat, health, review, widget
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(error.status_code, "http_error")
         return error_response(error.status_code, code, str(error.detail), headers=error.headers)
+
+    @app.exception_handler(admin_pages.LoginRequired)
+    async def _login(_request: Request, error: admin_pages.LoginRequired) -> RedirectResponse:
+        return RedirectResponse(f"/admin/login?{urlencode({'next': error.next_url})}", status_code=303)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -144,6 +149,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health.router)
     app.include_router(chat.router)
     app.include_router(admin.router)
+    app.include_router(widget.router)
+    app.include_router(review.router)
+    app.include_router(admin_pages.router)
     origins = runtime.settings.allowed_origins
     if origins:
         # Bearer tokens, not cookies: credentials stay off, so no origin ever gets `*` with credentials.

@@ -132,6 +132,8 @@ class AdminMessage(BaseModel):
     corrects_id: int | None
     author: str | None
     tool_calls: list[dict[str, object]] | None
+    miss_reasons: str | None = Field(description="Why this bot reply counts as a miss, comma-separated")
+    review: Literal["good", "flagged"] | None
     feedback: Literal["up", "down"] | None = None
 
 
@@ -162,3 +164,112 @@ class ConversationAdmin(BaseModel):
 class ResolvePublic(BaseModel):
     conversation_id: str
     status: Literal["open", "escalated", "resolved"]
+
+
+class InboxItem(BaseModel):
+    id: str
+    status: Literal["open", "escalated", "resolved"]
+    created_at: datetime
+    updated_at: datetime
+    prompt_version: str | None
+    user_turns: int
+    miss_count: int
+    unreviewed_misses: int
+    thumbs_down: int
+    escalated_ever: bool
+    exclude_from_training: bool
+    preview: str
+
+
+class InboxPage(BaseModel):
+    items: list[InboxItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class MissItem(BaseModel):
+    message_id: int
+    conversation_id: str
+    question: str | None
+    reply: str
+    reasons: list[str]
+    review: Literal["good", "flagged"] | None
+    corrected: bool
+    prompt_version: str | None
+    created_at: datetime
+
+
+class MissPage(BaseModel):
+    items: list[MissItem]
+    next_cursor: str | None
+
+
+class CorrectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, description="The answer the bot should have given.")
+
+
+class CorrectionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    message_id: int
+    content: str
+    author: str
+    created_at: datetime
+
+
+class VerdictCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["good", "flagged", "clear"]
+
+
+class ExcludeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    excluded: bool = True
+
+
+class PromptVersionInfo(BaseModel):
+    ref: str
+    description: str
+    labels: list[str]
+    served: bool
+    conversations: int
+    turns: int
+    miss_rate: float | None
+    escalation_rate: float | None
+    thumbs_down_rate: float | None
+
+
+class PromptText(BaseModel):
+    ref: str
+    sha256: str
+    estimated_tokens: int
+    knowledge: str
+    text: str
+
+
+class PromptDiff(BaseModel):
+    a: str
+    b: str
+    diff: str = Field(description="Unified diff of the assembled prompts.")
+
+
+class AuditItem(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    actor: str
+    action: str
+    target: str | None
+    details: dict[str, object] | None
+    created_at: datetime
+
+
+class PromoteCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=80, description="Default: the customer's question.")
+    keywords: list[Annotated[str, Field(max_length=60)]] | None = Field(default=None, max_length=12)

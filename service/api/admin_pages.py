@@ -1,0 +1,294 @@
+"""The review UI: server-rendered pages under /admin, a signed session cookie, CSRF on every form."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from anyio import to_thread
+from fastapi import APIRouter, Cookie, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from ..auth import AdminSessions
+from ..charts import rate_chart
+from ..config import secret_key
+from ..errors import NotFound, SupportbotError, Unauthorized
+from ..inbox import VIEWS, InboxQuery
+from ..promote import promote
+from ..prompt_tools import assemble_for_display, prompt_diff
+from ..prompts import estimate_tokens
+from ..report import build_report, weekly_rates
+from .deps import RuntimeDep
+from .review import prompt_versions
+
+PACKAGE = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
+ADMIN_CSS = (PACKAGE / "static" / "admin.css").read_bytes()
+VIEW_LABELS = {"all": "All conversations", "misses": "Misses", "escalated": "Escalated",
+               "thumbs_down": "Thumbs down", "unreviewed": "Misses to review"}
+# Pages render no script and load nothing from elsewhere; forms post only to this origin.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+class LoginRequired(Exception):
+    """A page was asked for without a session: send the browser to the sign-in form."""
+
+    def __init__(self, next_url: str) -> None:
+        self.next_url = next_url
+
+
+def sessions(request: Request) -> AdminSessions:
+    """The session/CSRF helper of this process (keyed by the service's secret)."""
+    state = request.app.state
+    if not hasattr(state, "admin_sessions"):
+        state.admin_sessions = AdminSessions(secret_key(state.runtime.settings))
+    helper: AdminSessions = state.admin_sessions
+    return helper
+
+
+SessionsDep = Annotated[AdminSessions, Depends(sessions)]
+
+
+def page_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None) -> str:
+    """The signed-in reviewer; pages without a session redirect to the sign-in form."""
+    actor = helper.actor(sb_admin)
+    if actor is None:
+        raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    return actor
+
+
+def form_actor(helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None,
+               sb_csrf: Annotated[str | None, Cookie()] = None, csrf: Annotated[str, Form()] = "") -> str:
+    """The reviewer posting a form: a valid session and a CSRF token matching this browser's nonce."""
+    actor = helper.actor(sb_admin)
+    if actor is None:
+        raise Unauthorized("sign in first", code="not_signed_in")
+    if not helper.csrf_valid(sb_csrf, csrf):
+        raise Unauthorized("the form is stale or was not sent from this site; reload and try again",
+                           code="csrf_failed")
+    return actor
+
+
+PageActor = Annotated[str, Depends(page_actor)]
+FormActor = Annotated[str, Depends(form_actor)]
+
+
+def render(request: Request, helper: AdminSessions, name: str, context: dict[str, Any],
+           status_code: int = 200) -> HTMLResponse:
+    """A page with the security headers and this browser's CSRF nonce cookie (set on first visit)."""
+    nonce = request.cookies.get(AdminSessions.CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = templates.TemplateResponse(request, name, {**context, "csrf": helper.csrf_token(nonce)},
+                                          status_code=status_code, headers=SECURITY_HEADERS)
+    if AdminSessions.CSRF_COOKIE not in request.cookies:
+        response.set_cookie(AdminSessions.CSRF_COOKIE, nonce, httponly=True, samesite="strict", path="/admin",
+                            secure=request.url.scheme == "https")
+    return response
+
+
+def back_to(url: str) -> RedirectResponse:
+    """303 after a form post, so a reload does not post again."""
+    return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+
+
+@router.get("/static/admin.css")
+async def admin_css() -> Response:
+    return Response(ADMIN_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/login")
+async def login_form(request: Request, helper: SessionsDep, next: str = "/admin") -> HTMLResponse:
+    return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None})
+
+
+@router.post("/login")
+async def login(
+    request: Request, runtime: RuntimeDep, helper: SessionsDep, token: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/admin",
+    sb_csrf: Annotated[str | None, Cookie()] = None,
+) -> Response:
+    """Check the admin token; on success set the session cookie."""
+    if not helper.csrf_valid(sb_csrf, csrf):
+        return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
+                      "error": "The form expired. Please try again."}, status_code=400)
+    if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
+        await to_thread.run_sync(runtime.review.record, "anonymous", "login.failed", None)
+        return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
+                      "error": "That is not the admin token."}, status_code=401)
+    await to_thread.run_sync(runtime.review.record, "admin", "login", None)
+    response = back_to(_safe_next(next))
+    response.set_cookie(AdminSessions.COOKIE, helper.issue("admin"), max_age=helper.max_age, httponly=True,
+                        samesite="strict", path="/admin", secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+async def logout(actor: FormActor) -> Response:
+    response = back_to("/admin/login")
+    response.delete_cookie(AdminSessions.COOKIE, path="/admin")
+    return response
+
+
+def _safe_next(target: str) -> str:
+    # Only paths inside the admin area: never an open redirect to another site.
+    return target if target.startswith("/admin") and not target.startswith("//") else "/admin"
+
+
+@router.get("")
+async def inbox_page(
+    request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor, view: str = "all",
+    prompt_version: str = "", since: date | None = None, until: date | None = None, q: str = "",
+    cursor: str | None = None,
+) -> HTMLResponse:
+    """Conversations with filters, search and keyset pagination."""
+    query = InboxQuery(view=view if view in VIEWS else "all", prompt_version=prompt_version or None,  # type: ignore[arg-type]
+                       since=since, until=until, q=q or None, cursor=cursor)
+    rows, next_cursor = await to_thread.run_sync(runtime.inbox.conversations, query)
+    params = {k: v for k, v in {"view": view, "prompt_version": prompt_version, "since": since or "",
+                                "until": until or "", "q": q}.items() if v}
+    next_url = f"/admin?{urlencode({**params, 'cursor': next_cursor})}" if next_cursor else None
+    refs = sorted(v.ref for versions in runtime.prompts.versions().values() for v in versions.values())
+    return render(request, helper, "admin/inbox.html", {
+        "actor": actor, "section": "review" if view == "unreviewed" else "inbox", "rows": rows, "query": query,
+        "views": list(VIEW_LABELS.items()), "prompt_refs": refs, "next_url": next_url,
+    })
+
+
+@router.get("/conversations/{conversation_id}")
+async def conversation_page(
+    request: Request, conversation_id: str, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor
+) -> HTMLResponse:
+    """The transcript with every reply's details, review forms and the agent reply form."""
+    conversation, messages, escalations, feedback = await to_thread.run_sync(
+        runtime.handoff.conversation_detail, conversation_id)
+    corrections = await to_thread.run_sync(runtime.review.corrections,
+                                           [m.id for m in messages if m.role == "assistant"])
+    return render(request, helper, "admin/conversation.html", {
+        "actor": actor, "section": "inbox", "conversation": conversation, "messages": messages,
+        "escalations": escalations, "feedback": feedback, "corrections": corrections,
+    })
+
+
+@router.post("/messages/{message_id}/correction")
+async def correction_form(message_id: int, runtime: RuntimeDep, actor: FormActor,
+                          content: Annotated[str, Form()] = "") -> Response:
+    if not content.strip():
+        raise SupportbotError("the corrected answer is empty", code="empty_correction")
+    correction = await to_thread.run_sync(runtime.review.correct, message_id, content.strip(), actor)
+    return await _back_to_message(runtime, correction.message_id)
+
+
+@router.post("/messages/{message_id}/review")
+async def review_form(message_id: int, runtime: RuntimeDep, actor: FormActor,
+                      verdict: Annotated[str, Form()] = "") -> Response:
+    await to_thread.run_sync(runtime.review.set_verdict, message_id, verdict, actor)
+    return await _back_to_message(runtime, message_id)
+
+
+async def _back_to_message(runtime: RuntimeDep, message_id: int) -> Response:
+    from ..models import Message
+
+    def conversation_of() -> str:
+        with runtime.log.sessions() as session:
+            message = session.get(Message, message_id)
+            if message is None:
+                raise NotFound("message not found")
+            return message.conversation_id
+
+    conversation_id = await to_thread.run_sync(conversation_of)
+    return back_to(f"/admin/conversations/{conversation_id}#m{message_id}")
+
+
+@router.post("/messages/{message_id}/promote")
+async def promote_form(message_id: int, runtime: RuntimeDep, actor: FormActor) -> Response:
+    await to_thread.run_sync(lambda: promote(runtime.log.sessions, runtime.knowledge, message_id, actor))
+    return await _back_to_message(runtime, message_id)
+
+
+@router.post("/conversations/{conversation_id}/exclude")
+async def exclude_form(conversation_id: str, runtime: RuntimeDep, actor: FormActor,
+                       excluded: Annotated[str, Form()] = "true") -> Response:
+    await to_thread.run_sync(runtime.review.exclude, conversation_id, excluded == "true", actor)
+    return back_to(f"/admin/conversations/{conversation_id}")
+
+
+@router.post("/conversations/{conversation_id}/resolve")
+async def resolve_form(conversation_id: str, runtime: RuntimeDep, actor: FormActor) -> Response:
+    await to_thread.run_sync(runtime.handoff.resolve, conversation_id, actor)
+    return back_to(f"/admin/conversations/{conversation_id}")
+
+
+@router.post("/conversations/{conversation_id}/reply")
+async def reply_form(conversation_id: str, runtime: RuntimeDep, actor: FormActor,
+                     content: Annotated[str, Form()] = "", author: Annotated[str, Form()] = "") -> Response:
+    from ..turns import check_message
+
+    text = check_message(runtime, content)
+    await to_thread.run_sync(lambda: runtime.handoff.agent_reply(conversation_id, text, author.strip() or actor,
+                                                                  None))
+    return back_to(f"/admin/conversations/{conversation_id}")
+
+
+@router.get("/prompts")
+async def prompts_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor) -> HTMLResponse:
+    """Versions, labels and per-version figures."""
+    versions = await to_thread.run_sync(prompt_versions, runtime)
+    return render(request, helper, "admin/prompts.html", {"actor": actor, "section": "prompts",
+                                                          "versions": versions})
+
+
+@router.get("/prompts/diff")
+async def diff_page(request: Request, a: str, b: str, runtime: RuntimeDep, helper: SessionsDep,
+                    actor: PageActor) -> HTMLResponse:
+    try:
+        first, _ = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, a)
+        second, _ = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, b)
+    except LookupError as error:
+        raise NotFound(str(error)) from None
+    lines = prompt_diff(first, second).splitlines()
+    return render(request, helper, "admin/diff.html", {"actor": actor, "section": "prompts", "a": first.ref,
+                                                       "b": second.ref, "lines": lines})
+
+
+@router.get("/prompts/{ref}")
+async def prompt_page(request: Request, ref: str, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor,
+                      query: str = "") -> HTMLResponse:
+    """The assembled prompt of one version."""
+    try:
+        rendered, how = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, ref, query)
+    except LookupError as error:
+        raise NotFound(str(error)) from None
+    return render(request, helper, "admin/prompt.html", {
+        "actor": actor, "section": "prompts", "prompt": rendered, "how": how, "query": query,
+        "tokens": estimate_tokens(rendered.text)})
+
+
+@router.get("/audit")
+async def audit_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor,
+                     before: int | None = None) -> HTMLResponse:
+    entries = await to_thread.run_sync(runtime.review.audit_log, 100, before)
+    next_url = f"/admin/audit?before={entries[-1].id}" if len(entries) == 100 else None
+    return render(request, helper, "admin/audit.html", {"actor": actor, "section": "audit", "entries": entries,
+                                                        "next_url": next_url})
+
+
+@router.get("/report")
+async def report_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor) -> HTMLResponse:
+    """The prompting-vs-fine-tuning report with its chart."""
+    report = await to_thread.run_sync(build_report, runtime.settings, runtime.log.sessions)
+    series = await to_thread.run_sync(weekly_rates, runtime.log.sessions)
+    return render(request, helper, "admin/report.html", {"actor": actor, "section": "report", "report": report,
+                                                         "chart": rate_chart(series)})

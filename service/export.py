@@ -1,0 +1,279 @@
+"""Training data out of the conversation log: corrected misses (and good replies) as validated JSONL.
+
+Conversations are read in batches by id, so memory stays flat however large the log is; every line is
+built from the exact system prompt the model saw (the stored snapshot), redacted, validated and
+de-duplicated before it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import Unprocessable
+from .export_format import CHECKS, FORMATS
+from .inbox import day_end, day_start, split_ref
+from .llm import ESCALATE_TOOL
+from .models import Conversation, Correction, Feedback, Message, PromptSnapshot, Role
+from .redact import Redactor
+from .review import MODEL_PROVIDERS
+
+SELECTIONS = ("corrected", "misses", "all")
+BATCH = 500
+TOOL_RESULT = json.dumps({"status": "handed_over"})
+_COLUMNS = (Message.id, Message.conversation_id, Message.role, Message.content, Message.provider,
+            Message.prompt_name, Message.prompt_version, Message.prompt_sha256, Message.tool_calls,
+            Message.corrects_id, Message.miss_reasons, Message.review, Message.created_at)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    format: str = "openai-chat"
+    select: str = "corrected"
+    since: date | None = None
+    until: date | None = None
+    prompt_version: str | None = None
+    redact: bool = True
+    validation_split: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise Unprocessable(f"format must be one of {', '.join(FORMATS)}", code="invalid_format")
+        if self.select not in SELECTIONS:
+            raise Unprocessable(f"select must be one of {', '.join(SELECTIONS)}", code="invalid_select")
+        if not 0 <= self.validation_split < 1:
+            raise Unprocessable("validation split must be at least 0 and below 1", code="invalid_split")
+        if self.prompt_version:
+            split_ref(self.prompt_version)
+
+
+@dataclass
+class ExportSummary:
+    written: int = 0
+    validation: int = 0
+    waiting_for_review: int = 0
+    estimated_tokens: int = 0
+    conversations: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def lines(self, destination: str) -> list[str]:
+        """The human summary printed on stderr."""
+        text = [f"export: {self.written} examples written to {destination}"
+                + (f" ({self.validation} of them to the validation file)" if self.validation else "")
+                + f", ~{self.estimated_tokens:,} tokens (estimate: characters / 4), "
+                  f"from {self.conversations} conversations"]
+        if self.waiting_for_review:
+            text.append(f"  waiting for review: {self.waiting_for_review} misses without a correction (not exported)")
+        for reason, count in self.skipped.most_common():
+            text.append(f"  skipped {count}: {reason}")
+        return text
+
+
+@dataclass(frozen=True)
+class ExportLine:
+    text: str
+    validation: bool
+
+
+@dataclass
+class _Target:
+    reply: Row[Any]
+    content: str
+    original: str
+    with_tool_calls: bool
+
+
+def in_validation(seed: int, conversation_id: str, fraction: float) -> bool:
+    """Seeded, conversation-level split: a conversation is always wholly on one side."""
+    digest = hashlib.sha256(f"{seed}:{conversation_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+class Exporter:
+    """Streams training examples out of the log."""
+
+    def __init__(self, sessions: sessionmaker[Session], options: ExportOptions) -> None:
+        self.sessions = sessions
+        self.options = options
+        self.summary = ExportSummary()
+        self._snapshots: dict[str, str | None] = {}
+        self._seen: set[bytes] = set()
+
+    def count_conversations(self) -> int:
+        """How many conversations the export will look at (for a progress bar)."""
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(Conversation)) or 0
+
+    def lines(self, on_batch: Any = None) -> Iterator[ExportLine]:
+        """Every valid, de-duplicated example, as JSON lines; `on_batch(n)` after each batch of conversations."""
+        last = ""
+        while True:
+            with self.sessions() as session:
+                batch = session.execute(
+                    select(Conversation.id, Conversation.exclude_from_training)
+                    .where(Conversation.id > last).order_by(Conversation.id).limit(BATCH)).all()
+                if not batch:
+                    return
+                last = batch[-1][0]
+                messages, ratings, corrections = self._load(session, [row[0] for row in batch])
+                self._fetch_snapshots(session, messages)
+            excluded = {row[0] for row in batch if row[1]}
+            grouped: dict[str, list[Row[Any]]] = {}
+            for message in messages:
+                grouped.setdefault(message.conversation_id, []).append(message)
+            for conversation_id, rows in grouped.items():
+                yield from self._conversation(conversation_id, rows, ratings, corrections,
+                                              conversation_id in excluded)
+            self.summary.conversations += len(batch)
+            if on_batch is not None:
+                on_batch(len(batch))
+
+    @staticmethod
+    def _load(
+        session: Session, ids: list[str]
+    ) -> tuple[Sequence[Row[Any]], dict[int, str], dict[int, str]]:
+        messages = session.execute(select(*_COLUMNS).where(Message.conversation_id.in_(ids))
+                                   .order_by(Message.conversation_id, Message.id)).all()
+        ratings = dict(session.execute(
+            select(Feedback.message_id, Feedback.rating).join(Message, Message.id == Feedback.message_id)
+            .where(Message.conversation_id.in_(ids))).all())
+        corrections = dict(session.execute(
+            select(Correction.message_id, Correction.content).join(Message, Message.id == Correction.message_id)
+            .where(Message.conversation_id.in_(ids)).order_by(Correction.id)).all())
+        return messages, ratings, corrections
+
+    def _fetch_snapshots(self, session: Session, messages: Sequence[Row[Any]]) -> None:
+        wanted = {m.prompt_sha256 for m in messages if m.prompt_sha256} - set(self._snapshots)
+        if wanted:
+            found = dict(session.execute(select(PromptSnapshot.sha256, PromptSnapshot.content)
+                                         .where(PromptSnapshot.sha256.in_(wanted))).all())
+            self._snapshots.update({sha: found.get(sha) for sha in wanted})
+
+    def _conversation(
+        self, conversation_id: str, rows: list[Row[Any]], ratings: dict[int, str], corrections: dict[int, str],
+        excluded: bool,
+    ) -> Iterator[ExportLine]:
+        agent_answers = {m.corrects_id: m.content for m in rows if m.role == Role.AGENT and m.corrects_id}
+        for index, reply in enumerate(rows):
+            if reply.role != Role.ASSISTANT or reply.provider not in MODEL_PROVIDERS or not self._wanted(reply):
+                continue
+            correction = corrections.get(reply.id) or agent_answers.get(reply.id)
+            target = self._target(reply, correction, ratings.get(reply.id))
+            if target is None:
+                continue
+            if excluded:
+                self.summary.skipped["conversation excluded from training"] += 1
+                continue
+            line = self._line(conversation_id, rows[:index], target)
+            if line is not None:
+                yield line
+
+    def _wanted(self, reply: Row[Any]) -> bool:
+        options = self.options
+        if options.prompt_version and f"{reply.prompt_name}@{reply.prompt_version}" != options.prompt_version:
+            return False
+        if options.since and reply.created_at < day_start(options.since):
+            return False
+        return not (options.until and reply.created_at >= day_end(options.until))
+
+    def _target(self, reply: Row[Any], correction: str | None, rating: str | None) -> _Target | None:
+        select_mode = self.options.select
+        if correction and (select_mode != "misses" or reply.miss_reasons):
+            return _Target(reply, correction, reply.content, with_tool_calls=False)
+        if select_mode == "misses" and reply.miss_reasons:
+            self.summary.waiting_for_review += 1
+            return None
+        good = reply.review == "good" or (rating == "up" and not reply.miss_reasons and reply.review != "flagged")
+        if select_mode == "all" and good:
+            return _Target(reply, reply.content, reply.content, with_tool_calls=bool(reply.tool_calls))
+        return None
+
+    def _line(self, conversation_id: str, history: list[Row[Any]], target: _Target) -> ExportLine | None:
+        example = self._example(conversation_id, history, target)
+        if example is None:
+            return None
+        problems = CHECKS[self.options.format](example)
+        if problems:
+            self.summary.skipped[f"invalid: {problems[0]}"] += 1
+            return None
+        text = json.dumps(example, ensure_ascii=False, separators=(",", ":"))
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        if digest in self._seen:
+            self.summary.skipped["exact duplicate"] += 1
+            return None
+        self._seen.add(digest)
+        validation = self.options.validation_split > 0 and in_validation(
+            self.options.seed, conversation_id, self.options.validation_split)
+        self.summary.written += 1
+        self.summary.validation += validation
+        self.summary.estimated_tokens += len(text) // 4
+        return ExportLine(text, validation)
+
+    def _example(self, conversation_id: str, history: list[Row[Any]], target: _Target) -> dict[str, Any] | None:
+        redactor = Redactor() if self.options.redact else None
+
+        def clean(text: str) -> str:
+            return redactor.redact(text) if redactor else text
+
+        fmt = self.options.format
+        if fmt == "dpo" and target.content == target.original:
+            self.summary.skipped["dpo needs a correction to prefer over the original reply"] += 1
+            return None
+        turns = _history_messages(history, clean, with_tools=fmt == "openai-chat")
+        if not turns or turns[-1]["role"] != "user":
+            self.summary.skipped["reply does not follow a user message"] += 1
+            return None
+        if fmt == "eval-cases":
+            messages = [{"role": m["role"], "content": m["content"]}
+                        for m in turns if m["role"] in ("user", "assistant")]
+            return {"id": f"{conversation_id}-{target.reply.id}", "messages": messages,
+                    "expect": {"reference": clean(target.content)}}
+        system = self._snapshots.get(target.reply.prompt_sha256 or "")
+        if system is None:
+            self.summary.skipped["no stored prompt snapshot"] += 1
+            return None
+        # The system prompt stays exactly as sent: it is the operator's text, not customer data.
+        prefix = [{"role": "system", "content": system}]
+        if fmt == "dpo":
+            for message in turns:
+                message.pop("weight", None)
+            return {"input": {"messages": prefix + turns},
+                    "preferred_output": [{"role": "assistant", "content": clean(target.content)}],
+                    "non_preferred_output": [{"role": "assistant", "content": clean(target.original)}]}
+        final: dict[str, Any] = {"role": "assistant", "content": clean(target.content), "weight": 1}
+        if target.with_tool_calls:
+            final["tool_calls"] = target.reply.tool_calls
+        example: dict[str, Any] = {"messages": prefix + turns + [final]}
+        if any("tool_calls" in m for m in example["messages"]):
+            example["tools"] = [ESCALATE_TOOL]
+        return example
+
+
+def _history_messages(history: list[Row[Any]], clean: Any, with_tools: bool) -> list[dict[str, Any]]:
+    """What the visitor saw before the reply, in chat format; earlier assistant turns carry weight 0."""
+    messages: list[dict[str, Any]] = []
+    for row in history:
+        if not (row.content or "").strip() or row.role == Role.SYSTEM:
+            continue
+        if row.role == Role.USER:
+            messages.append({"role": "user", "content": clean(row.content)})
+            continue
+        good = row.role == Role.ASSISTANT and row.provider in MODEL_PROVIDERS and row.review == "good"
+        message: dict[str, Any] = {"role": "assistant", "content": clean(row.content), "weight": 1 if good else 0}
+        if with_tools and row.tool_calls:
+            message["tool_calls"] = row.tool_calls
+            messages.append(message)
+            messages += [{"role": "tool", "tool_call_id": call["id"], "content": TOOL_RESULT}
+                         for call in row.tool_calls]
+            continue
+        messages.append(message)
+    return messages

@@ -1,0 +1,271 @@
+"""`supportbot report`: where prompting stands, from the logged conversations, and what to do next.
+
+Figures per prompt version and model, then a recommendation (keep prompting / ready to try
+fine-tuning / not enough data) whose reasoning is printed with the thresholds it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import Settings
+from .models import Conversation, Escalation, Message, Role
+from .review import MODEL_PROVIDERS, has_correction
+
+
+@dataclass
+class VersionFigures:
+    prompt_version: str
+    model: str
+    first_seen: datetime
+    conversations: int
+    conversations_30d: int
+    resolution_rate: float
+    replies: int
+    misses: int
+    miss_rate: float
+    escalations: dict[str, int]
+    tokens_per_conversation: float
+    cost_per_conversation: float
+    projected_monthly_cost: float
+    corrected_examples: int
+
+
+@dataclass
+class Recommendation:
+    verdict: str  # keep_prompting | ready_to_fine_tune | not_enough_data
+    headline: str
+    reasons: list[str]
+    next_steps: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    versions: list[VersionFigures]
+    top_missed_topics: list[tuple[str, int]]
+    corrected_examples: int
+    estimated_training_tokens: int
+    recommendation: Recommendation
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for version in data["versions"]:
+            version["first_seen"] = version["first_seen"].isoformat()
+        return data
+
+
+def _figures(session: Session, now: datetime) -> list[VersionFigures]:
+    model_reply = and_(Message.role == Role.ASSISTANT, Message.provider.in_(MODEL_PROVIDERS))
+    per_conversation = (
+        select(
+            Message.conversation_id.label("cid"),
+            func.max(case((model_reply, Message.model_requested))).label("model"),
+            func.sum(case((model_reply, 1), else_=0)).label("replies"),
+            func.sum(case((and_(model_reply, Message.miss_reasons.is_not(None)), 1), else_=0)).label("misses"),
+            func.sum(func.coalesce(Message.tokens_in, 0) + func.coalesce(Message.tokens_out, 0)).label("tokens"),
+            func.sum(func.coalesce(Message.cost_usd, 0.0)).label("cost"),
+            func.min(Message.created_at).label("first"),
+        )
+        .where(Message.role == Role.ASSISTANT)
+        .group_by(Message.conversation_id)
+        .subquery()
+    )
+    model = func.coalesce(per_conversation.c.model, "none")
+    resolved = and_(Conversation.escalated_ever.is_(False), Conversation.thumbs_down == 0)
+    rows = session.execute(
+        select(
+            Conversation.prompt_version, model, func.min(per_conversation.c.first), func.count(),
+            func.sum(case((Conversation.created_at >= now - timedelta(days=30), 1), else_=0)),
+            func.sum(case((resolved, 1), else_=0)), func.sum(per_conversation.c.replies),
+            func.sum(per_conversation.c.misses), func.sum(per_conversation.c.tokens),
+            func.sum(per_conversation.c.cost),
+        )
+        .join(per_conversation, per_conversation.c.cid == Conversation.id)
+        .where(Conversation.prompt_version.is_not(None))
+        .group_by(Conversation.prompt_version, model)
+    ).all()
+    escalations: dict[tuple[str, str], dict[str, int]] = {}
+    for ref, name, reason, count in session.execute(
+        select(Conversation.prompt_version, model, Escalation.reason, func.count())
+        .join(Conversation, Conversation.id == Escalation.conversation_id)
+        .join(per_conversation, per_conversation.c.cid == Conversation.id)
+        .group_by(Conversation.prompt_version, model, Escalation.reason)
+    ):
+        escalations.setdefault((ref, name), {})[reason] = count
+    corrected = {(ref, name): count for ref, name, count in session.execute(
+        select(Conversation.prompt_version, model, func.count())
+        .select_from(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(per_conversation, per_conversation.c.cid == Conversation.id)
+        .where(model_reply, has_correction(), Conversation.exclude_from_training.is_(False))
+        .group_by(Conversation.prompt_version, model)
+    )}
+    figures = []
+    for ref, name, first, conversations, *sums in rows:
+        # PostgreSQL returns SUM() as Decimal: plain numbers from here on.
+        recent, resolved_count, replies, misses, tokens = (int(v or 0) for v in sums[:5])
+        cost = float(sums[5] or 0.0)
+        cost_per = cost / conversations
+        figures.append(VersionFigures(
+            prompt_version=ref, model=name, first_seen=first, conversations=conversations,
+            conversations_30d=recent, resolution_rate=resolved_count / conversations,
+            replies=replies, misses=misses, miss_rate=misses / replies if replies else 0.0,
+            escalations=escalations.get((ref, name), {}),
+            tokens_per_conversation=tokens / conversations, cost_per_conversation=cost_per,
+            projected_monthly_cost=cost_per * recent, corrected_examples=corrected.get((ref, name), 0),
+        ))
+    return sorted(figures, key=lambda f: f.first_seen)
+
+
+def _missed_topics(session: Session, limit: int = 5) -> list[tuple[str, int]]:
+    rows = session.execute(
+        select(Message.known_issue, func.count())
+        .where(Message.miss_reasons.is_not(None), Message.known_issue.is_not(None))
+        .group_by(Message.known_issue).order_by(func.count().desc(), Message.known_issue).limit(limit))
+    return [(str(topic), int(count)) for topic, count in rows]
+
+
+def recommend(settings: Settings, versions: list[VersionFigures], topics: list[tuple[str, int]],
+              corrected: int, training_tokens: int) -> Recommendation:
+    """The verdict, from thresholds in the settings, with every reason spelled out."""
+    if not versions:
+        return Recommendation("not_enough_data", "Not enough data yet",
+                              ["no conversations have been logged with a prompt version"],
+                              ["put the widget live, or replay cases with `supportbot eval`"])
+    rates = [v.miss_rate for v in versions]
+    monthly = sum(v.conversations_30d for v in versions)
+    total_misses = sum(v.misses for v in versions)
+    tolerance = settings.report_flat_tolerance
+    reasons = ["miss rate by prompt version, oldest first: "
+               + ", ".join(f"{v.prompt_version} ({v.model}) {v.miss_rate:.1%}" for v in versions)]
+    if len(rates) >= 2 and rates[-1] < rates[-2] - tolerance:
+        reasons.append(f"misses are falling: {rates[-2]:.1%} -> {rates[-1]:.1%} (more than the {tolerance:.0%} "
+                       "tolerance), so the last prompt change helped")
+        return Recommendation("keep_prompting", "Keep prompting", reasons,
+                              ["keep iterating on the prompt and knowledge; compare versions with `supportbot eval`"])
+    top = topics[:3]
+    share = sum(count for _, count in top) / total_misses if total_misses else 0.0
+    if total_misses >= settings.report_min_misses and share >= settings.report_concentration:
+        names = ", ".join(f"{topic} ({count})" for topic, count in top)
+        reasons.append(f"{share:.0%} of {total_misses} misses are on three known issues: {names} "
+                       f"(threshold {settings.report_concentration:.0%})")
+        return Recommendation("keep_prompting", "Keep prompting: fix these topics in the knowledge base", reasons,
+                              [f"rewrite or add the known issues for {', '.join(t for t, _ in top)}",
+                               "promote corrections from the review page into knowledge/"])
+    window = rates[-settings.report_flat_versions:]
+    flat = len(window) >= settings.report_flat_versions and max(window) - min(window) <= tolerance
+    missing = []
+    if flat:
+        reasons.append(f"the miss rate has been flat over the last {len(window)} versions "
+                       f"({min(window):.1%}-{max(window):.1%}, tolerance {tolerance:.0%})")
+    else:
+        missing.append(f"{settings.report_flat_versions} prompt versions with a flat miss rate "
+                       f"(have {len(versions)}{'' if len(window) < settings.report_flat_versions else ', not flat'})")
+    if monthly < settings.report_min_monthly_conversations:
+        missing.append(f"{settings.report_min_monthly_conversations - monthly} more conversations in 30 days "
+                       f"(have {monthly}, need {settings.report_min_monthly_conversations})")
+    if corrected < settings.report_min_corrected:
+        missing.append(f"{settings.report_min_corrected - corrected} more corrected examples "
+                       f"(have {corrected}, need {settings.report_min_corrected})")
+    if missing:
+        return Recommendation("not_enough_data", "Not enough data to decide on fine-tuning", reasons + [
+            "still needed: " + "; ".join(missing)], ["review misses and write corrections in /admin"])
+    reasons.append(f"{monthly} conversations in the last 30 days and {corrected} corrected examples")
+    return Recommendation("ready_to_fine_tune", "Ready to try fine-tuning", reasons,
+                          _fine_tune_steps(settings, versions, training_tokens))
+
+
+def _fine_tune_steps(settings: Settings, versions: list[VersionFigures], training_tokens: int) -> list[str]:
+    latest = versions[-1]
+    training_cost = training_tokens * settings.fine_tune_epochs * settings.fine_tune_training_price / 1e6
+    steps = [
+        f"supportbot export --format openai-chat --select misses --prompt-version {latest.prompt_version} "
+        "--validation-split 0.1 --out train.jsonl",
+        f"estimated training tokens: {training_tokens:,} x {settings.fine_tune_epochs} epochs = "
+        f"${training_cost:.2f} at ${settings.fine_tune_training_price}/1M",
+    ]
+    current = settings.price_per_token(latest.model)
+    tuned = settings.price_per_token(settings.fine_tune_model)
+    if current and tuned and latest.cost_per_conversation:
+        ratio = (tuned[0] + tuned[1]) / (current[0] + current[1])
+        projected = latest.projected_monthly_cost * ratio
+        change = projected - latest.projected_monthly_cost
+        steps.append(f"projected monthly serving cost on {settings.fine_tune_model}: ${projected:.2f} "
+                     f"({'+' if change >= 0 else '-'}${abs(change):.2f} vs ${latest.projected_monthly_cost:.2f} now, "
+                     "same token counts; a fine-tuned model may also allow a shorter prompt)")
+    steps.append("then compare: supportbot eval cases.jsonl --prompt "
+                 f"{latest.prompt_version} --model {latest.model} --model ft:...")
+    return steps
+
+
+def build_report(settings: Settings, sessions: sessionmaker[Session], training_tokens: int | None = None,
+                 now: datetime | None = None) -> Report:
+    """All figures and the recommendation; `training_tokens` defaults to an estimate from corrections."""
+    now = now or datetime.now(UTC)
+    with sessions() as session:
+        versions = _figures(session, now)
+        topics = _missed_topics(session)
+    corrected = sum(v.corrected_examples for v in versions)
+    if training_tokens is None:
+        from .export import Exporter, ExportOptions
+
+        exporter = Exporter(sessions, ExportOptions(select="corrected"))
+        for _ in exporter.lines():
+            pass
+        training_tokens = exporter.summary.estimated_tokens
+    return Report(versions, topics, corrected, training_tokens,
+                  recommend(settings, versions, topics, corrected, training_tokens))
+
+
+def format_report(report: Report) -> str:
+    """The report as text for a terminal."""
+    lines = [f"{'prompt version':<20} {'model':<22} {'conv':>6} {'30d':>6} {'resolved':>9} {'miss':>6} "
+             f"{'tokens/conv':>11} {'$/conv':>8} {'$/month':>9} {'corrected':>9}"]
+    for v in report.versions:
+        lines.append(f"{v.prompt_version:<20} {v.model[:22]:<22} {v.conversations:>6} {v.conversations_30d:>6} "
+                     f"{v.resolution_rate:>9.1%} {v.miss_rate:>6.1%} {v.tokens_per_conversation:>11.0f} "
+                     f"{v.cost_per_conversation:>8.4f} {v.projected_monthly_cost:>9.2f} {v.corrected_examples:>9}")
+        if v.escalations:
+            lines.append("    escalations: " + ", ".join(f"{k} {n}" for k, n in sorted(v.escalations.items())))
+    if report.top_missed_topics:
+        lines.append("known issues most involved in misses: "
+                     + ", ".join(f"{t} ({n})" for t, n in report.top_missed_topics))
+    rec = report.recommendation
+    lines += ["", f"Recommendation: {rec.headline}", *[f"  - {r}" for r in rec.reasons]]
+    if rec.next_steps:
+        lines += ["Next:", *[f"  {s}" for s in rec.next_steps]]
+    return "\n".join(lines)
+
+
+def weekly_rates(sessions: sessionmaker[Session], weeks: int = 12,
+                 now: datetime | None = None) -> dict[str, list[tuple[datetime, float, float]]]:
+    """Per prompt version and week (Monday, UTC): miss rate and escalation rate of its replies."""
+    now = now or datetime.now(UTC)
+    since = now - timedelta(weeks=weeks)
+    day = func.date(Message.created_at)
+    escalated = Message.miss_reasons.like("%escalated%")
+    with sessions() as session:
+        rows = session.execute(
+            select(Message.prompt_name, Message.prompt_version, day, func.count(),
+                   func.sum(case((Message.miss_reasons.is_not(None), 1), else_=0)),
+                   func.sum(case((escalated, 1), else_=0)))
+            .where(Message.role == Role.ASSISTANT, Message.provider.in_(MODEL_PROVIDERS),
+                   Message.created_at >= since)
+            .group_by(Message.prompt_name, Message.prompt_version, day)
+        ).all()
+    buckets: dict[str, dict[datetime, list[int]]] = {}
+    for name, version, when, replies, misses, escalations in rows:
+        stamp = when if isinstance(when, datetime) else datetime.fromisoformat(str(when))
+        week = (stamp - timedelta(days=stamp.weekday())).replace(tzinfo=UTC, hour=0, minute=0, second=0,
+                                                                 microsecond=0)
+        slot = buckets.setdefault(f"{name}@{version}", {}).setdefault(week, [0, 0, 0])
+        slot[0] += int(replies)
+        slot[1] += int(misses or 0)
+        slot[2] += int(escalations or 0)
+    return {ref: [(week, m / n, e / n) for week, (n, m, e) in sorted(weeks_.items())]
+            for ref, weeks_ in sorted(buckets.items())}

@@ -1,0 +1,1381 @@
+/*! supportbot chat widget | MIT License
+ *
+ * Embed: <script src="https://BOT-HOST/widget.js" async data-title="Support"></script>
+ * Plain JavaScript, no framework, no build step. Everything lives in an open shadow root of a
+ * <supportbot-widget> element, so the host page's CSS cannot reach in and ours cannot leak out.
+ * The service serves this file together with the vendored DOMPurify in one closure (service/api/widget.py);
+ * loaded on its own it still renders safely (bot text is built with textContent, never parsed as HTML).
+ */
+(function (purifier) {
+  "use strict";
+
+  if (window.SupportBot && window.SupportBot.version) return; // embedded twice: the first one wins
+
+  var VERSION = "1.0.0";
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+
+  // ---------------------------------------------------------------- configuration
+
+  var DEFAULTS = {
+    apiBase: "",
+    title: "Support",
+    subtitle: "",
+    greeting: "",
+    primaryColor: "#4f46e5",
+    position: "bottom-right",
+    openOnLoad: false,
+    locale: "",
+    strings: {},
+    userId: "",
+    userHash: "",
+    context: {},
+    pollInterval: 3000,
+    zIndex: 2147483000,
+  };
+
+  var STRINGS = {
+    en: {
+      launcherOpen: "Open support chat",
+      launcherClose: "Close support chat",
+      unread: "{count} unread",
+      close: "Close chat",
+      newConversation: "New conversation",
+      newConversationStarted: "New conversation started.",
+      subtitle: "We usually answer right away",
+      escalatedSubtitle: "A person will reply here",
+      conversationLabel: "Conversation",
+      inputLabel: "Message",
+      placeholder: "Write a message\u2026",
+      inputHint: "Press Enter to send, Shift+Enter for a new line.",
+      send: "Send message",
+      typing: "Typing\u2026",
+      you: "You",
+      agentName: "Support team",
+      talkToHuman: "Talk to a human",
+      handoffWaiting: "A person from our team will reply here as soon as they can.",
+      emailPrompt: "Want a reply by e-mail too? (optional)",
+      emailLabel: "E-mail address",
+      emailSubmit: "Send",
+      emailInvalid: "Please enter a valid e-mail address, like name@example.com.",
+      emailSaved: "Thanks! We will also reply to {email}.",
+      rateReply: "Was this reply helpful?",
+      helpful: "Helpful",
+      notHelpful: "Not helpful",
+      thanksFeedback: "Thanks for your feedback!",
+      retry: "Retry",
+      retryIn: "Retry in {seconds} s",
+      errorNetwork: "We can't reach support right now. Check your connection and try again.",
+      errorRateLimited: "You're sending messages too quickly. Please wait a moment, then try again.",
+      errorTooLong: "Your message is too long. Please shorten it and send it again.",
+      errorConversationFull: "This conversation has reached its limit. Please start a new conversation.",
+      errorIdentity: "We couldn't verify your account. Please reload the page or sign in again.",
+      errorServer: "Something went wrong on our side. Your message is still here; please try again.",
+      poweredBy: "Powered by supportbot",
+    },
+    de: {
+      launcherOpen: "Support-Chat \u00f6ffnen",
+      launcherClose: "Support-Chat schlie\u00dfen",
+      unread: "{count} ungelesen",
+      close: "Chat schlie\u00dfen",
+      newConversation: "Neue Unterhaltung",
+      newConversationStarted: "Neue Unterhaltung begonnen.",
+      subtitle: "Wir antworten meist sofort",
+      escalatedSubtitle: "Ein Mensch antwortet hier",
+      conversationLabel: "Unterhaltung",
+      inputLabel: "Nachricht",
+      placeholder: "Nachricht schreiben\u2026",
+      inputHint: "Enter sendet, Umschalt+Enter f\u00fcgt eine neue Zeile ein.",
+      send: "Nachricht senden",
+      typing: "Schreibt\u2026",
+      you: "Sie",
+      agentName: "Support-Team",
+      talkToHuman: "Mit einem Menschen sprechen",
+      handoffWaiting: "Jemand aus unserem Team antwortet hier, sobald es geht.",
+      emailPrompt: "Antwort auch per E-Mail? (optional)",
+      emailLabel: "E-Mail-Adresse",
+      emailSubmit: "Senden",
+      emailInvalid: "Bitte geben Sie eine g\u00fcltige E-Mail-Adresse ein, z. B. name@example.com.",
+      emailSaved: "Danke! Wir antworten auch an {email}.",
+      rateReply: "War diese Antwort hilfreich?",
+      helpful: "Hilfreich",
+      notHelpful: "Nicht hilfreich",
+      thanksFeedback: "Danke f\u00fcr Ihr Feedback!",
+      retry: "Erneut versuchen",
+      retryIn: "Erneut in {seconds} s",
+      errorNetwork: "Der Support ist gerade nicht erreichbar. Pr\u00fcfen Sie Ihre Verbindung und versuchen Sie es erneut.",
+      errorRateLimited: "Sie senden zu schnell. Bitte warten Sie kurz und versuchen Sie es dann erneut.",
+      errorTooLong: "Ihre Nachricht ist zu lang. Bitte k\u00fcrzen Sie sie und senden Sie sie erneut.",
+      errorConversationFull: "Diese Unterhaltung ist voll. Bitte beginnen Sie eine neue Unterhaltung.",
+      errorIdentity: "Ihr Konto konnte nicht best\u00e4tigt werden. Bitte laden Sie die Seite neu oder melden Sie sich erneut an.",
+      errorServer: "Bei uns ist etwas schiefgegangen. Ihre Nachricht ist noch da; bitte versuchen Sie es erneut.",
+      poweredBy: "Bereitgestellt von supportbot",
+    },
+  };
+
+  var script = document.currentScript || document.querySelector('script[src$="/widget.js"]');
+  var given = window.SupportBotConfig && typeof window.SupportBotConfig === "object" ? window.SupportBotConfig : {};
+  var config = resolveConfig(script ? script.dataset : {}, given);
+  var locale = String(config.locale || document.documentElement.lang || navigator.language || "en");
+  var t = Object.assign({}, STRINGS.en, STRINGS[locale.slice(0, 2).toLowerCase()] || {}, config.strings);
+  var identity = { userId: config.userId, userHash: config.userHash };
+  var context = cleanContext(config.context);
+  var STORE_KEY = "supportbot:" + config.apiBase;
+  var OPEN_KEY = STORE_KEY + ":open";
+
+  function resolveConfig(dataset, values) {
+    var raw = Object.assign({}, DEFAULTS);
+    Object.keys(DEFAULTS).forEach(function (key) {
+      if (dataset[key] !== undefined) raw[key] = dataset[key];
+      if (values[key] !== undefined) raw[key] = values[key]; // SupportBotConfig wins over data-* attributes
+    });
+    raw.strings = parseObject(raw.strings);
+    raw.context = parseObject(raw.context);
+    raw.openOnLoad = raw.openOnLoad === true || raw.openOnLoad === "" || /^(true|1|yes)$/i.test(String(raw.openOnLoad));
+    raw.position = raw.position === "bottom-left" ? "bottom-left" : "bottom-right";
+    raw.pollInterval = Math.max(250, Number(raw.pollInterval) || DEFAULTS.pollInterval);
+    raw.zIndex = Math.round(Number(raw.zIndex)) || DEFAULTS.zIndex;
+    raw.primaryColor = window.CSS && CSS.supports("color", String(raw.primaryColor)) ? String(raw.primaryColor)
+      : DEFAULTS.primaryColor;
+    raw.userId = raw.userId ? String(raw.userId) : "";
+    raw.userHash = raw.userHash ? String(raw.userHash) : "";
+    raw.onReady = typeof values.onReady === "function" ? values.onReady : null;
+    var base = raw.apiBase || (script && script.src ? script.src.replace(/\/widget\.js(?:[?#].*)?$/, "") : "");
+    raw.apiBase = String(base || location.origin).replace(/\/+$/, "");
+    return raw;
+  }
+
+  function parseObject(value) {
+    if (value && typeof value === "object") return value;
+    if (typeof value !== "string" || !value.trim()) return {};
+    try {
+      var parsed = JSON.parse(value);
+      return parsed && typeof parsed === "object" ? parsed : {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  function cleanContext(values) {
+    var clean = {};
+    Object.keys(values || {}).forEach(function (key) {
+      // Identity goes through identify() / data-user-id and data-user-hash, never through free context.
+      if (key === "user_id" || key === "user_hash" || values[key] == null) return;
+      clean[key] = String(values[key]);
+    });
+    return clean;
+  }
+
+  function format(template, values) {
+    return String(template).replace(/\{(\w+)\}/g, function (match, name) {
+      return values[name] !== undefined ? String(values[name]) : match;
+    });
+  }
+
+  // ---------------------------------------------------------------- storage (conversation id + token)
+
+  function readStored() {
+    try {
+      var value = JSON.parse(localStorage.getItem(STORE_KEY) || "null");
+      return value && typeof value.id === "string" && typeof value.token === "string" ? value : null;
+    } catch (e) {
+      return null; // storage blocked (privacy mode): the conversation lasts as long as the page
+    }
+  }
+
+  function writeStored(value) {
+    try {
+      if (value) localStorage.setItem(STORE_KEY, JSON.stringify(value));
+      else localStorage.removeItem(STORE_KEY);
+    } catch (e) {
+      /* storage blocked: nothing to keep */
+    }
+  }
+
+  function sessionFlag(value) {
+    try {
+      if (value === undefined) return sessionStorage.getItem(OPEN_KEY) === "1";
+      if (value) sessionStorage.setItem(OPEN_KEY, "1");
+      else sessionStorage.removeItem(OPEN_KEY);
+    } catch (e) {
+      /* storage blocked */
+    }
+    return false;
+  }
+
+  function newId() {
+    if (window.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes); // randomUUID needs a secure context; getRandomValues does not
+    return Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+  }
+
+  // ---------------------------------------------------------------- the API
+
+  function ApiError(kind, status, code, message, retryAfter) {
+    this.name = "ApiError";
+    this.kind = kind; // "network" (no answer, or refused by CORS) or "http"
+    this.status = status;
+    this.code = code;
+    this.message = message || code;
+    this.retryAfter = retryAfter;
+  }
+  ApiError.prototype = Object.create(Error.prototype);
+
+  function retryAfterSeconds(header) {
+    if (!header) return 0;
+    var seconds = Number(header);
+    if (!isNaN(seconds)) return Math.max(0, Math.ceil(seconds));
+    var date = Date.parse(header);
+    return isNaN(date) ? 0 : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+  }
+
+  async function call(method, path, options) {
+    options = options || {};
+    var headers = { Accept: options.accept || "application/json" };
+    if (options.body !== undefined) headers["Content-Type"] = "application/json";
+    if (options.token) headers.Authorization = "Bearer " + options.token;
+    var response;
+    try {
+      response = await fetch(config.apiBase + path, {
+        method: method,
+        headers: headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        credentials: "omit", // bearer tokens only: no cookies ever cross to the service
+        cache: "no-store",
+        mode: "cors",
+      });
+    } catch (error) {
+      throw new ApiError("network", 0, "network_error", String(error && error.message));
+    }
+    if (!response.ok) throw await errorFrom(response);
+    return response;
+  }
+
+  async function errorFrom(response) {
+    var code = "http_" + response.status;
+    var message = "";
+    try {
+      var body = await response.json();
+      if (body && body.error) {
+        code = String(body.error.code || code);
+        message = String(body.error.message || "");
+      }
+    } catch (e) {
+      /* not our JSON error shape (a proxy's page): the status says enough */
+    }
+    return new ApiError("http", response.status, code, message, retryAfterSeconds(response.headers.get("Retry-After")));
+  }
+
+  function conversationPath(conversation, suffix) {
+    return "/api/conversations/" + encodeURIComponent(conversation.id) + (suffix || "");
+  }
+
+  async function readEvents(stream, onEvent) {
+    var reader = stream.getReader();
+    var decoder = new TextDecoder();
+    var buffer = "";
+    function dispatch(block) {
+      var name = "message";
+      var data = [];
+      block.split("\n").forEach(function (line) {
+        if (line.indexOf("event:") === 0) name = line.slice(6).trim();
+        else if (line.indexOf("data:") === 0) data.push(line.slice(5).replace(/^ /, ""));
+      });
+      if (!data.length) return;
+      var parsed;
+      try {
+        parsed = JSON.parse(data.join("\n"));
+      } catch (e) {
+        return;
+      }
+      onEvent(name, parsed);
+    }
+    for (;;) {
+      var chunk = await reader.read();
+      buffer += decoder.decode(chunk.value || new Uint8Array(0), { stream: !chunk.done }).replace(/\r\n/g, "\n");
+      var index;
+      while ((index = buffer.indexOf("\n\n")) !== -1) {
+        dispatch(buffer.slice(0, index));
+        buffer = buffer.slice(index + 2);
+      }
+      if (chunk.done) {
+        if (buffer.trim()) dispatch(buffer);
+        return;
+      }
+    }
+  }
+
+  async function jsonTurn(conversation, body) {
+    var response = await call("POST", conversationPath(conversation, "/messages"), { token: conversation.token, body: body });
+    return response.json();
+  }
+
+  // One turn, streamed when possible. Every fallback resends with the same client_message_id, so the
+  // service answers from what it stored instead of storing the message twice.
+  async function streamTurn(conversation, text, clientId, onText) {
+    var body = { content: text, client_message_id: clientId };
+    var response;
+    try {
+      response = await call("POST", conversationPath(conversation, "/messages"), {
+        token: conversation.token, body: body, accept: "text/event-stream",
+      });
+    } catch (error) {
+      if (error.kind !== "network") throw error;
+      return jsonTurn(conversation, body);
+    }
+    var type = response.headers.get("Content-Type") || "";
+    if (type.indexOf("text/event-stream") === -1 || !response.body || !response.body.getReader) {
+      return type.indexOf("application/json") !== -1 ? response.json() : jsonTurn(conversation, body);
+    }
+    var sofar = "";
+    var outcome = null;
+    var failure = null;
+    try {
+      await readEvents(response.body, function (name, data) {
+        if (name === "delta" && data && typeof data.text === "string") {
+          sofar += data.text;
+          onText(sofar);
+        } else if (name === "done") {
+          outcome = data;
+        } else if (name === "error") {
+          failure = (data && data.error) || {};
+        }
+      });
+    } catch (e) {
+      /* the stream broke half way: ask the JSON endpoint below */
+    }
+    if (outcome) return outcome;
+    if (failure) throw new ApiError("http", 500, String(failure.code || "stream_error"), failure.message);
+    return jsonTurn(conversation, body);
+  }
+
+  // ---------------------------------------------------------------- safe Markdown
+
+  // Bot output is untrusted. It is turned into DOM nodes with createElement/textContent (raw HTML in it
+  // stays text), links keep only http(s)/mailto targets, images are never loaded, and DOMPurify checks
+  // the result against the same allow-list before it is shown.
+  var PURIFY_CONFIG = {
+    ALLOWED_TAGS: ["p", "br", "strong", "em", "code", "pre", "ul", "ol", "li", "a"],
+    ALLOWED_ATTR: ["href", "target", "rel", "start", "class"],
+    ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
+    ADD_URI_SAFE_ATTR: ["target", "rel", "start"], // not URLs: exempt from the scheme check above
+    ALLOW_DATA_ATTR: false,
+    RETURN_DOM_FRAGMENT: true,
+  };
+  var BULLET = /^\s{0,3}[-*+]\s+(.*)$/;
+  var ORDERED = /^\s{0,3}(\d{1,9})[.)]\s+(.*)$/;
+  var FENCE = /^\s{0,3}(```|~~~)/;
+  var HEADING = /^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$/;
+  // A link target may hold one level of balanced parentheses, as in (javascript:alert(1)) or Wikipedia URLs.
+  // Underscore emphasis is left out on purpose: it turns identifiers like window.__name into bold text.
+  var TARGET = "\\(\\s*<?((?:[^()\\s<>]|\\([^()\\s]*\\))*)>?(?:\\s+\"[^\"]*\")?\\s*\\)";
+  var INLINE = new RegExp([
+    "(`+)([^`]|[^`][\\s\\S]*?[^`])\\1(?!`)", // 1-2 code span
+    "!\\[([^\\]]*)\\]" + TARGET, // 3-4 image: shown as a link, never loaded
+    "\\[([^\\]]+)\\]" + TARGET, // 5-6 link
+    "\\*\\*(?=\\S)([\\s\\S]*?\\S)\\*\\*", // 7 bold
+    "\\*(?=[^\\s*])([^*]*?[^\\s*])\\*", // 8 italic
+    "(https?:\\/\\/[^\\s<>()\\[\\]]*[^\\s<>()\\[\\].,;:!?'\"])", // 9 bare URL
+  ].join("|"), "g");
+
+  function safeUrl(raw) {
+    try {
+      var url = new URL(String(raw).trim()); // relative URLs throw: they mean nothing on the host page
+      return /^(https?:|mailto:)$/.test(url.protocol) ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function link(href, label) {
+    var url = safeUrl(href);
+    if (!url) return document.createTextNode(label);
+    return h("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow ugc" }, label);
+  }
+
+  function inline(text) {
+    var fragment = document.createDocumentFragment();
+    var last = 0;
+    var match;
+    var pattern = new RegExp(INLINE.source, "g"); // own instance: inline() recurses for bold and italic
+    while ((match = pattern.exec(text)) !== null) {
+      if (match.index > last) fragment.append(text.slice(last, match.index));
+      if (match[1]) fragment.append(h("code", null, match[2]));
+      else if (match[4] !== undefined && match[0].charAt(0) === "!") fragment.append(link(match[4], match[3] || match[4]));
+      else if (match[5] !== undefined) fragment.append(link(match[6], match[5]));
+      else if (match[7] !== undefined) fragment.append(h("strong", null, inline(match[7])));
+      else if (match[8] !== undefined) fragment.append(h("em", null, inline(match[8])));
+      else if (match[9]) fragment.append(link(match[9], match[9]));
+      last = pattern.lastIndex;
+    }
+    if (last < text.length) fragment.append(text.slice(last));
+    return fragment;
+  }
+
+  function startsBlock(line) {
+    return FENCE.test(line) || BULLET.test(line) || ORDERED.test(line) || HEADING.test(line);
+  }
+
+  function renderMarkdown(source) {
+    var fragment = document.createDocumentFragment();
+    var lines = String(source).replace(/\r\n?/g, "\n").split("\n");
+    var i = 0;
+    while (i < lines.length) {
+      var line = lines[i];
+      if (!line.trim()) {
+        i += 1;
+      } else if (FENCE.test(line)) {
+        var code = [];
+        i += 1;
+        while (i < lines.length && !FENCE.test(lines[i])) code.push(lines[i++]);
+        i += 1;
+        fragment.append(h("pre", null, h("code", null, code.join("\n"))));
+      } else if (BULLET.test(line) || ORDERED.test(line)) {
+        var ordered = !BULLET.test(line);
+        var pattern = ordered ? ORDERED : BULLET;
+        var list = h(ordered ? "ol" : "ul");
+        var first = ordered ? Number(ORDERED.exec(line)[1]) : 1;
+        if (first !== 1) list.setAttribute("start", String(first));
+        while (i < lines.length && pattern.test(lines[i])) {
+          var item = pattern.exec(lines[i]);
+          var text = ordered ? item[2] : item[1];
+          i += 1;
+          while (i < lines.length && /^\s{2,}\S/.test(lines[i]) && !startsBlock(lines[i])) text += " " + lines[i++].trim();
+          list.append(h("li", null, inline(text)));
+        }
+        fragment.append(list);
+      } else if (HEADING.test(line)) {
+        fragment.append(h("p", null, h("strong", null, inline(HEADING.exec(line)[1]))));
+        i += 1;
+      } else {
+        var paragraph = h("p");
+        var count = 0;
+        while (i < lines.length && lines[i].trim() && (count === 0 || !startsBlock(lines[i]))) {
+          if (count) paragraph.append(h("br"));
+          paragraph.append(inline(lines[i].trim()));
+          count += 1;
+          i += 1;
+        }
+        fragment.append(paragraph);
+      }
+    }
+    return fragment;
+  }
+
+  function renderBotText(text) {
+    var fragment = renderMarkdown(text);
+    if (purifier && typeof purifier.sanitize === "function" && purifier.isSupported !== false) {
+      return purifier.sanitize(fragment, PURIFY_CONFIG);
+    }
+    return fragment;
+  }
+
+  // ---------------------------------------------------------------- DOM helpers
+
+  var ICONS = {
+    chat: "M12 3C6.48 3 2 6.92 2 11.75c0 2.47 1.17 4.7 3.06 6.29-.2 1.5-.92 2.85-2.06 3.96 2.27.08 4.3-.63 " +
+      "5.8-1.86 1 .28 2.08.43 3.2.43 5.52 0 10-3.92 10-8.82S17.52 3 12 3z",
+    chevronDown: "M6 9l6 6 6-6",
+    close: "M18 6L6 18M6 6l12 12",
+    compose: "M12 20h9M16.5 3.5a2.12 2.12 0 0 1 3 3L7 19l-4 1 1-4L16.5 3.5z",
+    send: "M12 19V5M5 12l7-7 7 7",
+    person: "M20 21v-2a4 4 0 0 0-4-4H8a4 4 0 0 0-4 4v2M16 7a4 4 0 1 1-8 0 4 4 0 0 1 8 0z",
+    thumbsUp: "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3H14zM7 22H4a2 2 0 " +
+      "0 1-2-2v-7a2 2 0 0 1 2-2h3",
+    thumbsDown: "M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3H10zM17 2h2.67A2.31 " +
+      "2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17",
+    alert: "M12 22a10 10 0 1 1 0-20 10 10 0 0 1 0 20zM12 8v4M12 16h.01",
+  };
+
+  function h(tag, attributes, children) {
+    var node = document.createElement(tag);
+    Object.keys(attributes || {}).forEach(function (key) {
+      var value = attributes[key];
+      if (value === null || value === undefined || value === false) return;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key.slice(0, 2) === "on") node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    });
+    [].concat(children === undefined || children === null ? [] : children).forEach(function (child) {
+      if (child !== null && child !== undefined) node.append(child); // strings become text nodes
+    });
+    return node;
+  }
+
+  function icon(name, extraClass) {
+    var svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    svg.setAttribute("class", "sb-icon" + (extraClass ? " " + extraClass : ""));
+    var path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", ICONS[name]);
+    svg.append(path);
+    return svg;
+  }
+
+  var CSS_TEXT = [
+    // The host element ignores every rule of the host page (important rules of a shadow tree win over the
+    // page's); theming goes through the --sb-* custom properties, which the page may set on the element.
+    ":host { all: initial !important; --sb-primary: #4f46e5; --sb-on-primary: #ffffff; --sb-text: #111827;",
+    "  --sb-muted: #6b7280; --sb-border: #e5e7eb; --sb-surface: #f6f7fb; --sb-panel: #ffffff;",
+    "  --sb-bot-bubble: #ffffff; --sb-agent-bubble: #fff8eb; --sb-agent-border: #f3d9a4; --sb-danger: #b42318;",
+    "  --sb-danger-bg: #fef3f2; --sb-focus: #2563eb; --sb-radius: 16px; --sb-z: 2147483000;",
+    "  --sb-font: -apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif;",
+    "  --sb-mono: ui-monospace, SFMono-Regular, Menlo, Consolas, 'Liberation Mono', monospace; }",
+    ".sb-root { all: initial; display: block; font-family: var(--sb-font); font-size: 14px; line-height: 1.5;",
+    "  font-weight: 400; color: var(--sb-text); direction: ltr; text-align: left; letter-spacing: normal;",
+    "  -webkit-font-smoothing: antialiased; -moz-osx-font-smoothing: grayscale; }",
+    ".sb-root *, .sb-root *::before, .sb-root *::after { box-sizing: border-box; }",
+    ".sb-root[hidden], .sb-root [hidden] { display: none !important; }",
+    ".sb-root button, .sb-root input, .sb-root textarea { font: inherit; color: inherit; margin: 0; }",
+    ".sb-root button { cursor: pointer; -webkit-tap-highlight-color: transparent; }",
+    ".sb-root :focus-visible { outline: 2px solid var(--sb-focus); outline-offset: 2px; }",
+    ".sb-sr { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;",
+    "  clip: rect(0 0 0 0); white-space: nowrap; border: 0; }",
+    ".sb-icon { display: block; flex: none; width: 20px; height: 20px; fill: none; stroke: currentColor;",
+    "  stroke-width: 2; stroke-linecap: round; stroke-linejoin: round; }",
+    ".sb-probe { position: absolute; color: var(--sb-primary); }",
+
+    ".sb-launcher { position: fixed; bottom: 20px; right: 20px; z-index: var(--sb-z); width: 60px; height: 60px;",
+    "  padding: 0; border: 0; border-radius: 50%; background: var(--sb-primary); color: var(--sb-on-primary);",
+    "  display: grid; place-items: center; box-shadow: 0 6px 20px rgba(17, 24, 39, .25), 0 2px 6px rgba(17, 24, 39, .12);",
+    "  transition: transform .16s ease, box-shadow .16s ease; }",
+    ".sb-launcher:hover { transform: scale(1.06); box-shadow: 0 10px 28px rgba(17, 24, 39, .3); }",
+    ".sb-launcher:focus-visible { outline: 3px solid var(--sb-focus); outline-offset: 3px; }",
+    ".sb-launcher .sb-icon { width: 28px; height: 28px; }",
+    ".sb-launcher .sb-icon-chat { fill: currentColor; stroke: none; }",
+    ".sb-launcher .sb-icon-close, .sb-open .sb-launcher .sb-icon-chat { display: none; }",
+    ".sb-open .sb-launcher .sb-icon-close { display: block; }",
+    ".sb-badge { position: absolute; top: -3px; right: -3px; min-width: 20px; height: 20px; padding: 0 6px;",
+    "  border-radius: 10px; background: #ef4444; color: #fff; font-size: 12px; font-weight: 700; line-height: 20px;",
+    "  text-align: center; box-shadow: 0 0 0 2px #fff; }",
+    "[data-position='bottom-left'] .sb-launcher { right: auto; left: 20px; }",
+
+    ".sb-panel { position: fixed; bottom: 92px; right: 20px; z-index: var(--sb-z); width: 380px;",
+    "  height: min(640px, calc(100vh - 116px)); min-height: 320px; display: flex; flex-direction: column;",
+    "  background: var(--sb-panel); border-radius: var(--sb-radius); overflow: hidden;",
+    "  box-shadow: 0 18px 50px rgba(17, 24, 39, .22), 0 3px 10px rgba(17, 24, 39, .08);",
+    "  opacity: 0; transform: translateY(16px) scale(.98); transform-origin: bottom right; visibility: hidden;",
+    "  transition: opacity .2s ease, transform .2s ease, visibility 0s linear .2s; }",
+    "[data-position='bottom-left'] .sb-panel { right: auto; left: 20px; transform-origin: bottom left; }",
+    ".sb-open .sb-panel { opacity: 1; transform: none; visibility: visible; transition-delay: 0s; }",
+
+    ".sb-header { flex: none; display: flex; align-items: center; gap: 12px; padding: 16px 10px 16px 18px;",
+    "  background: var(--sb-primary); color: var(--sb-on-primary);",
+    "  background: linear-gradient(135deg, var(--sb-primary) 0%, color-mix(in srgb, var(--sb-primary) 74%, #000) 100%); }",
+    ".sb-header :focus-visible { outline-color: var(--sb-on-primary); }",
+    ".sb-avatar { flex: none; width: 40px; height: 40px; border-radius: 50%; display: grid; place-items: center;",
+    "  background: rgba(255, 255, 255, .2); }",
+    ".sb-avatar .sb-icon { width: 22px; height: 22px; fill: currentColor; stroke: none; }",
+    ".sb-heading { flex: 1; min-width: 0; }",
+    ".sb-title { margin: 0; font-size: 16px; font-weight: 700; line-height: 1.3; white-space: nowrap; overflow: hidden;",
+    "  text-overflow: ellipsis; }",
+    ".sb-subtitle { margin: 2px 0 0; display: flex; align-items: center; gap: 6px; font-size: 12.5px; opacity: .9; }",
+    ".sb-subtitle span:last-child { min-width: 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }",
+    ".sb-dot { flex: none; width: 8px; height: 8px; border-radius: 50%; background: #34d399;",
+    "  box-shadow: 0 0 0 2px rgba(255, 255, 255, .3); }",
+    ".sb-escalated .sb-dot { background: #fbbf24; }",
+    ".sb-icon-button { flex: none; width: 36px; height: 36px; padding: 0; border: 0; border-radius: 10px;",
+    "  background: transparent; display: grid; place-items: center; }",
+    ".sb-icon-button:hover { background: rgba(255, 255, 255, .18); }",
+
+    ".sb-log { flex: 1; min-height: 0; overflow-y: auto; overscroll-behavior: contain; padding: 18px 14px 10px;",
+    "  display: flex; flex-direction: column; gap: 12px; background: var(--sb-surface); }",
+    ".sb-log:focus-visible { outline-offset: -2px; }",
+    ".sb-msg { display: flex; flex-direction: column; max-width: 86%; }",
+    ".sb-msg--user { align-self: flex-end; align-items: flex-end; }",
+    ".sb-msg--assistant, .sb-msg--agent { align-self: flex-start; align-items: flex-start; }",
+    ".sb-bubble { padding: 9px 14px; border-radius: 18px; overflow-wrap: anywhere; min-width: 0; max-width: 100%; }",
+    ".sb-msg--user .sb-bubble { background: var(--sb-primary); color: var(--sb-on-primary); border-bottom-right-radius: 6px;",
+    "  white-space: pre-wrap; }",
+    ".sb-msg--assistant .sb-bubble { background: var(--sb-bot-bubble); border: 1px solid var(--sb-border);",
+    "  border-bottom-left-radius: 6px; box-shadow: 0 1px 2px rgba(17, 24, 39, .05); }",
+    ".sb-msg--agent .sb-bubble { background: var(--sb-agent-bubble); border: 1px solid var(--sb-agent-border);",
+    "  border-bottom-left-radius: 6px; }",
+    ".sb-msg--pending .sb-bubble { opacity: .75; }",
+    ".sb-author { display: flex; align-items: center; gap: 5px; margin: 0 0 4px 4px; font-size: 12px;",
+    "  font-weight: 600; color: #92400e; }",
+    ".sb-author .sb-icon { width: 14px; height: 14px; }",
+    ".sb-bubble p { margin: 0 0 8px; } .sb-bubble > :last-child { margin-bottom: 0; }",
+    ".sb-bubble ul, .sb-bubble ol { margin: 0 0 8px; padding-left: 20px; } .sb-bubble li { margin: 2px 0; }",
+    ".sb-bubble strong { font-weight: 700; } .sb-bubble em { font-style: italic; }",
+    ".sb-bubble code { font-family: var(--sb-mono); font-size: 12.5px; padding: 1px 5px; border-radius: 5px;",
+    "  background: rgba(17, 24, 39, .07); }",
+    ".sb-bubble pre { margin: 0 0 8px; padding: 10px 12px; border-radius: 10px; overflow-x: auto; white-space: pre;",
+    "  background: #0f172a; color: #e2e8f0; }",
+    ".sb-bubble pre code { padding: 0; background: none; color: inherit; }",
+    ".sb-bubble a { color: var(--sb-primary); text-decoration: underline; text-underline-offset: 2px; }",
+    ".sb-msg--user .sb-bubble a { color: inherit; }",
+    ".sb-typing { display: inline-flex; gap: 4px; padding: 6px 0; }",
+    ".sb-typing span { width: 7px; height: 7px; border-radius: 50%; background: #9ca3af; animation: sb-bounce 1.2s infinite ease-in-out; }",
+    ".sb-typing span:nth-child(2) { animation-delay: .15s; } .sb-typing span:nth-child(3) { animation-delay: .3s; }",
+    "@keyframes sb-bounce { 0%, 60%, 100% { transform: translateY(0); opacity: .45; } 30% { transform: translateY(-4px); opacity: 1; } }",
+    ".sb-feedback { display: flex; align-items: center; gap: 2px; margin: 3px 0 0 4px; font-size: 12px; color: var(--sb-muted); }",
+    ".sb-feedback button { width: 28px; height: 28px; padding: 0; border: 0; border-radius: 8px; background: transparent;",
+    "  color: #9ca3af; display: grid; place-items: center; }",
+    ".sb-feedback button .sb-icon { width: 15px; height: 15px; }",
+    ".sb-feedback button:hover { background: rgba(17, 24, 39, .06); color: var(--sb-text); }",
+    ".sb-feedback button[aria-pressed='true'] { color: var(--sb-primary); background: color-mix(in srgb, var(--sb-primary) 12%, transparent); }",
+    ".sb-feedback button[aria-pressed='true'] .sb-icon { fill: color-mix(in srgb, var(--sb-primary) 25%, transparent); }",
+    ".sb-feedback-thanks { margin-left: 4px; }",
+
+    ".sb-handoff { flex: none; padding: 12px 16px; border-top: 1px solid #fde68a; background: #fffbeb; color: #78350f; font-size: 13px; }",
+    ".sb-handoff-title { margin: 0; display: flex; align-items: center; gap: 8px; font-weight: 600; }",
+    ".sb-handoff-title .sb-icon { width: 16px; height: 16px; }",
+    ".sb-contact { margin: 8px 0 0; }",
+    ".sb-contact label { display: block; margin: 0 0 6px; }",
+    ".sb-contact-row { display: flex; gap: 8px; }",
+    ".sb-contact input { flex: 1; min-width: 0; height: 36px; padding: 0 10px; border: 1px solid #e5d3a1; border-radius: 10px;",
+    "  background: #fff; color: var(--sb-text); font-size: 14px; }",
+    ".sb-contact input[aria-invalid='true'] { border-color: var(--sb-danger); }",
+    ".sb-field-error { margin: 6px 0 0; color: var(--sb-danger); }",
+    ".sb-contact-done { margin: 6px 0 0; }",
+    ".sb-button { flex: none; height: 36px; padding: 0 16px; border: 0; border-radius: 10px; background: var(--sb-primary);",
+    "  color: var(--sb-on-primary); font-weight: 600; }",
+
+    ".sb-error { flex: none; display: flex; align-items: center; gap: 10px; padding: 10px 14px; border-top: 1px solid #fecdca;",
+    "  background: var(--sb-danger-bg); color: var(--sb-danger); font-size: 13px; }",
+    ".sb-error-text { flex: 1; margin: 0; }",
+    ".sb-error-retry { flex: none; height: 30px; padding: 0 12px; border: 1px solid #fda29b; border-radius: 8px;",
+    "  background: #fff; color: var(--sb-danger); font-weight: 600; }",
+    ".sb-error-retry:disabled { opacity: .6; cursor: default; }",
+
+    ".sb-composer { flex: none; display: flex; align-items: flex-end; gap: 8px; padding: 10px 10px 8px 16px;",
+    "  border-top: 1px solid var(--sb-border); background: var(--sb-panel); }",
+    ".sb-composer:focus-within { border-top-color: var(--sb-primary); box-shadow: inset 0 1px 0 var(--sb-primary); }",
+    ".sb-input { flex: 1; min-width: 0; height: 40px; max-height: 120px; padding: 10px 0; border: 0; outline: none; resize: none;",
+    "  background: transparent; color: var(--sb-text); font-size: 14px; line-height: 20px; }",
+    ".sb-input::placeholder { color: #9ca3af; }",
+    ".sb-root .sb-input:focus-visible { outline: none; } /* the composer's top line shows focus */",
+    ".sb-send { flex: none; width: 40px; height: 40px; padding: 0; border: 0; border-radius: 12px; display: grid;",
+    "  place-items: center; background: var(--sb-primary); color: var(--sb-on-primary); transition: background .15s ease; }",
+    ".sb-send:disabled { background: #eef0f4; color: #a3a9b6; cursor: default; }",
+    ".sb-footer { flex: none; display: flex; align-items: center; justify-content: space-between; gap: 8px;",
+    "  padding: 0 12px 10px 12px; background: var(--sb-panel); }",
+    ".sb-human { display: inline-flex; align-items: center; gap: 6px; height: 30px; padding: 0 12px 0 10px;",
+    "  border: 1px solid var(--sb-border); border-radius: 999px; background: var(--sb-panel); color: var(--sb-text);",
+    "  font-size: 12.5px; font-weight: 600; }",
+    ".sb-human:hover { border-color: var(--sb-primary); color: var(--sb-primary); }",
+    ".sb-human .sb-icon { width: 15px; height: 15px; }",
+    ".sb-human:disabled { opacity: .6; cursor: default; }",
+    ".sb-powered { font-size: 11px; color: #a3a9b6; }",
+
+    // Phones: the panel takes the whole screen, and a 16 px input keeps iOS from zooming in.
+    "@media (max-width: 480px) {",
+    "  .sb-panel { inset: 0; width: 100%; height: 100%; height: 100dvh; min-height: 0; border-radius: 0; transform: translateY(24px); }",
+    "  [data-position='bottom-left'] .sb-panel { left: 0; }",
+    "  .sb-open .sb-launcher { display: none; }",
+    "  .sb-input { font-size: 16px; }",
+    "  .sb-msg { max-width: 90%; }",
+    "}",
+    "@media (prefers-reduced-motion: reduce) {",
+    "  .sb-panel, .sb-launcher { transition: none; } .sb-typing span { animation: none; opacity: .7; }",
+    "}",
+  ].join("\n");
+
+  // ---------------------------------------------------------------- the widget
+
+  var state = {
+    conversation: null, // {id, token, userId, contact, ratings} as kept in localStorage
+    status: "new", // new | open | escalated | resolved
+    open: false,
+    busy: false,
+    sendSeq: 0,
+    draft: null, // {text, clientId}: a retry of the same text reuses its client_message_id
+    unread: 0,
+    pollTimer: 0,
+    retryTimer: 0,
+    retry: null,
+    handoffBusy: false,
+  };
+  var known = new Set(); // ids of the messages on screen
+  var listeners = {};
+  var ui = {};
+
+  function build() {
+    ui.host = document.createElement("supportbot-widget");
+    ui.shadow = ui.host.attachShadow({ mode: "open" });
+    var sheet = null;
+    try {
+      sheet = new CSSStyleSheet(); // constructed sheets are CSSOM: allowed under a strict style-src CSP
+      sheet.replaceSync(CSS_TEXT);
+      ui.shadow.adoptedStyleSheets = [sheet];
+    } catch (e) {
+      sheet = null;
+      ui.shadow.append(h("style", { text: CSS_TEXT }));
+    }
+    ui.sheet = sheet;
+
+    ui.badge = h("span", { class: "sb-badge", "aria-hidden": "true", hidden: true });
+    ui.launcher = h("button", {
+      type: "button", class: "sb-launcher", "aria-controls": "sb-panel", "aria-expanded": "false",
+      "aria-label": t.launcherOpen, onclick: function () { toggle(); },
+    }, [icon("chat", "sb-icon-chat"), icon("chevronDown", "sb-icon-close"), ui.badge]);
+
+    ui.subtitle = h("span", { text: config.subtitle || t.subtitle });
+    ui.newButton = h("button", {
+      type: "button", class: "sb-icon-button", "aria-label": t.newConversation, title: t.newConversation,
+      onclick: function () { newConversation(); },
+    }, icon("compose"));
+    var header = h("div", { class: "sb-header" }, [
+      h("div", { class: "sb-avatar", "aria-hidden": "true" }, icon("chat")),
+      h("div", { class: "sb-heading" }, [
+        h("h2", { id: "sb-title", class: "sb-title", text: config.title }),
+        h("p", { class: "sb-subtitle" }, [h("span", { class: "sb-dot", "aria-hidden": "true" }), ui.subtitle]),
+      ]),
+      ui.newButton,
+      h("button", {
+        type: "button", class: "sb-icon-button", "aria-label": t.close, title: t.close,
+        onclick: function () { close(); },
+      }, icon("close")),
+    ]);
+
+    ui.log = h("div", { class: "sb-log", role: "log", "aria-label": t.conversationLabel, "aria-live": "off", tabindex: "0" });
+    if (config.greeting) {
+      var greeting = messageElement({ role: "assistant", content: config.greeting });
+      greeting.classList.add("sb-greeting");
+      ui.log.append(greeting);
+    }
+
+    ui.contactInput = h("input", {
+      id: "sb-email", type: "email", autocomplete: "email", inputmode: "email", placeholder: "name@example.com",
+      "aria-describedby": "sb-email-error", maxlength: "320",
+    });
+    ui.contactError = h("p", { id: "sb-email-error", class: "sb-field-error", hidden: true });
+    ui.contactForm = h("form", { class: "sb-contact", novalidate: true, onsubmit: submitContact }, [
+      h("label", { for: "sb-email", text: t.emailPrompt }),
+      h("div", { class: "sb-contact-row" }, [
+        ui.contactInput, h("button", { type: "submit", class: "sb-button", text: t.emailSubmit }),
+      ]),
+      ui.contactError,
+    ]);
+    ui.contactDone = h("p", { class: "sb-contact-done", hidden: true });
+    ui.handoff = h("div", { class: "sb-handoff", hidden: true }, [
+      h("p", { class: "sb-handoff-title" }, [icon("person"), h("span", { text: t.handoffWaiting })]),
+      ui.contactForm, ui.contactDone,
+    ]);
+
+    ui.errorText = h("p", { class: "sb-error-text" });
+    ui.retryButton = h("button", { type: "button", class: "sb-error-retry", onclick: retryAfterError });
+    ui.error = h("div", { class: "sb-error", role: "alert", hidden: true }, [icon("alert"), ui.errorText, ui.retryButton]);
+
+    ui.input = h("textarea", {
+      id: "sb-input", class: "sb-input", rows: "1", placeholder: t.placeholder, "aria-label": t.inputLabel,
+      "aria-describedby": "sb-hint", autocomplete: "off", enterkeyhint: "send",
+      onkeydown: onInputKey, oninput: onInputChange,
+    });
+    ui.send = h("button", { type: "submit", class: "sb-send", "aria-label": t.send, title: t.send, disabled: true }, icon("send"));
+    var composer = h("form", {
+      class: "sb-composer", onsubmit: function (event) { event.preventDefault(); send(); },
+    }, [ui.input, h("span", { id: "sb-hint", class: "sb-sr", text: t.inputHint }), ui.send]);
+
+    ui.human = h("button", {
+      type: "button", class: "sb-human", onclick: function () { requestHandoff(); },
+    }, [icon("person"), h("span", { text: t.talkToHuman })]);
+    var footer = h("div", { class: "sb-footer" }, [ui.human, h("span", { class: "sb-powered", text: t.poweredBy })]);
+
+    ui.announcer = h("div", { class: "sb-sr", role: "status", "aria-live": "polite", "aria-atomic": "true" });
+    ui.panel = h("div", {
+      id: "sb-panel", class: "sb-panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "sb-title",
+      onkeydown: function (event) { if (event.key === "Escape") { event.stopPropagation(); close(); } },
+    }, [header, ui.log, ui.handoff, ui.error, composer, footer, ui.announcer]);
+
+    ui.probe = h("span", { class: "sb-probe", "aria-hidden": "true" });
+    ui.root = h("div", { class: "sb-root", "data-position": config.position, lang: locale },
+      [ui.launcher, ui.panel, ui.probe]);
+    ui.shadow.append(ui.root);
+    document.body.append(ui.host);
+    applyTheme();
+  }
+
+  function applyTheme() {
+    var rule = null;
+    var rules = ui.sheet ? ui.sheet.cssRules : (ui.shadow.querySelector("style") || {}).sheet.cssRules;
+    for (var i = 0; i < rules.length; i += 1) {
+      if (rules[i].selectorText === ":host") rule = rules[i];
+    }
+    if (!rule) return;
+    // Through the CSSOM, not by building CSS text: a configured value cannot inject rules.
+    rule.style.setProperty("--sb-primary", config.primaryColor);
+    rule.style.setProperty("--sb-z", String(config.zIndex));
+    var rgb = (getComputedStyle(ui.probe).color.match(/[\d.]+/g) || [0, 0, 0]).slice(0, 3).map(Number);
+    var luminance = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255;
+    rule.style.setProperty("--sb-on-primary", luminance > 0.62 ? "#111827" : "#ffffff");
+  }
+
+  function messageElement(message) {
+    var role = message.role === "user" ? "user" : message.role === "agent" ? "agent" : "assistant";
+    var wrapper = h("div", { class: "sb-msg sb-msg--" + role });
+    var speaker = role === "user" ? t.you : role === "agent" ? t.agentName : config.title;
+    if (role === "agent") wrapper.append(h("span", { class: "sb-author" }, [icon("person"), t.agentName]));
+    else wrapper.append(h("span", { class: "sb-sr", text: speaker + ": " }));
+    var bubble = h("div", { class: "sb-bubble" });
+    if (role === "user") bubble.textContent = message.content;
+    else bubble.append(renderBotText(message.content));
+    wrapper.append(bubble);
+    if (message.id !== undefined && message.id !== null) {
+      wrapper.setAttribute("data-id", String(message.id));
+      known.add(message.id);
+    }
+    return wrapper;
+  }
+
+  function typingElement() {
+    var wrapper = h("div", { class: "sb-msg sb-msg--assistant sb-msg--typing" }, [
+      h("div", { class: "sb-bubble" }, h("span", { class: "sb-typing", role: "img", "aria-label": t.typing },
+        [h("span"), h("span"), h("span")])),
+    ]);
+    wrapper.frame = 0;
+    return wrapper;
+  }
+
+  function showBotText(wrapper, text) {
+    var bubble = wrapper.querySelector(".sb-bubble");
+    bubble.replaceChildren(renderBotText(text));
+    wrapper.classList.remove("sb-msg--typing");
+  }
+
+  function bubbleText(wrapper) {
+    return wrapper.querySelector(".sb-bubble").textContent;
+  }
+
+  // A message from the transcript goes in id order, before anything still being sent.
+  function placeMessage(element) {
+    var id = Number(element.getAttribute("data-id"));
+    var children = ui.log.children;
+    for (var i = 0; i < children.length; i += 1) {
+      var child = children[i];
+      if (child.classList.contains("sb-greeting")) continue;
+      var other = child.getAttribute("data-id");
+      if (other === null || Number(other) > id) {
+        ui.log.insertBefore(element, child);
+        return;
+      }
+    }
+    ui.log.append(element);
+  }
+
+  function addFeedback(wrapper, messageId) {
+    var conversation = state.conversation;
+    var current = conversation && conversation.ratings ? conversation.ratings[messageId] : null;
+    var thanks = h("span", { class: "sb-feedback-thanks" });
+    var buttons = {};
+    ["up", "down"].forEach(function (rating) {
+      var label = rating === "up" ? t.helpful : t.notHelpful;
+      buttons[rating] = h("button", {
+        type: "button", "aria-label": label, title: label, "aria-pressed": String(current === rating),
+        onclick: function () { rate(rating); },
+      }, icon(rating === "up" ? "thumbsUp" : "thumbsDown"));
+    });
+    async function rate(rating) {
+      var owner = state.conversation;
+      if (!owner) return;
+      buttons.up.disabled = buttons.down.disabled = true;
+      try {
+        var response = await call("POST", conversationPath(owner, "/messages/" + messageId + "/feedback"), {
+          token: owner.token, body: { rating: rating },
+        });
+        var result = await response.json();
+        buttons.up.setAttribute("aria-pressed", String(rating === "up"));
+        buttons.down.setAttribute("aria-pressed", String(rating === "down"));
+        thanks.textContent = t.thanksFeedback;
+        owner.ratings = Object.assign({}, owner.ratings);
+        owner.ratings[messageId] = rating;
+        saveConversation();
+        if (result.escalated) setStatus("escalated");
+      } catch (error) {
+        showError(error, function () { rate(rating); });
+      } finally {
+        buttons.up.disabled = buttons.down.disabled = false;
+      }
+    }
+    wrapper.append(h("div", { class: "sb-feedback", role: "group", "aria-label": t.rateReply },
+      [buttons.up, buttons.down, thanks]));
+  }
+
+  function announce(text) {
+    ui.announcer.textContent = "";
+    // A change after an empty pause is announced even when the text is the same as the last one.
+    setTimeout(function () { ui.announcer.textContent = text; }, 60);
+  }
+
+  function scrollToEnd() {
+    ui.log.scrollTop = ui.log.scrollHeight;
+  }
+
+  function setStatus(status) {
+    state.status = status;
+    ui.root.classList.toggle("sb-escalated", status === "escalated");
+    ui.subtitle.textContent = status === "escalated" ? t.escalatedSubtitle : config.subtitle || t.subtitle;
+    ui.human.hidden = status === "escalated";
+    ui.handoff.hidden = status !== "escalated";
+    var contact = state.conversation && state.conversation.contact;
+    ui.contactForm.hidden = Boolean(contact);
+    ui.contactDone.hidden = !contact;
+    if (contact) ui.contactDone.textContent = format(t.emailSaved, { email: contact });
+    schedulePoll();
+  }
+
+  function updateComposer() {
+    ui.send.disabled = state.busy || !ui.input.value.trim();
+    ui.newButton.disabled = state.busy;
+  }
+
+  function autosize() {
+    ui.input.style.height = "auto"; // CSSOM, not a style attribute: fine under a strict CSP
+    ui.input.style.height = Math.min(Math.max(ui.input.scrollHeight, 40), 120) + "px";
+  }
+
+  function onInputChange() {
+    autosize();
+    updateComposer();
+  }
+
+  function onInputKey(event) {
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    event.preventDefault(); // Enter sends; Shift+Enter (and Enter while an IME composes) is a newline
+    send();
+  }
+
+  function updateBadge() {
+    ui.badge.textContent = String(state.unread);
+    ui.badge.hidden = state.unread === 0;
+    var label = state.open ? t.launcherClose : t.launcherOpen;
+    if (state.unread && !state.open) label += " (" + format(t.unread, { count: state.unread }) + ")";
+    ui.launcher.setAttribute("aria-label", label);
+  }
+
+  // ---------------------------------------------------------------- errors
+
+  function describe(error) {
+    if (!(error instanceof ApiError)) return { text: t.errorServer, retry: true };
+    if (error.kind === "network") return { text: t.errorNetwork, retry: true };
+    if (error.status === 429) return { text: t.errorRateLimited, retry: true, wait: error.retryAfter || 5 };
+    if (error.status === 413) return { text: t.errorTooLong, retry: false };
+    if (error.code === "conversation_too_long") return { text: t.errorConversationFull, fresh: true };
+    if (error.code === "invalid_user_hash") return { text: t.errorIdentity, retry: false };
+    return { text: t.errorServer, retry: true, wait: error.status === 503 ? error.retryAfter : 0 };
+  }
+
+  function showError(error, retry) {
+    var info = describe(error);
+    clearError();
+    ui.errorText.textContent = info.text;
+    ui.retryButton.hidden = !info.retry && !info.fresh;
+    ui.retryButton.disabled = false;
+    ui.retryButton.textContent = info.fresh ? t.newConversation : t.retry;
+    state.retry = info.fresh ? function () { newConversation(); } : retry;
+    ui.error.hidden = false;
+    if (info.wait) {
+      var left = info.wait;
+      var tick = function () {
+        if (left <= 0) {
+          clearInterval(state.retryTimer);
+          ui.retryButton.disabled = false;
+          ui.retryButton.textContent = t.retry;
+          return;
+        }
+        ui.retryButton.disabled = true;
+        ui.retryButton.textContent = format(t.retryIn, { seconds: left });
+        left -= 1;
+      };
+      tick();
+      state.retryTimer = setInterval(tick, 1000);
+    }
+  }
+
+  function clearError() {
+    clearInterval(state.retryTimer);
+    ui.error.hidden = true;
+    state.retry = null;
+  }
+
+  function retryAfterError() {
+    var retry = state.retry;
+    clearError();
+    ui.input.focus(); // the alert (and this button) disappear: keep the keyboard in the widget
+    if (retry) retry();
+  }
+
+  // ---------------------------------------------------------------- conversations
+
+  function pageMetadata() {
+    var metadata = {};
+    function put(key, value) {
+      if (value === undefined || value === null || value === "") return;
+      if (!(key in metadata) && Object.keys(metadata).length >= 20) return; // the service accepts 20 keys
+      metadata[String(key).slice(0, 100)] = String(value).slice(0, 2000);
+    }
+    put("url", location.href);
+    put("title", document.title);
+    put("locale", locale);
+    if (identity.userId) {
+      put("user_id", identity.userId);
+      put("user_hash", identity.userHash);
+    }
+    Object.keys(context).forEach(function (key) { put(key, context[key]); });
+    return metadata;
+  }
+
+  async function ensureConversation() {
+    if (state.conversation) return state.conversation;
+    var response = await call("POST", "/api/conversations", { body: { metadata: pageMetadata() } });
+    var created = await response.json();
+    state.conversation = {
+      id: created.conversation_id, token: created.token, userId: identity.userId, contact: "", ratings: {},
+    };
+    saveConversation();
+    setStatus("open");
+    return state.conversation;
+  }
+
+  function saveConversation() {
+    if (!state.conversation) return;
+    state.conversation.touched = Date.now(); // other tabs see the change and reload the transcript
+    writeStored(state.conversation);
+  }
+
+  // Clears what is on screen; with keepPending, a message being sent stays.
+  function clearView(keepPending) {
+    known.clear();
+    Array.prototype.slice.call(ui.log.children).forEach(function (child) {
+      if (child.classList.contains("sb-greeting")) return;
+      if (keepPending && child.getAttribute("data-id") === null) return;
+      child.remove();
+    });
+    ui.contactInput.value = "";
+    ui.contactError.hidden = true;
+  }
+
+  function forgetConversation(keepPending) {
+    state.conversation = null;
+    writeStored(null);
+    clearView(keepPending);
+    setStatus("new");
+  }
+
+  function applyTranscript(transcript, quiet) {
+    var fresh = [];
+    transcript.messages.forEach(function (message) {
+      if (message.role === "system" || known.has(message.id)) return;
+      var element = messageElement(message);
+      placeMessage(element);
+      if (message.role === "assistant") addFeedback(element, message.id);
+      if (message.role !== "user") fresh.push(element);
+    });
+    setStatus(transcript.status);
+    if (!fresh.length) return;
+    scrollToEnd();
+    if (quiet) return;
+    var last = fresh[fresh.length - 1];
+    announce((last.classList.contains("sb-msg--agent") ? t.agentName : config.title) + ": " + bubbleText(last));
+    if (!state.open) {
+      state.unread += fresh.length;
+      updateBadge();
+    }
+    emit("message", { count: fresh.length });
+  }
+
+  async function refreshTranscript(quiet) {
+    var conversation = state.conversation;
+    if (!conversation || state.busy) return;
+    var seq = state.sendSeq;
+    try {
+      var response = await call("GET", conversationPath(conversation), { token: conversation.token });
+      var transcript = await response.json();
+      // A send started meanwhile, or the conversation changed: this answer is out of date.
+      if (state.conversation !== conversation || state.busy || state.sendSeq !== seq) return;
+      applyTranscript(transcript, quiet);
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 401 || error.status === 404) && state.conversation === conversation) {
+        forgetConversation(false); // expired or unknown token: start afresh on the next message
+      }
+      // Anything else (offline for a moment) is retried by the next poll.
+    }
+  }
+
+  function schedulePoll() {
+    clearTimeout(state.pollTimer);
+    if (!state.conversation || state.status !== "escalated") return;
+    // While a person has the conversation, their replies arrive by polling the transcript.
+    var delay = state.open && !document.hidden ? config.pollInterval : config.pollInterval * 5;
+    state.pollTimer = setTimeout(function () {
+      refreshTranscript(false).then(schedulePoll);
+    }, delay);
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  async function send() {
+    var text = ui.input.value;
+    if (!text.trim() || state.busy) return;
+    var draft = state.draft && state.draft.text === text ? state.draft : { text: text, clientId: newId() };
+    state.draft = draft;
+    clearError();
+    state.busy = true;
+    state.sendSeq += 1;
+    ui.input.value = "";
+    autosize();
+    updateComposer();
+    var mine = messageElement({ role: "user", content: text });
+    mine.classList.add("sb-msg--pending");
+    var reply = typingElement();
+    ui.log.append(mine, reply);
+    scrollToEnd();
+    try {
+      var turn = await deliver(text, draft.clientId, reply);
+      settleTurn(turn, mine, reply);
+      state.draft = null;
+    } catch (error) {
+      mine.remove();
+      reply.remove();
+      // The typed message is never lost: it goes back into the box, ahead of anything typed since.
+      ui.input.value = ui.input.value ? text + "\n" + ui.input.value : text;
+      autosize();
+      showError(error, function () { send(); });
+    } finally {
+      cancelAnimationFrame(reply.frame);
+      state.busy = false;
+      updateComposer();
+    }
+  }
+
+  async function deliver(text, clientId, reply) {
+    var onText = function (sofar) {
+      reply.sofar = sofar;
+      if (reply.frame) return;
+      reply.frame = requestAnimationFrame(function () {
+        reply.frame = 0;
+        showBotText(reply, reply.sofar);
+        scrollToEnd();
+      });
+    };
+    var conversation = await ensureConversation();
+    try {
+      return await streamTurn(conversation, text, clientId, onText);
+    } catch (error) {
+      if (!(error instanceof ApiError) || (error.status !== 401 && error.status !== 404)) throw error;
+      // The kept conversation expired or is gone: continue in a new one.
+      forgetConversation(true);
+      return streamTurn(await ensureConversation(), text, clientId, onText);
+    }
+  }
+
+  function settleTurn(turn, mine, reply) {
+    cancelAnimationFrame(reply.frame);
+    mine.classList.remove("sb-msg--pending");
+    if (turn.message_id !== null && turn.message_id !== undefined) {
+      mine.setAttribute("data-id", String(turn.message_id));
+      known.add(turn.message_id);
+    }
+    showBotText(reply, turn.reply.content);
+    reply.setAttribute("data-id", String(turn.reply.message_id));
+    known.add(turn.reply.message_id);
+    if (!turn.escalated && state.status !== "escalated") addFeedback(reply, turn.reply.message_id);
+    scrollToEnd();
+    announce(config.title + ": " + bubbleText(reply));
+    if (turn.escalated) setStatus("escalated");
+    else if (state.status !== "escalated") setStatus("open"); // writing after resolution reopens it
+    saveConversation();
+    emit("message", { count: 1 });
+  }
+
+  // ---------------------------------------------------------------- handoff
+
+  async function requestHandoff(contact) {
+    if (state.handoffBusy) return false;
+    state.handoffBusy = true;
+    ui.human.disabled = true;
+    clearError();
+    try {
+      var conversation = await ensureConversation();
+      var response = await call("POST", conversationPath(conversation, "/handoff"), {
+        token: conversation.token, body: contact ? { contact: contact } : {},
+      });
+      var result = await response.json();
+      if (!known.has(result.reply.message_id)) {
+        placeMessage(messageElement({ id: result.reply.message_id, role: "assistant", content: result.reply.content }));
+      }
+      if (contact) conversation.contact = contact;
+      saveConversation();
+      setStatus("escalated");
+      scrollToEnd();
+      announce(config.title + ": " + result.reply.content);
+      (contact ? ui.input : ui.contactInput).focus(); // the button is gone; the e-mail field comes next
+      emit("escalated", { reason: result.escalation && result.escalation.reason });
+      return true;
+    } catch (error) {
+      showError(error, function () { requestHandoff(contact); });
+      return false;
+    } finally {
+      state.handoffBusy = false;
+      ui.human.disabled = false;
+    }
+  }
+
+  async function submitContact(event) {
+    event.preventDefault();
+    var value = ui.contactInput.value.trim();
+    if (!EMAIL.test(value) || value.length > 320) {
+      ui.contactError.textContent = t.emailInvalid;
+      ui.contactError.hidden = false;
+      ui.contactInput.setAttribute("aria-invalid", "true");
+      ui.contactInput.focus();
+      return;
+    }
+    ui.contactError.hidden = true;
+    ui.contactInput.removeAttribute("aria-invalid");
+    await requestHandoff(value);
+  }
+
+  // ---------------------------------------------------------------- open, close, new conversation
+
+  function open(options) {
+    if (!state.open) {
+      state.open = true;
+      ui.root.classList.add("sb-open");
+      ui.launcher.setAttribute("aria-expanded", "true");
+      state.unread = 0;
+      updateBadge();
+      sessionFlag(true);
+      if (state.conversation) refreshTranscript(true);
+      schedulePoll();
+      scrollToEnd();
+      emit("open", {});
+    }
+    if (!options || options.focus !== false) ui.input.focus();
+  }
+
+  function close() {
+    if (!state.open) return;
+    var focusInside = ui.panel.contains(ui.shadow.activeElement);
+    state.open = false;
+    ui.root.classList.remove("sb-open");
+    ui.launcher.setAttribute("aria-expanded", "false");
+    updateBadge();
+    sessionFlag(false);
+    schedulePoll();
+    if (focusInside) ui.launcher.focus();
+    emit("close", {});
+  }
+
+  function toggle() {
+    if (state.open) close();
+    else open();
+  }
+
+  function newConversation() {
+    if (state.busy) return;
+    forgetConversation(false);
+    clearError();
+    announce(t.newConversationStarted);
+    ui.input.focus();
+  }
+
+  function identify(user) {
+    user = user || {};
+    identity = { userId: user.userId ? String(user.userId) : "", userHash: user.userHash ? String(user.userHash) : "" };
+    // Never show one signed-in user's conversation to another on a shared device.
+    if (state.conversation && state.conversation.userId && state.conversation.userId !== identity.userId) {
+      forgetConversation(false);
+    }
+  }
+
+  function emit(name, detail) {
+    (listeners[name] || []).slice().forEach(function (handler) {
+      try {
+        handler(detail);
+      } catch (error) {
+        console.error("SupportBot " + name + " handler failed", error);
+      }
+    });
+  }
+
+  function onStorage(event) {
+    if (event.key !== STORE_KEY && event.key !== null) return;
+    if (state.busy) return;
+    var stored = readStored();
+    if (!stored) {
+      if (state.conversation) {
+        state.conversation = null;
+        clearView(false);
+        setStatus("new");
+      }
+      return;
+    }
+    if (!state.conversation || stored.id !== state.conversation.id) {
+      clearView(false);
+      state.conversation = stored;
+      setStatus("open");
+      refreshTranscript(true);
+      return;
+    }
+    state.conversation.contact = stored.contact;
+    state.conversation.ratings = stored.ratings;
+    refreshTranscript(false); // another tab wrote in this conversation
+  }
+
+  var api = {
+    version: VERSION,
+    open: function () { open(); },
+    close: function () { close(); },
+    toggle: function () { toggle(); },
+    isOpen: function () { return state.open; },
+    identify: identify,
+    setContext: function (values) { Object.assign(context, cleanContext(values)); },
+    newConversation: function () { newConversation(); },
+    reset: function () { if (!state.busy) forgetConversation(false); },
+    hide: function () { close(); ui.root.hidden = true; },
+    show: function () { ui.root.hidden = false; },
+    getConversationId: function () { return state.conversation ? state.conversation.id : null; },
+    on: function (name, handler) { (listeners[name] = listeners[name] || []).push(handler); },
+    off: function (name, handler) {
+      listeners[name] = (listeners[name] || []).filter(function (h2) { return h2 !== handler; });
+    },
+  };
+
+  function start() {
+    build();
+    var stored = readStored();
+    if (stored && stored.userId && stored.userId !== identity.userId) {
+      writeStored(null); // kept for another signed-in user: never shown to this one
+      stored = null;
+    }
+    if (stored) {
+      state.conversation = stored;
+      setStatus("open");
+      refreshTranscript(true);
+    } else {
+      setStatus("new");
+    }
+    updateBadge();
+    if (config.openOnLoad || sessionFlag()) open({ focus: false });
+    window.addEventListener("storage", onStorage);
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && state.open) refreshTranscript(false);
+      schedulePoll();
+    });
+    // Any element of the host page with data-supportbot-open opens the chat: no script needed.
+    document.addEventListener("click", function (event) {
+      var target = event.target && event.target.closest ? event.target.closest("[data-supportbot-open]") : null;
+      if (!target) return;
+      event.preventDefault();
+      open();
+    });
+    window.SupportBot = api;
+    if (config.onReady) {
+      try {
+        config.onReady(api);
+      } catch (error) {
+        console.error("SupportBotConfig.onReady failed", error);
+      }
+    }
+    window.dispatchEvent(new CustomEvent("supportbot:ready", { detail: api }));
+  }
+
+  if (document.body) start();
+  else document.addEventListener("DOMContentLoaded", start, { once: true });
+})(typeof DOMPurify !== "undefined" ? DOMPurify : null);
