@@ -22,6 +22,7 @@ serve: install
 
 services:
 	@sh scripts/ensure-services.sh
+	@sh scripts/ensure-browser.sh
 
 lint: install
 	$(BIN)/ruff check service tests

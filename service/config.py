@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     openai_timeout: float = Field(default=30.0, gt=0, description="seconds per upstream attempt")
     openai_max_retries: int = Field(default=1, ge=0, le=3)
     max_tokens: int = Field(default=512, ge=1)
+    turn_timeout: float = Field(default=60.0, gt=0, description="seconds a turn may wait on the model in all")
+    circuit_failure_threshold: int = Field(default=5, ge=1, description="consecutive failures that open it")
+    circuit_cooldown: float = Field(default=30.0, gt=0, description="seconds the model is skipped")
+    fallback_model: str | None = None
+    fallback_openai_base_url: str | None = None
+    fallback_openai_api_key: str | None = None
     model_prices: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_MODEL_PRICES))
 
     company_name: str = "Acme"

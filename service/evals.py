@@ -22,7 +22,7 @@ from .config import Settings
 from .db import upgrade
 from .escalation import NO_ANSWER
 from .grading import Grade, grade_reference
-from .llm import OpenAIProvider
+from .llm import Provider
 from .models import Message
 from .runtime import Runtime
 from .turns import TurnOutcome
@@ -151,7 +151,7 @@ class EvalRunner:
 
     async def _run_column(self, runtime: Runtime, column: Column, cases: list[Case],
                           on_progress: Callable[[], object] | None) -> list[CaseResult]:
-        grader = runtime.provider if isinstance(runtime.provider, OpenAIProvider) else None
+        grader = runtime.provider if runtime.provider is not runtime.offline else None
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(case: Case) -> CaseResult:
@@ -164,7 +164,7 @@ class EvalRunner:
         return list(await asyncio.gather(*(one(case) for case in cases)))
 
     async def _run_case(self, runtime: Runtime, column: Column, case: Case,
-                        grader: OpenAIProvider | None) -> CaseResult:
+                        grader: Provider | None) -> CaseResult:
         outcome = await replay_case(runtime, case)
         failures = check_expectations(case, outcome)
         grade: Grade | None = None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .errors import ModelUnavailable
 from .knowledge import tokenize
-from .llm import ChatRequest, OpenAIProvider
+from .llm import ChatRequest, Provider
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def lexical_grade(reference: str, reply: str, threshold: float = LEXICAL_PASS) -
     return Grade("lexical", score, score >= threshold, f"word-overlap F1 {score} {verdict} {threshold} ({shared})")
 
 
-async def model_grade(provider: OpenAIProvider, model: str, question: str, reference: str, reply: str) -> Grade:
+async def model_grade(provider: Provider, model: str, question: str, reference: str, reply: str) -> Grade:
     """Ask the hosted model to grade with the rubric; raises ValueError when its answer is not usable."""
     request = ChatRequest(
         model=model, max_tokens=200, temperature=0.0, tools=[],
@@ -66,7 +66,7 @@ async def model_grade(provider: OpenAIProvider, model: str, question: str, refer
     return Grade("model", score, score >= 0.7, str(data.get("reason", "")))
 
 
-async def grade_reference(question: str, reference: str, reply: str, provider: OpenAIProvider | None,
+async def grade_reference(question: str, reference: str, reply: str, provider: Provider | None,
                           model: str) -> Grade:
     """The model grader when a hosted model is configured, else (or when it fails) the lexical one."""
     if provider is not None:

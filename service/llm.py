@@ -114,14 +114,15 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, settings: Settings, http_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: Settings, http_client: httpx.AsyncClient | None = None, *,
+                 api_key: str | None = None, base_url: str | None = None, max_retries: int | None = None) -> None:
         timeout = httpx.Timeout(settings.openai_timeout, connect=min(settings.openai_timeout, 10.0))
         # The client's own retry (honouring Retry-After) is the single retry layer; we add none.
         self._client = openai.AsyncOpenAI(
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url,
+            api_key=api_key or settings.openai_api_key,
+            base_url=base_url or settings.openai_base_url,
             timeout=settings.openai_timeout,
-            max_retries=settings.openai_max_retries,
+            max_retries=settings.openai_max_retries if max_retries is None else max_retries,
             http_client=http_client or httpx.AsyncClient(timeout=timeout),  # type: ignore[arg-type]
         )
 
@@ -149,6 +150,8 @@ class OpenAIProvider:
             response = await self._client.chat.completions.create(**self._arguments(request, stream=False))
         except openai.OpenAIError as error:
             raise ModelUnavailable(_describe(error)) from error
+        except ValueError as error:  # a body that is not JSON
+            raise ModelUnavailable(f"malformed response: {error}") from error
         if not response.choices:
             raise ModelUnavailable("upstream answered with no choices")
         choice = response.choices[0]
@@ -176,10 +179,11 @@ class OpenAIProvider:
                 text = state.absorb(chunk)
                 if text:
                     yield TextDelta(text)
-        except openai.OpenAIError as error:
+        except (openai.OpenAIError, ValueError) as error:
+            described = _describe(error) if isinstance(error, openai.OpenAIError) else f"malformed stream: {error}"
             if state.text_parts:
-                raise StreamBroken(_describe(error), state.completion()) from error
-            raise ModelUnavailable(_describe(error)) from error
+                raise StreamBroken(described, state.completion()) from error
+            raise ModelUnavailable(described) from error
         if not state.saw_choice:
             raise ModelUnavailable("upstream stream had no choices")
         yield state.completion()

@@ -20,11 +20,24 @@ from .models import utcnow
 from .outbox import HandoffNotice, Outbox
 from .policies import PolicyStore
 from .prompts import PromptRegistry
+from .resilience import CircuitBreaker, ResilientProvider
 from .review import ReviewDesk
 from .store import ConversationLog
 from .webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
+
+
+def hosted_provider(settings: Settings, http_client: httpx.AsyncClient | None = None) -> ResilientProvider:
+    """The hosted model with its time budget, circuit breaker and (when configured) fallback model."""
+    fallback = None
+    if settings.fallback_model or settings.fallback_openai_base_url:
+        # The fallback gets no retries of its own: one retry layer in all, bounded attempts per turn.
+        fallback = OpenAIProvider(settings, http_client=http_client, api_key=settings.fallback_openai_api_key,
+                                  base_url=settings.fallback_openai_base_url, max_retries=0)
+    breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown)
+    return ResilientProvider(OpenAIProvider(settings, http_client=http_client), breaker, settings.turn_timeout,
+                             fallback, settings.fallback_model)
 
 
 @dataclass
@@ -56,7 +69,7 @@ class Runtime:
         offline = OfflineProvider(knowledge.current, min_score=settings.offline_min_score)
         provider: Provider = offline
         if settings.hosted_model_configured:
-            provider = OpenAIProvider(settings, http_client=http_client)
+            provider = hosted_provider(settings, http_client)
         sessions = make_session_factory(engine)
         notice = HandoffNotice(enabled=bool(settings.handoff_webhook_url), public_url=settings.public_url)
         return cls(
@@ -109,6 +122,6 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Release connections."""
-        if isinstance(self.provider, OpenAIProvider):
+        if isinstance(self.provider, ResilientProvider):
             await self.provider.aclose()
         self.log.engine.dispose()

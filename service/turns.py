@@ -32,6 +32,7 @@ from .knowledge import KnownIssue
 from .llm import ChatRequest, Completion, StreamBroken, TextDelta
 from .models import ConversationStatus, Escalation, FinishStatus, Message, Role
 from .prompts import PromptVersion, RenderedPrompt
+from .resilience import CircuitOpen
 from .review import DID_NOT_HELP, ESCALATED, NEXT_TURN_ESCALATED, is_model_reply
 from .runtime import Runtime
 from .store import ReplyRecord, TurnStart
@@ -97,6 +98,7 @@ class Turn:
         self.start = start
         self.timings: dict[str, float] = {"db": db_seconds, "upstream": 0.0}
         self._text_sent: list[str] = []
+        self._provider_name = runtime.provider.name
 
     async def run(self) -> TurnOutcome:
         """The whole turn without streaming."""
@@ -148,6 +150,16 @@ class Turn:
             log.warning("conversation=%s upstream stream broke: %s", self.start.conversation_id, error)
             completion, status = error.partial, FinishStatus.PARTIAL
             signal = EscalationSignal(MODEL_UNAVAILABLE, detail=str(error))
+        except CircuitOpen as error:
+            # The model is being skipped: answer from the knowledge base when it knows, else hand over.
+            completion = self.runtime.offline.answer(request)
+            self._provider_name = self.runtime.offline.name
+            if completion.no_answer:
+                completion, status = None, FinishStatus.FAILED
+                signal = EscalationSignal(MODEL_UNAVAILABLE, detail=str(error))
+            elif stream:
+                self._text_sent.append(completion.text)
+                yield TextDelta(completion.text)
         except Exception as error:  # noqa: BLE001 - any provider failure must end in a polite handover
             log.warning("conversation=%s model unavailable: %s", self.start.conversation_id, error)
             status = FinishStatus.FAILED
@@ -269,7 +281,7 @@ class Turn:
     ) -> TurnOutcome:
         latency = time.perf_counter() - began
         self.timings["upstream"] = latency
-        provider = self.runtime.provider.name
+        provider = self._provider_name
         if signal is not None and signal.summary is None:
             signal = replace(signal, summary=self._summary())
         record = ReplyRecord(

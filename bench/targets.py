@@ -1,0 +1,210 @@
+"""The servers under test: start each on a loopback port, pinned, and stop it afterwards.
+
+1. `mock`: the mock upstream itself (the floor); 2. `passthrough`: bare FastAPI + openai client;
+3. `supportbot-sqlite` and 4. `supportbot-postgres`: the full path; 5. `litellm`: LiteLLM's proxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .procstat import CpuPlan, process_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@dataclass
+class Target:
+    """A running server and how to reach and measure it."""
+
+    name: str
+    label: str
+    kind: str  # "openai" (POST /v1/chat/completions) or "supportbot"
+    port: int
+    process: subprocess.Popen[bytes]
+    # Other processes whose CPU is part of this target's cost (PostgreSQL backends).
+    extra_pids: Callable[[], list[int]] = field(default=lambda: [])
+    cleanup: Callable[[], None] = field(default=lambda: None)
+    version: str = ""
+    api_key: str = "sk-bench"
+
+    def pids(self) -> list[int]:
+        """The server's processes (all workers)."""
+        return process_tree(self.process.pid)
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and release what it created."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.cleanup()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(port: int, path: str, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    """Poll GET `path` until the server answers; fail with its log when it died or never answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}; log {log}:\n{_tail(log)}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                if response.status < 500:
+                    return
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} not ready after {timeout:.0f} s; log {log}:\n{_tail(log)}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _spawn(args: list[str], env: dict[str, str], cores: frozenset[int] | None, log: Path,
+           cwd: Path) -> subprocess.Popen[bytes]:
+    def pin() -> None:
+        if cores:
+            os.sched_setaffinity(0, cores)
+
+    handle = log.open("wb")
+    return subprocess.Popen(args, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, preexec_fn=pin)
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONHASHSEED")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def start_mock(work: Path, plan: CpuPlan, timing: dict[str, float], workers: int) -> Target:
+    """The mock upstream, `workers` processes on the load generator's cores."""
+    port = free_port()
+    env = _base_env() | {"MOCK_LATENCY_MS": str(timing["latency_ms"]), "MOCK_TTFT_MS": str(timing["ttft_ms"]),
+                         "MOCK_CHUNKS": str(timing["chunks"]), "MOCK_INTERVAL_MS": str(timing["interval_ms"])}
+    log = work / "mock.log"
+    args = [sys.executable, "-m", "uvicorn", "bench.mock_upstream:app", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--log-level", "warning", "--no-access-log", "--backlog", "4096"]
+    process = _spawn(args, env, plan.clients, log, ROOT)
+    wait_ready(port, "/health", process, 30, log)
+    return Target("mock", "direct to the mock (floor)", "openai", port, process)
+
+
+def start_passthrough(work: Path, plan: CpuPlan, upstream: str) -> Target:
+    """Bare FastAPI + openai client, one worker."""
+    port = free_port()
+    env = _base_env() | {"PASSTHROUGH_BASE_URL": upstream}
+    log = work / "passthrough.log"
+    args = [sys.executable, "-m", "uvicorn", "bench.passthrough:app", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--log-level", "warning", "--no-access-log"]
+    process = _spawn(args, env, plan.service, log, ROOT)
+    wait_ready(port, "/healthz", process, 30, log)
+    return Target("passthrough", "bare FastAPI + openai passthrough", "openai", port, process)
+
+
+def supportbot_env(data_dir: Path, database_url: str, upstream: str) -> dict[str, str]:
+    """The environment supportbot is benchmarked with (README's production-like settings)."""
+    return _base_env() | {
+        "SUPPORTBOT_DATA_DIR": str(data_dir), "SUPPORTBOT_DATABASE_URL": database_url,
+        "SUPPORTBOT_OPENAI_API_KEY": "sk-bench", "SUPPORTBOT_OPENAI_BASE_URL": upstream,
+        "SUPPORTBOT_MODEL": "gpt-4o-mini", "SUPPORTBOT_LOG_LEVEL": "WARNING", "SUPPORTBOT_MAX_TURNS": "100000",
+        "SUPPORTBOT_RATE_LIMIT_PER_VISITOR": "0", "SUPPORTBOT_RATE_LIMIT_PER_IP": "0",
+        "SUPPORTBOT_ADMIN_TOKEN": "bench-admin-token-0123456789",
+    }
+
+
+def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str, str]) -> Target:
+    supportbot = str(VENV_BIN / "supportbot")
+    data_dir = Path(env["SUPPORTBOT_DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = work / f"{name}.log"
+    subprocess.run([supportbot, "db", "upgrade"], env=env, cwd=data_dir, check=True, capture_output=True)
+    port = free_port()
+    args = [supportbot, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    process = _spawn(args, env, plan.service, log, data_dir)
+    wait_ready(port, "/healthz", process, 60, log)
+    return Target(name, label, "supportbot", port, process)
+
+
+def start_supportbot_sqlite(work: Path, plan: CpuPlan, upstream: str) -> Target:
+    """supportbot on its default SQLite file, in a fresh data directory."""
+    data_dir = work / f"sb-sqlite-{uuid.uuid4().hex[:8]}"
+    env = supportbot_env(data_dir, f"sqlite:///{data_dir / 'supportbot.db'}", upstream)
+    return _supportbot("supportbot-sqlite", "supportbot, SQLite", work, plan, env)
+
+
+def create_pg_database(prefix: str) -> tuple[str, Callable[[], None]]:
+    """A fresh PostgreSQL database; returns its SQLAlchemy URL and the function that drops it."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}", drop
+
+
+def pg_backends(database: str) -> list[int]:
+    """Pids of the PostgreSQL backends connected to `database`."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as connection:
+        rows = connection.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)).fetchall()
+    return [row[0] for row in rows]
+
+
+def postgres_available() -> str | None:
+    """None when the benchmark's PostgreSQL answers, else why not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except Exception as error:  # noqa: BLE001 - any failure means: skip the PostgreSQL target
+        return f"{type(error).__name__}: {error}".strip()
+    return None
+
+
+def start_supportbot_postgres(work: Path, plan: CpuPlan, upstream: str) -> Target:
+    """supportbot on a database created for this run (dropped when the target stops)."""
+    url, drop = create_pg_database("sb_bench")
+    database = url.rsplit("/", 1)[1]
+    env = supportbot_env(work / f"sb-pg-{database}", url, upstream)
+    try:
+        target = _supportbot("supportbot-postgres", "supportbot, PostgreSQL", work, plan, env)
+    except Exception:
+        drop()
+        raise
+    target.extra_pids = lambda: pg_backends(database)
+    target.cleanup = drop
+    return target
