@@ -48,13 +48,13 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
-    """User + system CPU seconds of each live pid (threads included)."""
+def cpu_seconds(pids: Iterable[int]) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of each live pid (threads included)."""
     result = {}
     for pid in pids:
         fields = _stat_fields(pid)
         if fields is not None:
-            result[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+            result[pid] = (int(fields[11]) / TICKS, int(fields[12]) / TICKS)
     return result
 
 
@@ -92,14 +92,18 @@ class CpuWindow:
 
     def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
         self._pids = pids
-        self._start: dict[int, float] = {}
+        self._start: dict[int, tuple[float, float]] = {}
+        self.user = self.system = 0.0
 
     def start(self) -> None:
         self._start = cpu_seconds(self._pids())
 
     def stop(self) -> float:
+        """User + system seconds since `start()` (the split is kept in `user` and `system`)."""
         end = cpu_seconds(self._pids())
-        return sum(value - self._start.get(pid, 0.0) for pid, value in end.items())
+        self.user = sum(u - self._start.get(pid, (0.0, 0.0))[0] for pid, (u, _) in end.items())
+        self.system = sum(s - self._start.get(pid, (0.0, 0.0))[1] for pid, (_, s) in end.items())
+        return self.user + self.system
 
 
 @dataclass

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     )
     token_max_age_days: int = Field(default=30, ge=1)
 
+    rate_limit_per_visitor: str = Field(default="20/minute", description="messages per conversation; 0 = off")
+    rate_limit_per_ip: str = Field(default="600/minute", description="API requests per client IP; 0 = off")
+    rate_limit_storage: str = Field(default="memory://", description="redis://host:6379/0 to share across replicas")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="proxies whose X-Forwarded-For is believed (IPs or CIDRs)"
+    )
+
     max_message_chars: int = Field(default=4000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_turns: int = Field(default=100, ge=1, description="user messages per conversation")
@@ -112,6 +119,15 @@ class Settings(BaseSettings):
     fine_tune_training_price: float = Field(default=3.0, ge=0, description="USD per 1M training tokens")
     fine_tune_epochs: int = Field(default=3, ge=1)
 
+    daily_token_budget: int = Field(default=0, ge=0, description="tokens per UTC day for the deployment; 0 = off")
+    daily_cost_budget_usd: float = Field(default=0.0, ge=0, description="USD per UTC day; 0 = off")
+    conversation_token_cap: int = Field(default=0, ge=0, description="tokens per conversation; 0 = off")
+    budget_reply: str = (
+        "Sorry, I can't answer more questions right now. I've passed your conversation to our support team, "
+        "and a person will reply here."
+    )
+    leak_reply: str = "Sorry, I can't help with that. Is there anything about the product I can help you with?"
+
     log_level: str = "INFO"
 
     @field_validator("allowed_origins", mode="before")
@@ -121,6 +137,25 @@ class Settings(BaseSettings):
             value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
         if isinstance(value, list):
             return [str(origin).strip().rstrip("/") for origin in value if str(origin).strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("rate_limit_per_visitor", "rate_limit_per_ip")
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip() not in {"", "0"}:
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a rate like '20/minute' (or 0 to switch it off)") from None
         return value
 
     @field_validator("log_level")

@@ -8,6 +8,7 @@ class SupportbotError(Exception):
 
     status_code = 400
     code = "bad_request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -63,3 +64,13 @@ class ModelUnavailable(Exception):
 class ServiceUnavailable(SupportbotError):
     status_code = 503
     code = "service_unavailable"
+
+
+class RateLimited(SupportbotError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}

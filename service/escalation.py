@@ -25,6 +25,7 @@ REPEATED_FAILURE = "repeated_failure"
 MODEL_UNAVAILABLE = "model_unavailable"
 MODEL_DECISION = "model_decision"
 NO_ANSWER = "no_answer"
+BUDGET_EXCEEDED = "budget_exceeded"
 POLICY_PREFIX = "policy:"
 DETERMINISTIC = (USER_REQUEST, REPEATED_FAILURE)
 

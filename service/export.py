@@ -82,6 +82,7 @@ class ExportSummary:
 class ExportLine:
     text: str
     validation: bool
+    conversation_id: str
 
 
 @dataclass
@@ -216,7 +217,7 @@ class Exporter:
         self.summary.written += 1
         self.summary.validation += validation
         self.summary.estimated_tokens += len(text) // 4
-        return ExportLine(text, validation)
+        return ExportLine(text, validation, conversation_id)
 
     def _example(self, conversation_id: str, history: list[Row[Any]], target: _Target) -> dict[str, Any] | None:
         redactor = Redactor() if self.options.redact else None

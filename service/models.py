@@ -102,6 +102,7 @@ class Conversation(Base):
     thumbs_down: Mapped[int] = mapped_column(Integer, default=0)
     escalated_ever: Mapped[bool] = mapped_column(Boolean, default=False)
     exclude_from_training: Mapped[bool] = mapped_column(Boolean, default=False)
+    tokens_used: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class PromptSnapshot(Base):
@@ -154,6 +155,8 @@ class Message(Base):
     review: Mapped[str | None] = mapped_column(String(16), default=None)  # good | flagged
     # The known issue the user's message matched best (BM25, confident matches only): which topics miss.
     known_issue: Mapped[str | None] = mapped_column(String(200), default=None)
+    # What the model wrote when the leak guard replaced it: for reviewers, never shown to the visitor.
+    blocked_content: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
@@ -235,3 +238,13 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(100), default=None)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class UsageDay(Base):
+    """Tokens and money spent per UTC day, for the deployment's daily budget."""
+
+    __tablename__ = "usage_daily"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)

@@ -6,8 +6,9 @@ import difflib
 import logging
 import sys
 
-from .config import Settings
+from .config import Settings, secret_key
 from .errors import ConfigError
+from .guard import make_canary
 from .knowledge import KnowledgeStore
 from .prompts import PromptRegistry, RenderedPrompt, estimate_tokens
 
@@ -37,7 +38,8 @@ def _served(registry: PromptRegistry, settings: Settings) -> str | None:
 
 
 def assemble_for_display(
-    settings: Settings, registry: PromptRegistry, store: KnowledgeStore, ref: str, query: str = ""
+    settings: Settings, registry: PromptRegistry, store: KnowledgeStore, ref: str, query: str = "",
+    canary: str | None = None,
 ) -> tuple[RenderedPrompt, str]:
     """The assembled prompt of a version as a turn would see it, and which knowledge went in.
 
@@ -52,7 +54,7 @@ def assemble_for_display(
         complete = False
         how = f"top {settings.knowledge_top_k} of {len(knowledge.issues)} known issues for query {query!r}"
     rendered = registry.assemble(version, knowledge, issues, complete=complete,
-                                 company=settings.company_name, product=settings.product_name)
+                                 company=settings.company_name, product=settings.product_name, canary=canary)
     return rendered, how
 
 
@@ -66,7 +68,8 @@ def show_prompt(settings: Settings, ref: str | None, query: str) -> int:
     """Print the assembled system prompt of a version, with its sha256 and a token estimate."""
     registry, store = _load(settings)
     try:
-        rendered, how = assemble_for_display(settings, registry, store, ref or settings.prompt, query)
+        rendered, how = assemble_for_display(settings, registry, store, ref or settings.prompt, query,
+                                             canary=make_canary(secret_key(settings)))
     except LookupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ import jinja2
 import yaml
 
 from .errors import ConfigError
+from .guard import LeakGuard, canary_line
 from .knowledge import KnowledgeBase, KnownIssue
 from .watched import WatchedFiles
 
@@ -171,6 +172,7 @@ class PromptRegistry:
                                     interval=interval)
         self._cache: OrderedDict[tuple[Any, ...], RenderedPrompt] = OrderedDict()
         self._cache_size = cache_size
+        self._guards: dict[tuple[Any, ...], LeakGuard] = {}
         self._lock = threading.Lock()
 
     def versions(self) -> dict[str, dict[str, PromptVersion]]:
@@ -215,10 +217,10 @@ class PromptRegistry:
 
     def assemble(
         self, version: PromptVersion, knowledge: KnowledgeBase, issues: tuple[KnownIssue, ...],
-        *, complete: bool, company: str, product: str,
+        *, complete: bool, company: str, product: str, canary: str | None = None,
     ) -> RenderedPrompt:
-        """The system prompt for `version` with `issues` injected, cached per inputs."""
-        key = (version.path, id(version), knowledge.revision, tuple(i.id for i in issues), company, product)
+        """The system prompt for `version` with `issues` injected (and the canary line), cached per inputs."""
+        key = (version.path, id(version), knowledge.revision, tuple(i.id for i in issues), company, product, canary)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
@@ -230,6 +232,8 @@ class PromptRegistry:
             "known_issues": [i.as_context() for i in issues],
             "knowledge_complete": complete,
         })
+        if canary:
+            text += canary_line(canary) + "\n"
         rendered = RenderedPrompt(
             name=version.name, version=version.version, text=text,
             sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -240,3 +244,16 @@ class PromptRegistry:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return rendered
+
+    def guard(self, version: PromptVersion, *, company: str, product: str, canary: str) -> LeakGuard:
+        """The leak guard of a version: its instruction text (rendered without known issues) and the canary."""
+        key = ("guard", version.path, id(version), company, product, canary)
+        with self._lock:
+            cached = self._guards.get(key)
+        if cached is None:
+            instructions = self.render(version, {"company": company, "product": product, "known_issues": [],
+                                                 "knowledge_complete": True})
+            cached = LeakGuard.for_instructions(canary, [instructions])
+            with self._lock:
+                self._guards[key] = cached
+        return cached

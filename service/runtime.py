@@ -12,6 +12,7 @@ import httpx
 from .auth import VisitorTokens
 from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import create_db_engine, make_session_factory
+from .guard import make_canary
 from .handoff import HandoffDesk
 from .inbox import Inbox
 from .knowledge import KnowledgeStore
@@ -20,6 +21,7 @@ from .models import utcnow
 from .outbox import HandoffNotice, Outbox
 from .policies import PolicyStore
 from .prompts import PromptRegistry
+from .ratelimit import RateLimits
 from .resilience import CircuitBreaker, ResilientProvider
 from .review import ReviewDesk
 from .store import ConversationLog
@@ -60,6 +62,8 @@ class Runtime:
     admin_token: str
     review: ReviewDesk
     inbox: Inbox
+    limits: RateLimits
+    canary: str
 
     @classmethod
     def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
@@ -86,6 +90,8 @@ class Runtime:
             admin_token=admin_token(settings),
             review=ReviewDesk(sessions),
             inbox=Inbox(sessions),
+            limits=RateLimits(settings),
+            canary=make_canary(secret_key(settings)),
         )
 
     def webhook_sender(self, clock: Callable[[], datetime] = utcnow) -> WebhookSender | None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
 from .errors import NotFound, Unprocessable
-from .models import Conversation, ConversationStatus, Escalation, Message, PromptSnapshot, Role, utcnow
+from .models import Conversation, ConversationStatus, Escalation, Message, PromptSnapshot, Role, UsageDay, utcnow
 from .outbox import HandoffNotice, enqueue_handoff
 from .review import refresh_conversation, set_miss_reason
 
@@ -28,6 +28,9 @@ class TurnStart:
     history: list[Message]
     reply: Message | None = None
     escalation: Escalation | None = None  # the replayed turn's, or the conversation's open escalation
+    tokens_used: int = 0
+    day_tokens: int = 0
+    day_cost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class ReplyRecord:
     escalation_summary: str | None = None
     miss_reasons: tuple[str, ...] = ()
     known_issue: str | None = None
+    blocked_content: str | None = None
     previous_reply_id: int | None = None
     previous_reply_misses: tuple[str, ...] = ()
 
@@ -108,7 +112,7 @@ class ConversationLog:
 
     def begin_turn(
         self, conversation_id: str, content: str, client_message_id: str | None, *,
-        max_turns: int, history_limit: int,
+        max_turns: int, history_limit: int, with_usage: bool = False,
     ) -> TurnStart:
         """Store the user message in its own committed transaction, with the history to answer it.
 
@@ -116,7 +120,8 @@ class ConversationLog:
         reply, when there is one), so retries from a flaky network are answered once.
         """
         try:
-            return self._begin_turn(conversation_id, content, client_message_id, max_turns, history_limit)
+            return self._begin_turn(conversation_id, content, client_message_id, max_turns, history_limit,
+                                    with_usage)
         except IntegrityError:
             # Two sends with one client_message_id raced; the other one stored it first.
             if client_message_id is None:
@@ -127,7 +132,7 @@ class ConversationLog:
 
     def _begin_turn(
         self, conversation_id: str, content: str, client_message_id: str | None,
-        max_turns: int, history_limit: int,
+        max_turns: int, history_limit: int, with_usage: bool,
     ) -> TurnStart:
         if client_message_id is not None:
             replay = self._replay(conversation_id, client_message_id, history_limit)
@@ -143,7 +148,7 @@ class ConversationLog:
                     status=case((Conversation.status == ConversationStatus.RESOLVED, ConversationStatus.OPEN),
                                 else_=Conversation.status),
                 )
-                .returning(Conversation.status)
+                .returning(Conversation.status, Conversation.tokens_used)
             ).first()
             if counted is None:
                 if session.get(Conversation, conversation_id) is None:
@@ -159,7 +164,10 @@ class ConversationLog:
             history = self._history(session, conversation_id, before_id=message.id, limit=history_limit)
             escalation = open_escalation(session, conversation_id) \
                 if counted.status == ConversationStatus.ESCALATED else None
-        return TurnStart(conversation_id, message, counted.status, history, escalation=escalation)
+            today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
+        return TurnStart(conversation_id, message, counted.status, history, escalation=escalation,
+                         tokens_used=counted.tokens_used, day_tokens=today.tokens if today else 0,
+                         day_cost=today.cost_usd if today else 0.0)
 
     def _replay(self, conversation_id: str, client_message_id: str, history_limit: int) -> TurnStart | None:
         with self.sessions() as session:
@@ -209,7 +217,7 @@ class ConversationLog:
                 prompt_sha256=record.prompt_sha256, tokens_in=record.tokens_in, tokens_out=record.tokens_out,
                 cost_usd=record.cost_usd, latency_ms=record.latency_ms, status=record.status,
                 tool_calls=record.tool_calls, miss_reasons=",".join(sorted(record.miss_reasons)) or None,
-                known_issue=record.known_issue,
+                known_issue=record.known_issue, blocked_content=record.blocked_content,
             )
             session.add(reply)
             escalation = None
@@ -229,9 +237,13 @@ class ConversationLog:
             for reason in record.previous_reply_misses:
                 if previous is not None and set_miss_reason(session, previous, reason):
                     changed = True
+        tokens = (record.tokens_in or 0) + (record.tokens_out or 0)
         if record.prompt_name:
-            session.execute(update(Conversation).where(Conversation.id == record.conversation_id)
-                            .values(prompt_version=f"{record.prompt_name}@{record.prompt_version}"))
+            session.execute(update(Conversation).where(Conversation.id == record.conversation_id).values(
+                prompt_version=f"{record.prompt_name}@{record.prompt_version}",
+                tokens_used=Conversation.tokens_used + tokens))
+        if tokens or record.cost_usd:
+            add_usage(session, tokens, record.cost_usd or 0.0)
         if changed:
             refresh_conversation(session, record.conversation_id)
 
@@ -242,9 +254,7 @@ class ConversationLog:
             "sha256": record.prompt_sha256, "prompt_name": record.prompt_name,
             "prompt_version": record.prompt_version, "content": record.prompt_text, "created_at": utcnow(),
         }
-        insert = pg_insert if session.bind is not None and session.bind.dialect.name == "postgresql" \
-            else sqlite_insert
-        session.execute(insert(PromptSnapshot).values(**values).on_conflict_do_nothing())
+        session.execute(_insert(session)(PromptSnapshot).values(**values).on_conflict_do_nothing())
 
     def snapshot(self, sha256: str) -> PromptSnapshot:
         """The exact system prompt stored under `sha256`."""
@@ -279,3 +289,17 @@ def escalate(
     )
     enqueue_handoff(session, notice, escalation)
     return escalation
+
+
+def _insert(session: Session) -> Any:
+    bind = session.get_bind()
+    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+
+
+def add_usage(session: Session, tokens: int, cost: float) -> None:
+    """Add to today's deployment-wide usage (one upsert)."""
+    insert = _insert(session)
+    statement = insert(UsageDay).values(day=utcnow().date().isoformat(), tokens=tokens, cost_usd=cost)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[UsageDay.day],
+        set_={"tokens": UsageDay.tokens + tokens, "cost_usd": UsageDay.cost_usd + cost}))

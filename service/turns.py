@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from .escalation import (
+    BUDGET_EXCEEDED,
     MODEL_UNAVAILABLE,
     USER_REQUEST,
     EscalationSignal,
@@ -27,13 +28,14 @@ from .escalation import (
     detect_before,
     normalize,
 )
+from .guard import StreamGate
 from .handoff import HANDOFF_PROVIDER, summarize
 from .knowledge import KnownIssue
 from .llm import ChatRequest, Completion, StreamBroken, TextDelta
 from .models import ConversationStatus, Escalation, FinishStatus, Message, Role
 from .prompts import PromptVersion, RenderedPrompt
 from .resilience import CircuitOpen
-from .review import DID_NOT_HELP, ESCALATED, NEXT_TURN_ESCALATED, is_model_reply
+from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, is_model_reply
 from .runtime import Runtime
 from .store import ReplyRecord, TurnStart
 
@@ -83,9 +85,11 @@ async def start_turn(
     """Validate and store the user message (committed before anything else); return the turn to run."""
     text = check_message(runtime, content)
     started = time.perf_counter()
+    settings = runtime.settings
     start = await to_thread.run_sync(lambda: runtime.log.begin_turn(
         conversation_id, text, client_message_id,
-        max_turns=runtime.settings.max_turns, history_limit=runtime.settings.history_max_messages,
+        max_turns=settings.max_turns, history_limit=settings.history_max_messages,
+        with_usage=bool(settings.daily_token_budget or settings.daily_cost_budget_usd),
     ))
     return Turn(runtime, start, db_seconds=time.perf_counter() - started)
 
@@ -132,6 +136,10 @@ class Turn:
         """Ask the provider; every failure ends in a stored reply and, where due, a handover."""
         prompt = self._assemble_prompt(version)
         request = self._request(version, prompt)
+        settings = self.runtime.settings
+        guard = self.runtime.prompts.guard(version, company=settings.company_name, product=settings.product_name,
+                                           canary=self.runtime.canary)
+        gate = StreamGate(guard)
         began = time.perf_counter()
         completion: Completion | None = None
         status = FinishStatus.OK
@@ -140,8 +148,10 @@ class Turn:
             if stream:
                 async for event in self.runtime.provider.stream(request):
                     if isinstance(event, TextDelta):
-                        self._text_sent.append(event.text)
-                        yield event
+                        safe = gate.feed(event.text)
+                        if safe:
+                            self._text_sent.append(safe)
+                            yield TextDelta(safe)
                     else:
                         completion = event
             else:
@@ -173,11 +183,18 @@ class Turn:
         if signal is None and completion is not None:
             signal = detect_after(completion)
         if signal is not None and completion is not None and not completion.text.strip():
-            text = self.runtime.settings.handoff_reply
+            text = settings.handoff_reply
+        leak = guard.leak(completion.text) if completion is not None and completion.text else None
+        if leak:
+            # The reply repeats the system prompt: the visitor gets a fixed text (the `done` event's
+            # content replaces anything shown), reviewers get the original.
+            log.warning("conversation=%s reply blocked by the leak guard (%s)", self.start.conversation_id, leak)
+            text = settings.leak_reply
         extra = text[len("".join(self._text_sent)):] if text.startswith("".join(self._text_sent)) else ""
         if stream and extra:
             yield TextDelta(extra)
-        yield await self._store(prompt, request, completion, status, signal, began, text)
+        yield await self._store(prompt, request, completion, status, signal, began, text,
+                                blocked=completion.text if leak and completion else None)
 
     def _fixed_reply(self) -> tuple[str, EscalationSignal, bool] | None:
         """The reply when no model is asked: (text, escalation, whether it is a new escalation)."""
@@ -198,8 +215,22 @@ class Turn:
             min_score=settings.offline_min_score,
         )
         if signal is None:
-            return None
+            over = self._over_budget()
+            if over is None:
+                return None
+            return settings.budget_reply, EscalationSignal(BUDGET_EXCEEDED, over, self._summary()), True
         return settings.handoff_reply, replace(signal, summary=self._summary()), True
+
+    def _over_budget(self) -> str | None:
+        """Which budget this turn would go past, if any (checked before the model is asked)."""
+        settings, start = self.runtime.settings, self.start
+        if settings.conversation_token_cap and start.tokens_used >= settings.conversation_token_cap:
+            return f"conversation used {start.tokens_used} tokens (cap {settings.conversation_token_cap})"
+        if settings.daily_token_budget and start.day_tokens >= settings.daily_token_budget:
+            return f"deployment used {start.day_tokens} tokens today (budget {settings.daily_token_budget})"
+        if settings.daily_cost_budget_usd and start.day_cost >= settings.daily_cost_budget_usd:
+            return f"deployment spent ${start.day_cost:.2f} today (budget ${settings.daily_cost_budget_usd:.2f})"
+        return None
 
     @cached_property
     def _top_hit(self) -> tuple[KnownIssue, float] | None:
@@ -261,7 +292,8 @@ class Turn:
             issues = tuple(issue for issue, _ in knowledge.search(query, settings.knowledge_top_k))
             complete = False
         return runtime.prompts.assemble(version, knowledge, issues, complete=complete,
-                                        company=settings.company_name, product=settings.product_name)
+                                        company=settings.company_name, product=settings.product_name,
+                                        canary=runtime.canary)
 
     def _request(self, version: PromptVersion, prompt: RenderedPrompt) -> ChatRequest:
         settings = self.runtime.settings
@@ -277,7 +309,7 @@ class Turn:
 
     async def _store(
         self, prompt: RenderedPrompt, request: ChatRequest, completion: Completion | None, status: str,
-        signal: EscalationSignal | None, began: float, text: str,
+        signal: EscalationSignal | None, began: float, text: str, blocked: str | None = None,
     ) -> TurnOutcome:
         latency = time.perf_counter() - began
         self.timings["upstream"] = latency
@@ -299,7 +331,8 @@ class Turn:
             escalation_reason=signal.reason if signal else None,
             escalation_detail=signal.detail if signal else None,
             escalation_summary=signal.summary if signal else None,
-            miss_reasons=(ESCALATED,) if signal else (), known_issue=self._known_issue(),
+            miss_reasons=tuple(r for r, on in ((ESCALATED, signal), (LEAK_BLOCKED, blocked)) if on),
+            known_issue=self._known_issue(), blocked_content=blocked,
             **self._previous_reply_misses(handed_over=False),
         )
         return await self._persist(record, signal, prompt.ref)

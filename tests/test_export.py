@@ -13,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from service.export import Exporter, ExportOptions
+from service.export import Exporter, ExportOptions, in_validation
 from service.export_format import check_chat, check_dpo, check_file
 from service.models import PromptSnapshot
 from service.runtime import Runtime
@@ -114,12 +114,19 @@ async def test_validation_split_is_seeded_and_by_conversation(
     runtime: Runtime, dataset: dict[str, dict[str, object]]
 ) -> None:
     exporter = Exporter(runtime.log.sessions, ExportOptions(select="all", validation_split=0.5, seed=7))
-    first = [(line.validation, line.text) for line in exporter.lines()]
-    again = [(line.validation, line.text) for line in
-             Exporter(runtime.log.sessions, ExportOptions(select="all", validation_split=0.5, seed=7)).lines()]
+    lines = list(exporter.lines())
+    again = list(Exporter(runtime.log.sessions, ExportOptions(select="all", validation_split=0.5, seed=7)).lines())
 
-    assert first == again, "the same seed gives the same split"
-    assert {v for v, _ in first} == {True, False}
+    assert lines == again, "the same seed gives the same split"
+    assert all(line.validation == in_validation(7, line.conversation_id, 0.5) for line in lines)
+    sides = {line.conversation_id: line.validation for line in lines}
+    assert all(sides[line.conversation_id] == line.validation for line in lines), "a conversation is on one side"
+    assert exporter.summary.validation == sum(line.validation for line in lines)
+
+
+def test_split_hash_is_uniform_enough() -> None:
+    share = sum(in_validation(3, f"conversation-{n}", 0.1) for n in range(10_000)) / 10_000
+    assert 0.09 < share < 0.11
 
 
 async def test_cli_export_writes_both_files_and_a_summary(

@@ -98,7 +98,7 @@ async def test_streaming_turn_with_usage(
     sent = json.loads(route.calls.last.request.content)
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
     events = parse_sse(response.text)
-    assert [d["text"] for n, d in events if n == "delta"] == ["Clear ", "your ", "cache."]
+    assert "".join(d["text"] for n, d in events if n == "delta") == "Clear your cache."
     assert events[-1][0] == "done" and events[-1][1]["reply"]["content"] == "Clear your cache."  # type: ignore[index]
     reply = _messages(hosted_runtime)[1]
     assert (reply.tokens_in, reply.tokens_out, reply.status, reply.content) == (150, 9, "ok", "Clear your cache.")
@@ -196,8 +196,9 @@ async def test_client_disconnect_mid_stream_stores_partial_reply(tmp_path: Path,
     settings = make_settings(tmp_path, sqlite_url, openai_api_key="sk-test-key", openai_base_url=MODEL_BASE_URL)
     runtime = Runtime.build(settings)
     with respx.mock(base_url=MODEL_BASE_URL) as mock:
+        words = [f"word{n} " for n in range(60)]  # longer than the leak guard's held-back window
         mock.post("/chat/completions").mock(side_effect=lambda _r: fake_model.stream(
-            fake_model.text_chunks(["Here ", "is ", "a ", "slow ", "answer"]), delay=0.2))
+            fake_model.text_chunks(["Here ", "is ", "a ", "slow ", "answer ", *words]), delay=0.02))
         conversation = runtime.log.create_conversation()
         turn = await start_turn(runtime, conversation.id, "Explain exports")
         first_delta = asyncio.Event()
@@ -217,3 +218,19 @@ async def test_client_disconnect_mid_stream_stores_partial_reply(tmp_path: Path,
     assert reply.status == "partial"
     assert reply.content.startswith("Here")
     await runtime.aclose()
+
+
+async def test_long_streams_flow_in_pieces_behind_the_guard_window(
+    hosted_client: httpx.AsyncClient, model_mock: respx.MockRouter
+) -> None:
+    pieces = [f"step {n} of the fix; " for n in range(40)]
+    model_mock.post("/chat/completions").mock(side_effect=lambda _r: fake_model.stream(fake_model.text_chunks(pieces)))
+    conversation_id, auth = await start_conversation(hosted_client)
+
+    response = await hosted_client.post(f"/api/conversations/{conversation_id}/messages",
+                                        headers={**auth, "Accept": "text/event-stream"},
+                                        json={"content": "How do I fix the export?"})
+
+    deltas = [d["text"] for n, d in parse_sse(response.text) if n == "delta"]
+    assert "".join(deltas) == "".join(pieces)
+    assert len(deltas) >= 30, "text is released piece by piece once past the window, not in one lump"

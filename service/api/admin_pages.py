@@ -254,8 +254,10 @@ async def prompts_page(request: Request, runtime: RuntimeDep, helper: SessionsDe
 async def diff_page(request: Request, a: str, b: str, runtime: RuntimeDep, helper: SessionsDep,
                     actor: PageActor) -> HTMLResponse:
     try:
-        first, _ = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, a)
-        second, _ = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, b)
+        first, _ = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, a,
+                                           canary=runtime.canary)
+        second, _ = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, b,
+                                            canary=runtime.canary)
     except LookupError as error:
         raise NotFound(str(error)) from None
     lines = prompt_diff(first, second).splitlines()
@@ -268,7 +270,8 @@ async def prompt_page(request: Request, ref: str, runtime: RuntimeDep, helper: S
                       query: str = "") -> HTMLResponse:
     """The assembled prompt of one version."""
     try:
-        rendered, how = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, ref, query)
+        rendered, how = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, ref, query,
+                                    canary=runtime.canary)
     except LookupError as error:
         raise NotFound(str(error)) from None
     return render(request, helper, "admin/prompt.html", {

@@ -51,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SupportbotError)
     async def _domain(_request: Request, error: SupportbotError) -> JSONResponse:
-        return error_response(error.status_code, error.code, error.message)
+        return error_response(error.status_code, error.code, error.message, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:

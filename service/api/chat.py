@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Body, Header, Response
+from fastapi import APIRouter, Body, Depends, Header, Response
 from fastapi.responses import StreamingResponse
 
 from ..auth import verified_visitor
 from ..errors import SupportbotError
 from ..llm import TextDelta
 from ..turns import Turn, TurnOutcome, check_message, start_turn
-from .deps import RuntimeDep, VisitorConversation
+from .deps import LimitedVisitor, RuntimeDep, VisitorConversation, limit_ip
 from .schemas import (
     ConversationCreate,
     ConversationCreated,
@@ -34,11 +34,12 @@ from .schemas import (
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/conversations", tags=["conversations"])
+router = APIRouter(prefix="/api/conversations", tags=["conversations"], dependencies=[Depends(limit_ip)])
 
 VISITOR_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing, tampered or expired token"},
     404: {"model": ErrorBody, "description": "No such conversation for this token"},
+    429: {"model": ErrorBody, "description": "Rate limited; see the Retry-After header"},
 }
 
 
@@ -66,7 +67,7 @@ async def create_conversation(
     },
 )
 async def send_message(
-    conversation_id: VisitorConversation,
+    conversation_id: LimitedVisitor,
     body: MessageCreate,
     runtime: RuntimeDep,
     accept: Annotated[str | None, Header()] = None,
@@ -128,7 +129,7 @@ def _server_timing(outcome: TurnOutcome, total: float) -> str:
 @router.post("/{conversation_id}/handoff", response_model=TurnPublic,
              responses={**VISITOR_ERRORS, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 async def request_handoff(
-    conversation_id: VisitorConversation, runtime: RuntimeDep,
+    conversation_id: LimitedVisitor, runtime: RuntimeDep,
     body: Annotated[HandoffCreate | None, Body()] = None,
 ) -> TurnPublic:
     """The "talk to a human" button: hand the conversation to a person, optionally with a contact and note."""

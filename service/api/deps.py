@@ -52,3 +52,18 @@ def admin_actor(runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)
 
 
 AdminActor = Annotated[str, Depends(admin_actor)]
+
+
+def limit_ip(request: Request, runtime: RuntimeDep) -> None:
+    """Count the request against its client IP (429 past SUPPORTBOT_RATE_LIMIT_PER_IP)."""
+    peer = request.client.host if request.client else None
+    runtime.limits.check_ip(runtime.limits.client_ip(peer, request.headers.get("x-forwarded-for")))
+
+
+def limited_visitor(conversation_id: VisitorConversation, runtime: RuntimeDep) -> str:
+    """The visitor's conversation, counted against SUPPORTBOT_RATE_LIMIT_PER_VISITOR (429 past it)."""
+    runtime.limits.check_visitor(conversation_id)
+    return conversation_id
+
+
+LimitedVisitor = Annotated[str, Depends(limited_visitor)]

@@ -150,7 +150,8 @@ async def prompt_text(ref: str, runtime: RuntimeDep, _actor: AdminActor, query: 
 
 def _assembled(runtime: RuntimeDep, ref: str, query: str) -> tuple[RenderedPrompt, str]:
     try:
-        return assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, ref, query)
+        return assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, ref, query,
+                                    canary=runtime.canary)
     except LookupError as error:
         raise NotFound(str(error)) from None
 
