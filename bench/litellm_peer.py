@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .procstat import CpuPlan
-from .targets import Target, _base_env, _spawn, free_port, wait_ready
+from .targets import Target, _base_env, _ready, _spawn, free_port
 
 LITELLM_VERSION = "1.106.12"
 REQUIREMENT = f"litellm[proxy]=={LITELLM_VERSION}"
@@ -81,7 +81,7 @@ def start_litellm(work: Path, plan: CpuPlan, upstream: str) -> Target:
     log = work / "litellm.log"
     binary = venv_dir(work) / "bin" / "litellm"
     args = [str(binary), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
-    process = _spawn(args, env, plan.service, log, work)
-    wait_ready(port, "/health/liveliness", process, 180, log)
+    process = _spawn(args, env, log, work)
+    _ready(process, port, "/health/liveliness", 180, log, plan.service)
     return Target("litellm", f"LiteLLM proxy {LITELLM_VERSION}", "openai", port, process,
                   version=LITELLM_VERSION, api_key=master_key)

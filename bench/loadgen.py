@@ -17,6 +17,7 @@ import resource
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,7 @@ class Driver:
             if self.spec["kind"] == "supportbot":
                 return await self._supportbot_turn(session, started)
             return await self._openai_turn(session, started)
-        except (HttpError, OSError, ValueError, KeyError, asyncio.TimeoutError) as error:
+        except (TimeoutError, HttpError, OSError, ValueError, KeyError) as error:
             session.connection.close()
             session.conversation_id = None
             return Sample(time.perf_counter() - started, False, error=type(error).__name__)
@@ -296,7 +297,7 @@ def main() -> None:
     try:
         import uvloop
 
-        run = uvloop.run
+        run: Callable[..., Any] = uvloop.run
     except ImportError:
         run = asyncio.run
     print(json.dumps({"ready": True}), flush=True)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,26 +155,35 @@ class LiveSuite:
             ("supportbot-postgres", lambda: start_supportbot_postgres(self.work, self.plan, upstream)),
             ("litellm", lambda: start_litellm(self.work, self.plan, upstream)),
         ]
-        for name, starter in starters:
-            reason = self._unavailable(name)
-            if reason:
-                self.skipped[name] = reason
-                self.log(f"skip {name}: {reason}")
-                continue
-            began = time.monotonic()
-            try:
-                self.targets.append(starter())
-            except Exception as error:  # noqa: BLE001 - one target failing must not stop the others
-                self.skipped[name] = f"failed to start: {error}"
-                self.log(f"skip {name}: {error}")
-                continue
-            self.info[name] = {"startup_s": round(time.monotonic() - began, 2)}
+        # Start-up is mostly imports: start the targets side by side.
+        with ThreadPoolExecutor(max_workers=len(starters)) as pool:
+            futures = {name: pool.submit(self._start_one, name, starter) for name, starter in starters}
+        for name, _ in starters:
+            target = futures[name].result()
+            if target is not None:
+                self.targets.append(target)
         self.info.setdefault("mock", {})["workers"] = workers
         for target in self.targets:
             self._warm_up(target)
         return {"requests_per_s": round(capacity["turns_per_s"], 1), "errors": capacity["turns_failed"],
                 "concurrency": 32, "latency": "0 ms (x-mock-latency-ms header)",
                 "client_cpu_per_request_ms": capacity["client_cpu_per_turn_ms"]}
+
+    def _start_one(self, name: str, starter: Callable[[], Target]) -> Target | None:
+        reason = self._unavailable(name)
+        if reason:
+            self.skipped[name] = reason
+            self.log(f"skip {name}: {reason}")
+            return None
+        began = time.monotonic()
+        try:
+            target = starter()
+        except Exception as error:  # noqa: BLE001 - one target failing must not stop the others
+            self.skipped[name] = f"failed to start: {error}"
+            self.log(f"skip {name}: {error}")
+            return None
+        self.info[name] = {"startup_s": round(time.monotonic() - began, 2)}
+        return target
 
     def _unavailable(self, name: str) -> str | None:
         if name == "supportbot-postgres":
@@ -212,7 +222,7 @@ class LiveSuite:
                     self.log(f"round {round_index + 1}/{self.profile.rounds} {scenario:<12} {target.name:<20} "
                              f"{result['turns_per_s']:8.1f} turns/s  p50 {result['latency_ms'].get('p50', 0):8.2f} ms"
                              f"  cpu/turn {result['cpu_per_turn_ms']:6.2f} ms  errors {result['turns_failed']}")
-                    time.sleep(0.3)
+                    time.sleep(self.profile.pause)
 
     def soak(self, seconds: float) -> dict[str, Any] | None:
         """Fixed-rate load on supportbot (SQLite) for `seconds`, RSS sampled every second."""
@@ -226,6 +236,18 @@ class LiveSuite:
         result = measure(self.client, target, spec, rss_interval=1.0)
         result.update({"target": target.name, "rate": rate, "seconds": seconds})
         return result
+
+    def profile_servers(self, seconds: float) -> dict[str, Any]:
+        """py-spy profiles of supportbot (SQLite) and the passthrough, for the findings."""
+        from .profiling import profile_target
+
+        profiles = {}
+        for target in self.targets:
+            if target.name in ("supportbot-sqlite", "passthrough"):
+                self.log(f"profiling {target.name} for {seconds:g} s")
+                profiles[target.name] = profile_target(self.client, target, self.profile, self.prompt, self.work,
+                                                       seconds)
+        return profiles
 
     def finish(self) -> None:
         """Record each target's RSS high-water mark, then stop everything."""

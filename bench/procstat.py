@@ -163,6 +163,22 @@ class CpuPlan:
                 f"{sorted(self.clients or ())}; PostgreSQL is not pinned")
 
 
+def pin_tree(root: int, cores: frozenset[int] | None) -> None:
+    """Pin every thread of `root` and its descendants; threads they start later inherit the mask."""
+    if not cores:
+        return
+    for pid in process_tree(root):
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                os.sched_setaffinity(tid, cores)
+            except OSError:
+                continue
+
+
 def pin(cores: frozenset[int] | None) -> None:
     """Pin the calling process (and its future children) to `cores`, when given."""
     if cores:

@@ -40,17 +40,22 @@ class Profile:
     upstream: dict[str, float] = field(default_factory=lambda: {
         "latency_ms": 50.0, "ttft_ms": 100.0, "chunks": 20, "interval_ms": 25.0})
     turns_per_conversation: int = 10
+    pause: float = 0.3  # seconds between runs
+    profile_seconds: float = 15.0  # py-spy profile per server; 0 = none
+    inbox_http: bool = True
+    postgres_data: bool = True  # export and inbox on PostgreSQL as well
 
 
 FULL = Profile(
-    name="full", rounds=3, closed=((1, 100), (10, 400), (50, 800), (200, 1200)), stream=(10, 150),
-    open_rate=50.0, open_turns=1000, warmup_turns=60, soak_seconds=120.0, soak_rate=50.0, capacity_turns=4000,
+    name="full", rounds=3, closed=((1, 60), (10, 300), (50, 500), (200, 600)), stream=(10, 120),
+    open_rate=50.0, open_turns=1000, warmup_turns=60, soak_seconds=120.0, soak_rate=20.0, capacity_turns=4000,
     retrieval_sizes=(100, 1_000, 10_000), retrieval_queries=300, messages=1_000_000,
 )
 QUICK = Profile(
-    name="quick", rounds=1, closed=((1, 5), (10, 20), (50, 50)), stream=(5, 10), open_rate=20.0, open_turns=20,
+    name="quick", rounds=1, closed=((1, 5), (10, 20)), stream=(5, 10), open_rate=20.0, open_turns=20,
     warmup_turns=4, soak_seconds=2.0, soak_rate=10.0, capacity_turns=100, retrieval_sizes=(100, 1_000),
     retrieval_queries=10, messages=3_000,
     upstream={"latency_ms": 10.0, "ttft_ms": 20.0, "chunks": 5, "interval_ms": 10.0},
+    pause=0.05, profile_seconds=0.0, inbox_http=False, postgres_data=False,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK)}

@@ -20,6 +20,7 @@ from .profiles import Profile
 from .targets import Target
 
 TOP = 25
+GIL: list[str] = []
 _FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^()]+?)(?::(?P<line>\d+))?\)$")
 
 
@@ -39,7 +40,7 @@ def profile_target(client: LoadClient, target: Target, profile: Profile, prompt:
     rate = profile.open_rate
     spec = {**base_spec(target, profile, prompt), "mode": "open", "rate": rate, "turns": int(rate * seconds)}
     recorder = subprocess.Popen(
-        [binary, "record", "--pid", str(target.process.pid), "--rate", "250", "--format", "raw", "--nonblocking",
+        [binary, "record", "--pid", str(target.process.pid), "--rate", "250", "--format", "raw", "--nonblocking", *GIL,
          "--subprocesses", "--output", str(raw), "--duration", str(int(seconds) + 2)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     result = client.run(spec)

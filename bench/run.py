@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,6 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-litellm", action="store_true", help="do not install or run LiteLLM's proxy")
     parser.add_argument("--skip-live", action="store_true", help="only the data benchmarks (retrieval, export, inbox)")
     parser.add_argument("--skip-data", action="store_true", help="only the live load test")
+    parser.add_argument("--report-from", type=Path, metavar="RESULTS_JSON",
+                        help="only regenerate the report (and re-check the targets) from a results file")
     parser.add_argument("--results-dir", type=Path, help="default: bench/results (full) or bench/work/quick")
     parser.add_argument("--docs-dir", type=Path, help="where performance.md and the chart go; default: docs "
                         "(full) or bench/work/quick; 'none' writes no report")
@@ -109,18 +110,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; exit status 0 when every run served its requests (targets missed are reported, not fatal)."""
     args = parse_args(argv)
+    if args.report_from:
+        return report_only(args.report_from, args.docs_dir or ROOT / "docs")
     profile = QUICK if args.quick else FULL
     results_dir = args.results_dir or (WORK / "quick" if args.quick else ROOT / "bench" / "results")
     docs_dir = args.docs_dir or (WORK / "quick" if args.quick else ROOT / "docs")
     work = WORK / ("quick-run" if args.quick else "run")
     work.mkdir(parents=True, exist_ok=True)
     plan = CpuPlan.for_machine()
+    described = machine()
     pin(plan.clients)
     soak_seconds = 600.0 if args.soak else profile.soak_seconds
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict[str, Any] = {
         "profile": profile.name, "profile_settings": PROFILES[profile.name].__dict__, "command": command.strip(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": described,
         "pinning": plan.describe(), "git_revision": _revision(),
     }
     log(f"profile {profile.name}; {plan.describe()}")
@@ -145,6 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all_served(results) else 1
 
 
+def report_only(path: Path, docs_dir: Path) -> int:
+    """Regenerate performance.md and the chart from a results file (no measurement)."""
+    from .report import evaluate, write_report
+
+    results = json.loads(path.read_text(encoding="utf-8"))
+    results["targets"] = evaluate(results)
+    path.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
+    written = write_report(results, docs_dir, path)
+    log(f"report: {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def run_live(profile: Any, work: Path, plan: CpuPlan, include_litellm: bool, soak_seconds: float) -> dict[str, Any]:
     """Start the targets, run the interleaved rounds and the soak, stop everything."""
     from .loadtest import LiveSuite
@@ -155,10 +171,11 @@ def run_live(profile: Any, work: Path, plan: CpuPlan, include_litellm: bool, soa
         log(f"mock capacity: {capacity['requests_per_s']} requests/s at zero latency")
         suite.run_rounds()
         soak = suite.soak(soak_seconds)
+        profiles = suite.profile_servers(profile.profile_seconds) if profile.profile_seconds else {}
     finally:
         suite.finish()
     return {"mock_capacity": capacity, "targets": suite.info, "skipped": suite.skipped, "runs": suite.runs,
-            "soak": soak, "upstream": profile.upstream}
+            "soak": soak, "upstream": profile.upstream, "profiles": profiles}
 
 
 def all_served(results: dict[str, Any]) -> bool:

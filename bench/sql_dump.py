@@ -28,10 +28,10 @@ def dump(url: str, path: str) -> int:
             return rows
         import psycopg
 
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as connection:
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as postgres:
             for table in TABLES:
                 # A named (server-side) cursor streams instead of loading the table into memory.
-                with connection.cursor(name=f"dump_{table}") as cursor:
+                with postgres.cursor(name=f"dump_{table}") as cursor:
                     cursor.itersize = 5000
                     cursor.execute(f"SELECT * FROM {table}")
                     for row in cursor:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .procstat import CpuPlan, process_tree
+from .procstat import CpuPlan, pin_tree, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -85,14 +85,16 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def _spawn(args: list[str], env: dict[str, str], cores: frozenset[int] | None, log: Path,
-           cwd: Path) -> subprocess.Popen[bytes]:
-    def pin() -> None:
-        if cores:
-            os.sched_setaffinity(0, cores)
-
+def _spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    # Started unpinned, so several start-ups (mostly imports) use every core; pinned once ready.
     handle = log.open("wb")
-    return subprocess.Popen(args, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, preexec_fn=pin)
+    return subprocess.Popen(args, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def _ready(process: subprocess.Popen[bytes], port: int, path: str, timeout: float, log: Path,
+           cores: frozenset[int] | None) -> None:
+    wait_ready(port, path, process, timeout, log)
+    pin_tree(process.pid, cores)
 
 
 def _base_env() -> dict[str, str]:
@@ -110,8 +112,8 @@ def start_mock(work: Path, plan: CpuPlan, timing: dict[str, float], workers: int
     log = work / "mock.log"
     args = [sys.executable, "-m", "uvicorn", "bench.mock_upstream:app", "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(workers), "--log-level", "warning", "--no-access-log", "--backlog", "4096"]
-    process = _spawn(args, env, plan.clients, log, ROOT)
-    wait_ready(port, "/health", process, 30, log)
+    process = _spawn(args, env, log, ROOT)
+    _ready(process, port, "/health", 30, log, plan.clients)
     return Target("mock", "direct to the mock (floor)", "openai", port, process)
 
 
@@ -122,8 +124,8 @@ def start_passthrough(work: Path, plan: CpuPlan, upstream: str) -> Target:
     log = work / "passthrough.log"
     args = [sys.executable, "-m", "uvicorn", "bench.passthrough:app", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--log-level", "warning", "--no-access-log"]
-    process = _spawn(args, env, plan.service, log, ROOT)
-    wait_ready(port, "/healthz", process, 30, log)
+    process = _spawn(args, env, log, ROOT)
+    _ready(process, port, "/healthz", 30, log, plan.service)
     return Target("passthrough", "bare FastAPI + openai passthrough", "openai", port, process)
 
 
@@ -146,8 +148,8 @@ def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str,
     subprocess.run([supportbot, "db", "upgrade"], env=env, cwd=data_dir, check=True, capture_output=True)
     port = free_port()
     args = [supportbot, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    process = _spawn(args, env, plan.service, log, data_dir)
-    wait_ready(port, "/healthz", process, 60, log)
+    process = _spawn(args, env, log, data_dir)
+    _ready(process, port, "/healthz", 60, log, plan.service)
     return Target(name, label, "supportbot", port, process)
 
 

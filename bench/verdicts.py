@@ -39,6 +39,13 @@ def _open_scenario(table: dict[str, Any]) -> str | None:
 def _live_verdicts(live: dict[str, Any]) -> list[dict[str, Any]]:
     table = summarize_runs(live["runs"])
     verdicts = []
+    fastest = max((f["turns_per_s"] for by_target in table.values() for t, f in by_target.items() if t != "mock"),
+                  default=None)
+    capacity = live["mock_capacity"]["requests_per_s"]
+    verdicts.append(_verdict(
+        "mock upstream serves well above the rates measured", ">= 3x the fastest target", capacity / fastest
+        if fastest else None, 3.0, "x", f"capacity {capacity:,.0f} requests/s vs fastest target "
+        f"{fastest or 0:,.1f} turns/s", lower_is_better=False))
     scenario = _open_scenario(table)
     figures = table.get(scenario, {}) if scenario else {}
     passthrough = figures.get("passthrough", {})

@@ -11,6 +11,7 @@ from .errors import ConfigError
 from .guard import make_canary
 from .knowledge import KnowledgeStore
 from .prompts import PromptRegistry, RenderedPrompt, estimate_tokens
+from .redact import find_secrets
 
 
 def _load(settings: Settings) -> tuple[PromptRegistry, KnowledgeStore]:
@@ -95,6 +96,19 @@ def find_problems(settings: Settings, registry: PromptRegistry, store: Knowledge
         registry.resolve(settings.prompt)
     except LookupError as error:
         problems.append(ConfigError("SUPPORTBOT_PROMPT", None, str(error)))
+    return problems + secret_problems(settings)
+
+
+def secret_problems(settings: Settings) -> list[ConfigError]:
+    """Key-like strings in prompt or knowledge files: secrets belong in the environment, never in files."""
+    problems = []
+    files = [*sorted(settings.prompts_dir.glob("**/*")), *sorted(settings.knowledge_dir.glob("**/*"))]
+    for path in files:
+        if not path.is_file() or path.suffix not in {".j2", ".md", ".yaml", ".yml", ".txt"}:
+            continue
+        for line, masked in find_secrets(path.read_text(encoding="utf-8", errors="replace")):
+            problems.append(ConfigError(str(path), line, f"looks like a secret ({masked}): keep keys out of files "
+                                                         "the model sees; use an environment variable"))
     return problems
 
 

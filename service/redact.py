@@ -94,3 +94,13 @@ class Redactor:
             return self._placeholder(kind, value) if check(value) else value
 
         return replace
+
+
+def find_secrets(text: str) -> list[tuple[int, str]]:
+    """(line number, masked match) of every key- or token-like string in `text`."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for match in _SECRET.finditer(line):
+            value = match.group(0)
+            found.append((number, value[:6] + "..." + value[-2:]))
+    return found

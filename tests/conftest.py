@@ -158,3 +158,21 @@ async def hosted_client(hosted_runtime: Runtime) -> AsyncIterator[httpx.AsyncCli
     async for c in _client_for(hosted_runtime):
         yield c
 
+
+
+RELIABILITY: list[dict[str, object]] = []
+
+
+@pytest.fixture
+def reliability() -> list[dict[str, object]]:
+    """Where reliability tests record what they tried; written to docs/reliability.md after the run."""
+    return RELIABILITY
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write docs/reliability.md from this run's records (only when the run passed)."""
+    if not RELIABILITY or exitstatus != 0:
+        return
+    from .reliability_report import write_report
+
+    write_report(RELIABILITY, PROJECT_ROOT / "docs" / "reliability.md")

@@ -16,9 +16,10 @@ from .schemas import (
     ErrorBody,
     EscalationAdmin,
     ResolvePublic,
+    error_responses,
 )
 
-router = APIRouter(prefix="/admin/api", tags=["admin"])
+router = APIRouter(prefix="/admin/api", tags=["admin"], responses=error_responses(400, 401, 413, 422))
 
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing or wrong admin token"},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -23,7 +22,7 @@ from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
 from ..report import build_report, weekly_rates
-from .deps import RuntimeDep
+from .deps import IsoDate, MessageId, RuntimeDep
 from .review import prompt_versions
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -150,7 +149,7 @@ def _safe_next(target: str) -> str:
 @router.get("")
 async def inbox_page(
     request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor, view: str = "all",
-    prompt_version: str = "", since: date | None = None, until: date | None = None, q: str = "",
+    prompt_version: str = "", since: IsoDate = None, until: IsoDate = None, q: str = "",
     cursor: str | None = None,
 ) -> HTMLResponse:
     """Conversations with filters, search and keyset pagination."""
@@ -183,7 +182,7 @@ async def conversation_page(
 
 
 @router.post("/messages/{message_id}/correction")
-async def correction_form(message_id: int, runtime: RuntimeDep, actor: FormActor,
+async def correction_form(message_id: MessageId, runtime: RuntimeDep, actor: FormActor,
                           content: Annotated[str, Form()] = "") -> Response:
     if not content.strip():
         raise SupportbotError("the corrected answer is empty", code="empty_correction")
@@ -192,7 +191,7 @@ async def correction_form(message_id: int, runtime: RuntimeDep, actor: FormActor
 
 
 @router.post("/messages/{message_id}/review")
-async def review_form(message_id: int, runtime: RuntimeDep, actor: FormActor,
+async def review_form(message_id: MessageId, runtime: RuntimeDep, actor: FormActor,
                       verdict: Annotated[str, Form()] = "") -> Response:
     await to_thread.run_sync(runtime.review.set_verdict, message_id, verdict, actor)
     return await _back_to_message(runtime, message_id)
@@ -213,7 +212,7 @@ async def _back_to_message(runtime: RuntimeDep, message_id: int) -> Response:
 
 
 @router.post("/messages/{message_id}/promote")
-async def promote_form(message_id: int, runtime: RuntimeDep, actor: FormActor) -> Response:
+async def promote_form(message_id: MessageId, runtime: RuntimeDep, actor: FormActor) -> Response:
     await to_thread.run_sync(lambda: promote(runtime.log.sessions, runtime.knowledge, message_id, actor))
     return await _back_to_message(runtime, message_id)
 

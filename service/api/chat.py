@@ -16,7 +16,7 @@ from ..auth import verified_visitor
 from ..errors import SupportbotError
 from ..llm import TextDelta
 from ..turns import Turn, TurnOutcome, check_message, start_turn
-from .deps import LimitedVisitor, RuntimeDep, VisitorConversation, limit_ip
+from .deps import LimitedVisitor, MessageId, RuntimeDep, VisitorConversation, limit_ip
 from .schemas import (
     ConversationCreate,
     ConversationCreated,
@@ -30,11 +30,13 @@ from .schemas import (
     ReplyPublic,
     TranscriptPublic,
     TurnPublic,
+    error_responses,
 )
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/conversations", tags=["conversations"], dependencies=[Depends(limit_ip)])
+router = APIRouter(prefix="/api/conversations", tags=["conversations"], dependencies=[Depends(limit_ip)],
+                   responses=error_responses(400, 413, 422, 429))
 
 VISITOR_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing, tampered or expired token"},
@@ -152,7 +154,7 @@ async def request_handoff(
 @router.post("/{conversation_id}/messages/{message_id}/feedback", response_model=FeedbackPublic,
              responses={**VISITOR_ERRORS, 422: {"model": ErrorBody}})
 async def give_feedback(
-    conversation_id: VisitorConversation, message_id: int, body: FeedbackCreate, runtime: RuntimeDep
+    conversation_id: VisitorConversation, message_id: MessageId, body: FeedbackCreate, runtime: RuntimeDep
 ) -> FeedbackPublic:
     """Thumbs up or down on a bot reply; the last rating counts. A run of thumbs-down hands over."""
     feedback, escalation = await to_thread.run_sync(lambda: runtime.handoff.record_feedback(

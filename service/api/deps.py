@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hmac
+import re
+from datetime import date
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
+from pydantic import BeforeValidator
 
 from ..errors import NotFound, Unauthorized
 from ..runtime import Runtime
@@ -67,3 +70,17 @@ def limited_visitor(conversation_id: VisitorConversation, runtime: RuntimeDep) -
 
 
 LimitedVisitor = Annotated[str, Depends(limited_visitor)]
+
+
+# Ids are 64-bit integers in the database; larger numbers are a 422, never an overflow inside the driver.
+MessageId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A message id")]
+
+
+def _iso_date(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+# Query dates are calendar days, YYYY-MM-DD only (not timestamps that happen to parse).
+IsoDate = Annotated[date | None, BeforeValidator(_iso_date)]

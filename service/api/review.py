@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from anyio import to_thread
@@ -18,7 +17,7 @@ from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import RenderedPrompt, estimate_tokens
 from ..report import build_report
 from .admin import ADMIN_ERRORS
-from .deps import AdminActor, RuntimeDep
+from .deps import AdminActor, IsoDate, MessageId, RuntimeDep
 from .schemas import (
     AdminMessage,
     AuditItem,
@@ -35,9 +34,10 @@ from .schemas import (
     PromptText,
     PromptVersionInfo,
     VerdictCreate,
+    error_responses,
 )
 
-router = APIRouter(prefix="/admin/api", tags=["review"])
+router = APIRouter(prefix="/admin/api", tags=["review"], responses=error_responses(400, 401, 413, 422))
 Limit = Annotated[int, Query(ge=1, le=200)]
 REVIEW_ERRORS = {**ADMIN_ERRORS, 422: {"model": ErrorBody}}
 
@@ -45,7 +45,7 @@ REVIEW_ERRORS = {**ADMIN_ERRORS, 422: {"model": ErrorBody}}
 @router.get("/conversations", response_model=InboxPage, responses=REVIEW_ERRORS)
 async def inbox(
     runtime: RuntimeDep, _actor: AdminActor, view: View = "all", prompt_version: str | None = None,
-    since: date | None = None, until: date | None = None, q: str | None = None, cursor: str | None = None,
+    since: IsoDate = None, until: IsoDate = None, q: str | None = None, cursor: str | None = None,
     limit: Limit = 50,
 ) -> InboxPage:
     """Conversations, newest activity first, filtered; keyset-paginated with `cursor`."""
@@ -63,7 +63,7 @@ def _columns(obj: object) -> dict[str, object]:
 
 @router.get("/misses", response_model=MissPage, responses=REVIEW_ERRORS)
 async def misses(
-    runtime: RuntimeDep, _actor: AdminActor, since: date | None = None, until: date | None = None,
+    runtime: RuntimeDep, _actor: AdminActor, since: IsoDate = None, until: IsoDate = None,
     prompt_version: str | None = None, reason: str | None = None, review: ReviewState = "all",
     cursor: str | None = None, limit: Limit = 50,
 ) -> MissPage:
@@ -83,14 +83,18 @@ async def misses(
 
 @router.post("/messages/{message_id}/correction", status_code=201, response_model=CorrectionPublic,
              responses=REVIEW_ERRORS)
-async def correct(message_id: int, body: CorrectionCreate, runtime: RuntimeDep, actor: AdminActor) -> CorrectionPublic:
+async def correct(
+    message_id: MessageId, body: CorrectionCreate, runtime: RuntimeDep, actor: AdminActor
+) -> CorrectionPublic:
     """Write the answer a bot reply should have given (becomes training data)."""
     correction = await to_thread.run_sync(runtime.review.correct, message_id, body.content.strip(), actor)
     return CorrectionPublic.model_validate(correction)
 
 
 @router.post("/messages/{message_id}/review", response_model=AdminMessage, responses=REVIEW_ERRORS)
-async def review_reply(message_id: int, body: VerdictCreate, runtime: RuntimeDep, actor: AdminActor) -> AdminMessage:
+async def review_reply(
+    message_id: MessageId, body: VerdictCreate, runtime: RuntimeDep, actor: AdminActor
+) -> AdminMessage:
     """Mark a bot reply `good` (train on it), `flagged` (a miss), or `clear` the verdict."""
     message = await to_thread.run_sync(runtime.review.set_verdict, message_id, body.verdict, actor)
     return AdminMessage.model_validate(message)
@@ -170,7 +174,7 @@ async def export(
     runtime: RuntimeDep, actor: AdminActor,
     format: Literal["openai-chat", "dpo", "eval-cases"] = "openai-chat",
     select: Literal["corrected", "misses", "all"] = "corrected",
-    since: date | None = None, until: date | None = None, prompt_version: str | None = None,
+    since: IsoDate = None, until: IsoDate = None, prompt_version: str | None = None,
     redact: bool = True, seed: int = 0, validation_split: Annotated[float, Query(ge=0, lt=1)] = 0.0,
     part: Literal["train", "validation"] = "train",
 ) -> StreamingResponse:
@@ -200,7 +204,7 @@ async def report(runtime: RuntimeDep, _actor: AdminActor) -> dict[str, Any]:
 
 
 @router.post("/messages/{message_id}/promote", status_code=201, responses={**REVIEW_ERRORS, 409: {"model": ErrorBody}})
-async def promote_to_knowledge(message_id: int, runtime: RuntimeDep, actor: AdminActor,
+async def promote_to_knowledge(message_id: MessageId, runtime: RuntimeDep, actor: AdminActor,
                                body: PromoteCreate | None = None) -> dict[str, object]:
     """Add the bot reply's correction to knowledge/promoted.md as a known issue (for a person to commit)."""
     body = body or PromoteCreate()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,7 +37,7 @@ class ConversationCreated(BaseModel):
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(description="The visitor's message.")
+    content: str = Field(min_length=1, pattern=r"\S", description="The visitor's message (not blank).")
     client_message_id: str | None = Field(
         default=None, min_length=1, max_length=100,
         description="Optional id chosen by the client; sending the same id again returns the first answer.",
@@ -104,7 +104,7 @@ class FeedbackPublic(BaseModel):
 class AgentMessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1)
+    content: str = Field(min_length=1, pattern=r"\S")
     author: str | None = Field(default=None, max_length=100, examples=["Dana (support)"])
     corrects_message_id: int | None = Field(
         default=None, description="The bot reply this answer corrects; default: the latest bot reply."
@@ -206,7 +206,7 @@ class MissPage(BaseModel):
 class CorrectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1, description="The answer the bot should have given.")
+    content: str = Field(min_length=1, pattern=r"\S", description="The answer the bot should have given.")
 
 
 class CorrectionPublic(BaseModel):
@@ -273,3 +273,11 @@ class PromoteCreate(BaseModel):
 
     title: str | None = Field(default=None, max_length=80, description="Default: the customer's question.")
     keywords: list[Annotated[str, Field(max_length=60)]] | None = Field(default=None, max_length=12)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error statuses, all in the one error shape."""
+    meaning = {400: "Body is not valid JSON", 401: "Missing or invalid credentials", 404: "Not found",
+               409: "Conflict", 413: "Body or message too large", 422: "Invalid input",
+               429: "Rate limited; see Retry-After", 503: "Not ready"}
+    return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
