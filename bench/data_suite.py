@@ -157,7 +157,7 @@ def run_data(profile: Profile, work: Path, log: Callable[[str], None]) -> dict[s
     results["sqlite"]["inbox"] = inbox_queries(sqlite_url)
     if profile.inbox_http:
         results["sqlite"]["inbox_http"] = inbox_http(sqlite_url, scratch)
-    reason = postgres_available() if profile.postgres_data else "not run in this mode (--quick)"
+    reason = postgres_available() if profile.postgres_data else "not run (add --postgres-data)"
     if reason:
         results["postgresql"] = {"skipped": reason}
         return results

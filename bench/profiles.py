@@ -43,7 +43,7 @@ class Profile:
     pause: float = 0.3  # seconds between runs
     profile_seconds: float = 15.0  # py-spy profile per server; 0 = none
     inbox_http: bool = True
-    postgres_data: bool = True  # export and inbox on PostgreSQL as well
+    postgres_data: bool = False  # export and inbox on PostgreSQL as well (--postgres-data)
 
 
 FULL = Profile(
@@ -56,6 +56,6 @@ QUICK = Profile(
     warmup_turns=4, soak_seconds=2.0, soak_rate=10.0, capacity_turns=100, retrieval_sizes=(100, 1_000),
     retrieval_queries=10, messages=3_000,
     upstream={"latency_ms": 10.0, "ttft_ms": 20.0, "chunks": 5, "interval_ms": 10.0},
-    pause=0.05, profile_seconds=0.0, inbox_http=False, postgres_data=False,
+    pause=0.05, profile_seconds=0.0, inbox_http=False,
 )
 PROFILES = {p.name: p for p in (FULL, QUICK)}

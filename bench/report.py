@@ -87,7 +87,8 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
         measured = "–" if v["measured"] is None else f"{_n(v['measured'])} {v.get('unit', '')}".strip()
         margin = ""
         if v["met"] is False and "margin" in v:
-            margin = f" (over by {_n(v['margin'])} {v.get('unit', '')})"
+            word = "over" if v["margin"] > 0 else "short"
+            margin = f" ({word} by {_n(abs(v['margin']))} {v.get('unit', '')})"
         rows.append([v["target"], v["threshold"], measured, state + margin, v.get("detail", "")])
     return ["## Targets", ""] + _table(["Target", "Threshold", "Measured", "Verdict", "Detail"], rows)
 

@@ -10,6 +10,7 @@ results under bench/work/quick/ unless --results-dir/--docs-dir say otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .procstat import CpuPlan, pin
-from .profiles import FULL, PROFILES, QUICK
+from .profiles import FULL, QUICK
 from .targets import ROOT
 
 WORK = ROOT / "bench" / "work"
@@ -97,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: a few dozen turns per target, no LiteLLM")
     parser.add_argument("--soak", action="store_true", help="10-minute soak instead of the default 2 minutes")
     parser.add_argument("--skip-litellm", action="store_true", help="do not install or run LiteLLM's proxy")
+    parser.add_argument("--postgres-data", action="store_true",
+                        help="also load the large log into PostgreSQL for export and inbox (~4 more minutes)")
     parser.add_argument("--skip-live", action="store_true", help="only the data benchmarks (retrieval, export, inbox)")
     parser.add_argument("--skip-data", action="store_true", help="only the live load test")
     parser.add_argument("--report-from", type=Path, metavar="RESULTS_JSON",
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_from:
         return report_only(args.report_from, args.docs_dir or ROOT / "docs")
     profile = QUICK if args.quick else FULL
+    profile = dataclasses.replace(profile, postgres_data=args.postgres_data)
     results_dir = args.results_dir or (WORK / "quick" if args.quick else ROOT / "bench" / "results")
     docs_dir = args.docs_dir or (WORK / "quick" if args.quick else ROOT / "docs")
     work = WORK / ("quick-run" if args.quick else "run")
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     soak_seconds = 600.0 if args.soak else profile.soak_seconds
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict[str, Any] = {
-        "profile": profile.name, "profile_settings": PROFILES[profile.name].__dict__, "command": command.strip(),
+        "profile": profile.name, "profile_settings": dataclasses.asdict(profile), "command": command.strip(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": described,
         "pinning": plan.describe(), "git_revision": _revision(),
     }
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results["targets"] = evaluate(results)
     results_dir.mkdir(parents=True, exist_ok=True)
-    out = results_dir / ("results.json" if profile is FULL else f"{profile.name}.json")
+    out = results_dir / ("results.json" if profile.name == FULL.name else f"{profile.name}.json")
     out.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     log(f"results: {out}")
     if str(docs_dir) != "none":

@@ -32,6 +32,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(
         "service.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
         log_config=None, log_level=settings.log_level.lower(), proxy_headers=False,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     return 0
 

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     )
     leak_reply: str = "Sorry, I can't help with that. Is there anything about the product I can help you with?"
 
+    shutdown_grace_seconds: int = Field(default=30, ge=0, description="on SIGTERM, wait this long for "
+                                          "streams in flight; then they are stored as partial")
+
     log_level: str = "INFO"
 
     @field_validator("allowed_origins", mode="before")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -54,13 +55,22 @@ def create_db_engine(url: str) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded attributes after commit, so results outlive the transaction."""
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    # SQLite has one writer at a time. Queueing this process's writers on a lock is fair and cheap;
+    # left to SQLite's busy handler, dozens of threads poll with growing sleeps and some time out
+    # under load ("database is locked"). Other processes still wait through busy_timeout.
+    _write_locks[id(factory)] = threading.Lock() if engine.dialect.name == "sqlite" else None
+    return factory
+
+
+_write_locks: dict[int, threading.Lock | None] = {}
 
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
-    with factory() as session, session.begin():
+    lock = _write_locks.get(id(factory))
+    with lock if lock is not None else nullcontext(), factory() as session, session.begin():
         yield session
 
 
