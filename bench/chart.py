@@ -53,7 +53,7 @@ def _cpu_panel(axis: Any, table: dict[str, Any], live: dict[str, Any]) -> None:
         axis.axhline(limit, linestyle="--", color="#4c72b0", linewidth=1, label="target: 1.5x passthrough")
     axis.set_xticks(range(len(names)), [n.replace("supportbot-", "sb-") for n in names], rotation=15)
     axis.set_ylabel("ms CPU per turn (server processes)")
-    axis.set_title(f"CPU per turn, {scenario} turns/s open loop")
+    axis.set_title(f"CPU per turn, open loop at {scenario.removeprefix('open-')} turns/s")
     axis.legend(fontsize=8)
 
 

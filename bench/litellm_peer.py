@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .procstat import CpuPlan
-from .targets import Target, _base_env, _ready, _spawn, free_port
+from .targets import ROOT, Target, _base_env, _ready, _spawn, free_port
 
 LITELLM_VERSION = "1.106.12"
 REQUIREMENT = f"litellm[proxy]=={LITELLM_VERSION}"
@@ -39,8 +39,9 @@ general_settings:
 """
 
 
-def venv_dir(work: Path) -> Path:
-    return work / "litellm-venv"
+def venv_dir(_work: Path) -> Path:
+    """One virtual environment for every run mode, kept between runs (bench/work/ is not committed)."""
+    return ROOT / "bench" / "work" / "litellm-venv"
 
 
 def ensure_installed(work: Path, log: Path) -> str | None:

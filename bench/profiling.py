@@ -89,3 +89,18 @@ def _interesting(name: str) -> bool:
               "run (anyio", "uvloop", "process (multiprocessing", "_run (asyncio/events.py", "target (",
               "run (uvicorn/server.py", "cmd_serve", "subprocess_started", "invoke (", "__call__ (click")
     return not any(b in name for b in boring)
+
+
+def profile_command(args: list[str], env: dict[str, str], raw: Path, focus: str) -> dict[str, Any]:
+    """Run a command under py-spy and summarize the samples whose stack contains `focus`."""
+    binary = py_spy()
+    if binary is None:
+        return {"error": "py-spy is not installed (pip install py-spy)"}
+    completed = subprocess.run([binary, "record", "--rate", "100", "--format", "raw", "--nonblocking",
+                                "--output", str(raw), "--", *args], env=env, capture_output=True)
+    if completed.returncode != 0 or not raw.exists():
+        return {"error": f"py-spy failed: {completed.stderr.decode(errors='replace').strip()[-300:]}"}
+    lines = [line for line in raw.read_text(encoding="utf-8", errors="replace").splitlines() if focus in line]
+    summary = summarize_stacks("\n".join(lines))
+    summary.update({"focus": focus, "raw": str(raw)})
+    return summary

@@ -7,6 +7,7 @@ from typing import Any
 
 from .aggregate import ORDER, soak_figures, summarize_runs
 from .chart import draw_chart
+from .report_components import components_section
 from .verdicts import evaluate
 
 __all__ = ["evaluate", "write_report"]
@@ -49,6 +50,8 @@ def write_report(results: dict[str, Any], docs_dir: Path, results_path: Path) ->
     data = results.get("data")
     if data:
         lines += _data(data)
+    if results.get("components"):
+        lines += components_section(results["components"], _table)
     if live and live.get("profiles"):
         lines += _profiles(live["profiles"])
     if FINDINGS.exists():
@@ -264,15 +267,17 @@ def _inbox(database: str, section: dict[str, Any]) -> list[str]:
 
 def _profiles(profiles: dict[str, Any]) -> list[str]:
     lines = ["## Profiles", "",
-             "py-spy sampled each server during an extra open-loop run (not one of the measured runs: sampling "
-             "slows it down). Share of samples whose stack contains the function (inclusive), top entries; "
-             "idle event-loop samples are excluded.", ""]
+             "py-spy (`--nonblocking`, wall-clock samples of threads that were not idle) sampled each server "
+             "during an extra open-loop run, and the export during an extra run: not one of the measured runs, "
+             "since sampling slows a process down. Share of samples whose stack contains the function "
+             "(inclusive), top entries.", ""]
     for name, profile in profiles.items():
         if "error" in profile:
             lines += [f"{name}: {profile['error']}", ""]
             continue
-        lines += [f"**{name}** ({profile['samples']:,} busy samples, {profile['turns']} turns; raw stacks in "
-                  f"`{profile['raw']}`)", ""]
+        turns = f", {profile['turns']} turns" if "turns" in profile else ""
+        lines += [f"**{name}** ({profile['samples']:,} samples{turns}; raw stacks in `{profile['raw']}`, "
+                  f"not committed)", ""]
         rows = [[f"`{entry['function']}`", f"{entry['share'] * 100:.1f} %"] for entry in profile["top"]]
         lines += _table(["function (file:line)", "share of busy samples"], rows)
     return lines

@@ -104,6 +104,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-data", action="store_true", help="only the live load test")
     parser.add_argument("--report-from", type=Path, metavar="RESULTS_JSON",
                         help="only regenerate the report (and re-check the targets) from a results file")
+    parser.add_argument("--skip-components", action="store_true", help="skip the in-process CPU breakdown")
+    parser.add_argument("--merge-into", type=Path, metavar="RESULTS_JSON",
+                        help="run the parts not skipped and merge them into an existing results file")
     parser.add_argument("--results-dir", type=Path, help="default: bench/results (full) or bench/work/quick")
     parser.add_argument("--docs-dir", type=Path, help="where performance.md and the chart go; default: docs "
                         "(full) or bench/work/quick; 'none' writes no report")
@@ -139,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
         from .data_suite import run_data
 
         results["data"] = run_data(profile, WORK, log)
+    if not args.skip_components:
+        results["components"] = components(profile, work)
+    if args.merge_into:
+        merged = json.loads(args.merge_into.read_text(encoding="utf-8"))
+        for key in ("live", "data", "components"):
+            if key in results:
+                merged[key] = results[key]
+        merged.setdefault("merged", []).append({"command": results["command"], "at": results["started_at"],
+                                                "parts": [k for k in ("live", "data", "components") if k in results]})
+        return report_only_results(merged, args.merge_into, args.docs_dir or ROOT / "docs")
     results["duration_s"] = round(time.monotonic() - STARTED, 1)
     from .report import evaluate, write_report
 
@@ -153,11 +166,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all_served(results) else 1
 
 
+def components(profile: Any, work: Path) -> dict[str, Any]:
+    """The in-process CPU breakdown of a turn (PostgreSQL in a database created and dropped here)."""
+    from .components import run_components
+    from .loadtest import system_prompt
+    from .targets import create_pg_database, postgres_available
+
+    url, drop = (None, None) if postgres_available() else create_pg_database("sb_bench_parts")
+    try:
+        from .datasets import GENERATOR_VERSION
+
+        large = WORK / "data" / f"log-{profile.messages}-v{GENERATOR_VERSION}.db"
+        return run_components(work / "components", system_prompt(), url, log,
+                              export_db=large if profile.profile_seconds else None)
+    finally:
+        if drop is not None:
+            drop()
+
+
 def report_only(path: Path, docs_dir: Path) -> int:
     """Regenerate performance.md and the chart from a results file (no measurement)."""
+    return report_only_results(json.loads(path.read_text(encoding="utf-8")), path, docs_dir)
+
+
+def report_only_results(results: dict[str, Any], path: Path, docs_dir: Path) -> int:
+    """Re-check the targets, write the results file back and regenerate the report."""
     from .report import evaluate, write_report
 
-    results = json.loads(path.read_text(encoding="utf-8"))
     results["targets"] = evaluate(results)
     path.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     written = write_report(results, docs_dir, path)
