@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = args.results_dir or (WORK / "quick" if args.quick else ROOT / "bench" / "results")
     docs_dir = args.docs_dir or (WORK / "quick" if args.quick else ROOT / "docs")
     work = WORK / ("quick-run" if args.quick else "run")
+    # Scratch of the previous run (data directories, logs); the venv and the data cache live elsewhere.
+    if not args.merge_into:
+        shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     plan = CpuPlan.for_machine()
     described = machine()

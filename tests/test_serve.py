@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,44 +13,20 @@ import pytest
 from service.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 from .factories import parse_sse
+from .processes import ServiceProcess
 from .test_webhooks import Receiver
-
-SUPPORTBOT = str(Path(sys.executable).parent / "supportbot")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
 def service_process(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, Path]]:
     """`supportbot db upgrade` then `supportbot serve` with no API key, in a fresh data dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI_"))}
-    env["SUPPORTBOT_DATA_DIR"] = str(tmp_path / "data")
-    env.update(extra_env)
-    subprocess.run([SUPPORTBOT, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=tmp_path)
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([SUPPORTBOT, "serve", "--port", str(port)], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=tmp_path)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-            else:
-                raise AssertionError(f"service did not become ready:\n{log_path.read_text()}")
-            yield base, log_path
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+    service = ServiceProcess(tmp_path, **extra_env)
+    service.migrate()
+    service.start()
+    try:
+        yield service.base, service.log_path
+    finally:
+        service.stop()
 
 
 @pytest.fixture
