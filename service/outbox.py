@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
@@ -115,6 +115,6 @@ class Outbox:
     def counts(self) -> dict[str, int]:
         """Rows per status, for readiness and tests."""
         with self.sessions() as session:
-            rows = session.scalars(select(OutboxEvent.status)).all()
-        return {status: rows.count(status) for status in OutboxStatus}
+            found = dict(session.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status)).all())
+        return {status: int(found.get(status, 0)) for status in OutboxStatus}
 
