@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint services bench clean
+.PHONY: install serve test lint services bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ services:
 	@sh scripts/ensure-browser.sh
 
 lint: install
-	$(BIN)/ruff check service tests
+	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy
+
+bench: install services
+	$(BIN)/python -m bench.run
+
+bench-quick: install services
+	$(BIN)/python -m bench.run --quick
 
 test: install services lint
 	$(BIN)/pytest -q -rs

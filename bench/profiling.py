@@ -54,21 +54,33 @@ def profile_target(client: LoadClient, target: Target, profile: Profile, prompt:
 
 
 def summarize_stacks(text: str) -> dict[str, Any]:
-    """Inclusive share of samples per function from py-spy's raw (collapsed) output."""
+    """Inclusive share of samples per function from py-spy's raw (collapsed) output.
+
+    Samples whose innermost frame is a wait (an idle worker thread) are dropped; the frames every
+    request shares (server, framework, event loop) are left out of the table, not out of the total.
+    """
     inclusive: Counter[str] = Counter()
     total = 0
     for line in text.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
+        frames = [_short(frame) for frame in stack.split(";")]
+        if any(frames[-1].startswith(wait) for wait in _WAITS):
+            continue
         count = int(count_text)
-        frames = {_short(frame) for frame in stack.split(";")}
         total += count
-        for frame in frames:
+        for frame in set(frames):
             inclusive[frame] += count
-    top = [{"function": name, "share": round(count / total, 4)} for name, count in inclusive.most_common(200)
+    top = [{"function": name, "share": round(count / total, 4)} for name, count in inclusive.most_common(400)
            if _interesting(name)][:TOP]
     return {"samples": total, "top": top}
+
+
+_WAITS = ("Condition.wait ", "Event.wait ", "Thread._wait_for_tstate_lock ", "Queue.get (queue.py",
+          "select (selectors.py", "_worker (concurrent")
+_FRAMEWORK = ("starlette/", "fastapi/", "uvicorn/", "anyio/", "asyncio/", "threading.py", "contextlib.py",
+              "<frozen runpy>", "concurrent/", "service/api/app.py", "service/cli.py", "uvloop", "click/")
 
 
 def _short(frame: str) -> str:
@@ -83,12 +95,9 @@ def _short(frame: str) -> str:
 
 
 def _interesting(name: str) -> bool:
-    # Frames every busy sample shares (thread bootstrap, the event loop's run) say nothing.
-    boring = ("_bootstrap", "run_forever", "_run_once", "<module>", "run (asyncio/runners.py", "run (uvicorn",
-              "main (", "serve (", "_serve (", "run (threading.py", "worker (concurrent", "_worker (anyio",
-              "run (anyio", "uvloop", "process (multiprocessing", "_run (asyncio/events.py", "target (",
-              "run (uvicorn/server.py", "cmd_serve", "subprocess_started", "invoke (", "__call__ (click")
-    return not any(b in name for b in boring)
+    if name.startswith(("process ", "Thread ", "<module> ")):
+        return False
+    return not any(f"({marker}" in name or f"/{marker}" in name for marker in _FRAMEWORK)
 
 
 def profile_command(args: list[str], env: dict[str, str], raw: Path, focus: str) -> dict[str, Any]:
@@ -104,3 +113,19 @@ def profile_command(args: list[str], env: dict[str, str], raw: Path, focus: str)
     summary = summarize_stacks("\n".join(lines))
     summary.update({"focus": focus, "raw": str(raw)})
     return summary
+
+
+def resummarize(results: dict[str, Any]) -> None:
+    """Recompute profile tables from their raw stacks (when still on disk) with the current summary rules."""
+    root = Path(__file__).resolve().parent.parent
+    profiles = list((results.get("live") or {}).get("profiles", {}).values())
+    export = (results.get("components") or {}).get("export_profile")
+    for profile in [*profiles, *([export] if export else [])]:
+        raw = Path(profile.get("raw", ""))
+        raw = raw if raw.is_absolute() else root / raw
+        if "top" not in profile or not raw.is_file():
+            continue
+        text = raw.read_text(encoding="utf-8", errors="replace")
+        if profile.get("focus"):
+            text = "\n".join(line for line in text.splitlines() if profile["focus"] in line)
+        profile.update(summarize_stacks(text))

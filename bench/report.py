@@ -44,6 +44,8 @@ def write_report(results: dict[str, Any], docs_dir: Path, results_path: Path) ->
     lines += _verdicts(results)
     if drawn:
         lines += ["![CPU per turn, added latency and RSS over the soak](performance.png)", ""]
+    if FINDINGS.exists():
+        lines += [FINDINGS.read_text(encoding="utf-8").rstrip(), ""]
     live = results.get("live")
     if live:
         lines += _live(live, results["profile_settings"])
@@ -54,8 +56,6 @@ def write_report(results: dict[str, Any], docs_dir: Path, results_path: Path) ->
         lines += components_section(results["components"], _table)
     if live and live.get("profiles"):
         lines += _profiles(live["profiles"])
-    if FINDINGS.exists():
-        lines += [FINDINGS.read_text(encoding="utf-8").rstrip(), ""]
     lines += _method(results)
     path = docs_dir / "performance.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
@@ -75,7 +75,9 @@ def _header(results: dict[str, Any], results_path: Path) -> list[str]:
         f"Every figure below comes from one run of the benchmark harness: `{results['command']}` "
         f"(profile `{results['profile']}`, {results['duration_s'] / 60:.1f} minutes), started "
         f"{results['started_at']} at revision `{(results.get('git_revision') or 'unknown')[:12]}`; raw results in "
-        f"`{shown}`.", "",
+        f"`{shown}`." + "".join(
+            f" Merged into the same file afterwards: `{m['command']}` ({', '.join(m['parts'])}), started {m['at']}."
+            for m in results.get("merged", [])), "",
         f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['memory_gib']} GiB, {m['os']}, kernel "
         f"{m['kernel']}; Python {m['python']}, SQLite {m['sqlite']}, PostgreSQL {m['postgresql']}. "
         f"Pinning: {results.get('pinning', '–')}. Packages: "
@@ -270,7 +272,9 @@ def _profiles(profiles: dict[str, Any]) -> list[str]:
              "py-spy (`--nonblocking`, wall-clock samples of threads that were not idle) sampled each server "
              "during an extra open-loop run, and the export during an extra run: not one of the measured runs, "
              "since sampling slows a process down. Share of samples whose stack contains the function "
-             "(inclusive), top entries.", ""]
+             "(inclusive), top entries, leaving out the frames every request shares (server, framework, event "
+             "loop). These are wall-clock samples: a thread waiting in SQLite's fsync at commit counts, which "
+             "is why commit frames weigh more here than in the CPU breakdown above.", ""]
     for name, profile in profiles.items():
         if "error" in profile:
             lines += [f"{name}: {profile['error']}", ""]
@@ -288,8 +292,12 @@ def _method(results: dict[str, Any]) -> list[str]:
     closed = ", ".join(f"{c} ({n} turns)" for c, n in settings["closed"])
     return [
         "## How it was measured", "",
-        "- Command: `.venv/bin/python -m bench.run` (full, ~25 minutes here), `--soak` for a 10-minute soak, "
-        "`--skip-litellm`, `--quick` (the smoke run of `tests/test_bench_smoke.py`).",
+        "- Command: `.venv/bin/python -m bench.run` (the full run; the duration of this one is in the header), "
+        "`--postgres-data` to repeat export and inbox on PostgreSQL, `--soak` for a 10-minute soak, "
+        "`--skip-litellm`, `--quick` (the smoke run of `tests/test_bench_smoke.py`), `--report-from FILE` to "
+        "regenerate this page from a results file.",
+        "- The machine is shared: other processes (other developers' test suites) ran during the measurement. "
+        "CPU time per turn is robust to that; wall-clock figures less so, which is why rounds are interleaved.",
         "- Targets: (1) direct to the mock upstream (the floor); (2) `bench/passthrough.py`, bare FastAPI + the "
         "openai client, no prompt, no database (the floor for any Python service); (3) supportbot, full path, "
         "SQLite; (4) supportbot, full path, PostgreSQL, in a database created for the run and dropped after; "

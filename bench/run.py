@@ -157,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                                                 "parts": [k for k in ("live", "data", "components") if k in results]})
         return report_only_results(merged, args.merge_into, args.docs_dir or ROOT / "docs")
     results["duration_s"] = round(time.monotonic() - STARTED, 1)
+    from .profiling import resummarize
     from .report import evaluate, write_report
 
+    resummarize(results)
     results["targets"] = evaluate(results)
     results_dir.mkdir(parents=True, exist_ok=True)
     out = results_dir / ("results.json" if profile.name == FULL.name else f"{profile.name}.json")
@@ -195,8 +197,10 @@ def report_only(path: Path, docs_dir: Path) -> int:
 
 def report_only_results(results: dict[str, Any], path: Path, docs_dir: Path) -> int:
     """Re-check the targets, write the results file back and regenerate the report."""
+    from .profiling import resummarize
     from .report import evaluate, write_report
 
+    resummarize(results)
     results["targets"] = evaluate(results)
     path.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     written = write_report(results, docs_dir, path)
@@ -222,9 +226,9 @@ def run_live(profile: Any, work: Path, plan: CpuPlan, include_litellm: bool, soa
 
 
 def all_served(results: dict[str, Any]) -> bool:
-    """True when no live run had a failed turn."""
+    """True when no live run of the floors or of supportbot had a failed turn (the peer's errors are data)."""
     runs = results.get("live", {}).get("runs", [])
-    return all(run["turns_failed"] == 0 for run in runs)
+    return all(run["turns_failed"] == 0 for run in runs if run["target"] != "litellm")
 
 
 def _revision() -> str | None:

@@ -111,7 +111,10 @@ def start_mock(work: Path, plan: CpuPlan, timing: dict[str, float], workers: int
                          "MOCK_CHUNKS": str(timing["chunks"]), "MOCK_INTERVAL_MS": str(timing["interval_ms"])}
     log = work / "mock.log"
     args = [sys.executable, "-m", "uvicorn", "bench.mock_upstream:app", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--log-level", "warning", "--no-access-log", "--backlog", "4096"]
+            "--workers", str(workers), "--log-level", "warning", "--no-access-log", "--backlog", "4096",
+            # Hosted APIs keep idle connections open far longer than uvicorn's 5 s default; a client that
+            # does not retry (LiteLLM with num_retries 0) otherwise loses requests to the close race.
+            "--timeout-keep-alive", "120"]
     process = _spawn(args, env, log, ROOT)
     _ready(process, port, "/health", 30, log, plan.clients)
     return Target("mock", "direct to the mock (floor)", "openai", port, process)

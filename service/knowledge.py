@@ -161,7 +161,8 @@ class KnowledgeBase:
         if not known[0]:
             return []
         k = min(k, len(self.issues))
-        documents, scores = retriever.retrieve(known, k=k, show_progress=False, n_threads=1)
+        # n_threads=0 runs in the caller's thread; any other value starts a thread pool per query.
+        documents, scores = retriever.retrieve(known, k=k, show_progress=False, n_threads=0)
         return [
             (self.issues[int(doc)], float(score))
             for doc, score in zip(documents[0], scores[0], strict=True)

@@ -123,7 +123,9 @@ class OpenAIProvider:
             base_url=base_url or settings.openai_base_url,
             timeout=settings.openai_timeout,
             max_retries=settings.openai_max_retries if max_retries is None else max_retries,
-            http_client=http_client or httpx.AsyncClient(timeout=timeout),  # type: ignore[arg-type]
+            # httpx's default pool keeps 20 connections; turns above that would reconnect every time.
+            http_client=http_client or httpx.AsyncClient(  # type: ignore[arg-type]
+                timeout=timeout, limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100)),
         )
 
     async def aclose(self) -> None:

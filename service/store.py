@@ -59,6 +59,7 @@ class ReplyRecord:
     miss_reasons: tuple[str, ...] = ()
     known_issue: str | None = None
     blocked_content: str | None = None
+    count_usage: bool = False
     previous_reply_id: int | None = None
     previous_reply_misses: tuple[str, ...] = ()
 
@@ -242,7 +243,7 @@ class ConversationLog:
             session.execute(update(Conversation).where(Conversation.id == record.conversation_id).values(
                 prompt_version=f"{record.prompt_name}@{record.prompt_version}",
                 tokens_used=Conversation.tokens_used + tokens))
-        if tokens or record.cost_usd:
+        if record.count_usage and (tokens or record.cost_usd):
             add_usage(session, tokens, record.cost_usd or 0.0)
         if changed:
             refresh_conversation(session, record.conversation_id)

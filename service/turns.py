@@ -333,6 +333,8 @@ class Turn:
             escalation_summary=signal.summary if signal else None,
             miss_reasons=tuple(r for r, on in ((ESCALATED, signal), (LEAK_BLOCKED, blocked)) if on),
             known_issue=self._known_issue(), blocked_content=blocked,
+            # One shared row per day is a hot spot on PostgreSQL: counted only when a daily budget is set.
+            count_usage=bool(self.runtime.settings.daily_token_budget or self.runtime.settings.daily_cost_budget_usd),
             **self._previous_reply_misses(handed_over=False),
         )
         return await self._persist(record, signal, prompt.ref)
