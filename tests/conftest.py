@@ -176,3 +176,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from .reliability_report import write_report
 
     write_report(RELIABILITY, PROJECT_ROOT / "docs" / "reliability.md")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the shipped knowledge files, to check no test writes into them."""
+    session.config.stash[_KNOWLEDGE_KEY] = sorted(p.name for p in (PROJECT_ROOT / "knowledge").iterdir())
+
+
+_KNOWLEDGE_KEY = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _knowledge_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests must work on copies: the repo's knowledge directory is what users edit and commit."""
+    yield
+    after = sorted(p.name for p in (PROJECT_ROOT / "knowledge").iterdir())
+    assert after == request.config.stash[_KNOWLEDGE_KEY], f"a test wrote into knowledge/: {after}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.api import create_app
+from service.config import PROJECT_ROOT
 from service.runtime import Runtime
 
 from .conftest import make_settings
@@ -28,9 +30,13 @@ def _app() -> object:
     database = workdir / "fuzz.db"
     database.unlink(missing_ok=True)
     upgrade(f"sqlite:///{database}")
+    # The fuzzer calls every write endpoint, `promote` included: it gets its own copy of the knowledge.
+    knowledge = workdir / "knowledge"
+    shutil.rmtree(knowledge, ignore_errors=True)
+    shutil.copytree(PROJECT_ROOT / "knowledge", knowledge)
     # Rate limits off: the fuzzer sends hundreds of requests from one client on purpose.
     _runtime = Runtime.build(make_settings(workdir, f"sqlite:///{database}", rate_limit_per_ip="0",
-                                           rate_limit_per_visitor="0"))
+                                           rate_limit_per_visitor="0", knowledge_dir=knowledge))
     return create_app(runtime=_runtime)
 
 
