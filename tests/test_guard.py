@@ -68,7 +68,8 @@ def _complying_reply(case: dict[str, Any], system: str, canary: str) -> str:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_red_team_attacks_never_reach_the_visitor(
-    hosted_client: httpx.AsyncClient, hosted_runtime: Runtime, model_mock: respx.MockRouter, stream: bool
+    hosted_client: httpx.AsyncClient, hosted_runtime: Runtime, model_mock: respx.MockRouter, stream: bool,
+    reliability: list[dict[str, object]],
 ) -> None:
     canary = hosted_runtime.canary
     current: dict[str, Any] = {}
@@ -110,3 +111,8 @@ async def test_red_team_attacks_never_reach_the_visitor(
     with hosted_runtime.log.sessions() as session:
         flagged = session.scalars(select(Message).where(Message.miss_reasons.like("%leak_blocked%"))).all()
     assert len(flagged) == attacks and all(m.blocked_content for m in flagged), "kept for review"
+    engine = hosted_runtime.log.engine.dialect.name
+    reliability.append({"section": "attacks", "item": f"{attacks} prompt-injection / leak attacks from "
+                        f"tests/data/redteam_cases.jsonl, model scripted to comply ({'SSE' if stream else 'JSON'}, "
+                        f"{engine})", "result": f"{blocked} of {attacks} replaced before the visitor saw them, "
+                        f"all flagged for review; {len(CASES) - attacks} harmless controls passed unchanged"})

@@ -8,7 +8,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Query
 
 from ..turns import check_message
-from .deps import AdminActor, RuntimeDep
+from .deps import AdminActor, BeforeId, RuntimeDep
 from .schemas import (
     AdminMessage,
     AgentMessageCreate,
@@ -32,7 +32,7 @@ async def list_escalations(
     runtime: RuntimeDep, _actor: AdminActor,
     status: Literal["open", "resolved", "all"] = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(description="Return escalations with a smaller id (next page)")] = None,
+    before: BeforeId = None,
 ) -> list[EscalationAdmin]:
     """Escalations, newest first: the agents' queue."""
     rows = await to_thread.run_sync(runtime.handoff.escalations, status, limit, before)

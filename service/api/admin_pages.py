@@ -22,7 +22,7 @@ from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
 from ..report import build_report, weekly_rates
-from .deps import IsoDate, MessageId, RuntimeDep
+from .deps import BeforeId, IsoDate, MessageId, RuntimeDep
 from .review import prompt_versions
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -280,7 +280,7 @@ async def prompt_page(request: Request, ref: str, runtime: RuntimeDep, helper: S
 
 @router.get("/audit")
 async def audit_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor,
-                     before: int | None = None) -> HTMLResponse:
+                     before: BeforeId = None) -> HTMLResponse:
     entries = await to_thread.run_sync(runtime.review.audit_log, 100, before)
     next_url = f"/admin/audit?before={entries[-1].id}" if len(entries) == 100 else None
     return render(request, helper, "admin/audit.html", {"actor": actor, "section": "audit", "entries": entries,

@@ -7,7 +7,7 @@ import re
 from datetime import date
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from pydantic import BeforeValidator
 
 from ..errors import NotFound, Unauthorized
@@ -74,6 +74,7 @@ LimitedVisitor = Annotated[str, Depends(limited_visitor)]
 
 # Ids are 64-bit integers in the database; larger numbers are a 422, never an overflow inside the driver.
 MessageId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A message id")]
+BeforeId = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="Return rows with a smaller id (next page)")]
 
 
 def _iso_date(value: object) -> object:

@@ -17,7 +17,7 @@ from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import RenderedPrompt, estimate_tokens
 from ..report import build_report
 from .admin import ADMIN_ERRORS
-from .deps import AdminActor, IsoDate, MessageId, RuntimeDep
+from .deps import AdminActor, BeforeId, IsoDate, MessageId, RuntimeDep
 from .schemas import (
     AdminMessage,
     AuditItem,
@@ -162,7 +162,7 @@ def _assembled(runtime: RuntimeDep, ref: str, query: str) -> tuple[RenderedPromp
 
 @router.get("/audit", response_model=list[AuditItem], responses=ADMIN_ERRORS)
 async def audit_log(runtime: RuntimeDep, _actor: AdminActor, limit: Limit = 50,
-                    before: int | None = None) -> list[AuditItem]:
+                    before: BeforeId = None) -> list[AuditItem]:
     """Admin actions, newest first: who did what, when."""
     rows = await to_thread.run_sync(runtime.review.audit_log, limit, before)
     return [AuditItem.model_validate(row) for row in rows]
