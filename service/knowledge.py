@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import bm25s
+import numpy
 import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
 
 from .errors import ConfigError
 from .watched import WatchedFiles
@@ -113,12 +115,18 @@ def parse_knowledge_file(path: Path) -> list[KnownIssue]:
     return parse_knowledge_text(path.read_text(encoding="utf-8"), str(path))
 
 
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's (and scikit-learn's) default token pattern
+_STOPWORDS = frozenset(STOPWORDS_EN)
+
+
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """Lower-cased, stop-word-free, stemmed tokens, the same for documents and queries."""
-    tokens: list[list[str]] = bm25s.tokenize(
-        list(texts), stopwords="en", stemmer=_STEMMER, return_ids=False, show_progress=False
-    )
-    return tokens
+    """Lower-cased, stop-word-free, stemmed tokens, the same for documents and queries.
+
+    The steps of `bm25s.tokenize` (its pattern, English stop words, PyStemmer), done directly: its
+    version builds a progress bar and a vocabulary per call, which cost more than the search itself
+    on a per-turn query (bench/findings.md, finding 1).
+    """
+    return [_STEMMER.stemWords([w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]) for text in texts]
 
 
 @dataclass
@@ -154,20 +162,16 @@ class KnowledgeBase:
         """The best `k` entries for `query`, best first, with their BM25 scores (> 0 only)."""
         if not self.issues:
             return []
-        query_tokens = tokenize([query])
         retriever = self._index()
         vocab = retriever.vocab_dict
-        known = [[token for token in query_tokens[0] if token in vocab]]
-        if not known[0]:
+        ids = [vocab[token] for token in tokenize([query])[0] if token in vocab]
+        if not ids:
             return []
+        scores = retriever.get_scores_from_ids(ids)
         k = min(k, len(self.issues))
-        # n_threads=0 runs in the caller's thread; any other value starts a thread pool per query.
-        documents, scores = retriever.retrieve(known, k=k, show_progress=False, n_threads=0)
-        return [
-            (self.issues[int(doc)], float(score))
-            for doc, score in zip(documents[0], scores[0], strict=True)
-            if score > 0
-        ]
+        # Best first; equal scores keep the files' order. Scored in the calling thread (no pool per query).
+        best = numpy.argsort(-scores, kind="stable")[:k]
+        return [(self.issues[int(doc)], float(scores[doc])) for doc in best if scores[doc] > 0]
 
 
 def merge_issues(files: Iterable[tuple[Path, list[KnownIssue]]]) -> tuple[KnowledgeBase, list[ConfigError]]:

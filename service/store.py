@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, case, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +13,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
 from .errors import NotFound, Unprocessable
-from .models import Conversation, ConversationStatus, Escalation, Message, PromptSnapshot, Role, UsageDay, utcnow
+from .models import (
+    Conversation,
+    ConversationStatus,
+    Escalation,
+    FinishStatus,
+    Message,
+    PromptSnapshot,
+    Role,
+    UsageDay,
+    utcnow,
+)
 from .outbox import HandoffNotice, enqueue_handoff
 from .review import refresh_conversation, set_miss_reason
 
@@ -140,17 +150,12 @@ class ConversationLog:
             if replay is not None:
                 return replay
         with transaction(self.sessions) as session:
-            counted = session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.user_turns < max_turns)
-                .values(
-                    user_turns=Conversation.user_turns + 1, updated_at=utcnow(),
-                    # A customer writing again after an agent resolved the conversation reopens it.
-                    status=case((Conversation.status == ConversationStatus.RESOLVED, ConversationStatus.OPEN),
-                                else_=Conversation.status),
-                )
-                .returning(Conversation.status, Conversation.tokens_used)
-            ).first()
+            # The hot path runs Core statements on the session's connection: the same rows as the ORM
+            # would write, without its unit of work (bench/findings.md, finding 1).
+            connection = session.connection()
+            counted = connection.execute(_COUNT_TURN, {
+                "conversation_id": conversation_id, "max_turns": max_turns, "now": utcnow(),
+            }).first()
             if counted is None:
                 if session.get(Conversation, conversation_id) is None:
                     raise NotFound("conversation not found")
@@ -159,10 +164,9 @@ class ConversationLog:
                     code="conversation_too_long",
                 )
             message = Message(conversation_id=conversation_id, role=Role.USER, content=content,
-                              client_message_id=client_message_id)
-            session.add(message)
-            session.flush()
-            history = self._history(session, conversation_id, before_id=message.id, limit=history_limit)
+                              client_message_id=client_message_id, created_at=utcnow(), status=FinishStatus.OK)
+            message.id = connection.execute(_INSERT_MESSAGE, _message_row(message)).scalar_one()
+            history = _history(connection, conversation_id, message.id, history_limit)
             escalation = open_escalation(session, conversation_id) \
                 if counted.status == ConversationStatus.ESCALATED else None
             today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
@@ -180,7 +184,7 @@ class ConversationLog:
             conversation = session.get(Conversation, conversation_id)
             assert conversation is not None
             reply, escalation = self._reply_of(session, message.id)
-            history = [] if reply else self._history(session, conversation_id, message.id, history_limit)
+            history = [] if reply else _history(session.connection(), conversation_id, message.id, history_limit)
         return TurnStart(conversation_id, message, conversation.status, history, reply, escalation)
 
     def find_reply(self, message_id: int) -> tuple[Message | None, Escalation | None]:
@@ -196,20 +200,11 @@ class ConversationLog:
         ).first()
         return reply, escalation
 
-    @staticmethod
-    def _history(session: Session, conversation_id: str, before_id: int, limit: int) -> list[Message]:
-        rows = session.scalars(
-            select(Message)
-            .where(Message.conversation_id == conversation_id, Message.id < before_id)
-            .order_by(Message.id.desc())
-            .limit(limit)
-        )
-        return list(reversed(list(rows)))
-
     def record_reply(self, record: ReplyRecord) -> tuple[Message, Escalation | None]:
         """Store the assistant reply, its prompt snapshot and any escalation, in one transaction."""
         with transaction(self.sessions) as session:
-            self._ensure_snapshot(session, record)
+            connection = session.connection()
+            self._ensure_snapshot(connection, record)
             reply = Message(
                 conversation_id=record.conversation_id, role=Role.ASSISTANT, content=record.content,
                 reply_to_id=record.reply_to_id, provider=record.provider,
@@ -218,9 +213,9 @@ class ConversationLog:
                 prompt_sha256=record.prompt_sha256, tokens_in=record.tokens_in, tokens_out=record.tokens_out,
                 cost_usd=record.cost_usd, latency_ms=record.latency_ms, status=record.status,
                 tool_calls=record.tool_calls, miss_reasons=",".join(sorted(record.miss_reasons)) or None,
-                known_issue=record.known_issue, blocked_content=record.blocked_content,
+                known_issue=record.known_issue, blocked_content=record.blocked_content, created_at=utcnow(),
             )
-            session.add(reply)
+            reply.id = connection.execute(_INSERT_MESSAGE, _message_row(reply)).scalar_one()
             escalation = None
             if record.escalation_reason is not None:
                 escalation = escalate(session, self.notice, record.conversation_id, record.reply_to_id,
@@ -233,29 +228,31 @@ class ConversationLog:
     @staticmethod
     def _update_review_state(session: Session, record: ReplyRecord) -> None:
         changed = bool(record.miss_reasons) or record.escalation_reason is not None
-        if record.previous_reply_id is not None:
+        if record.previous_reply_id is not None and record.previous_reply_misses:
             previous = session.get(Message, record.previous_reply_id)
             for reason in record.previous_reply_misses:
                 if previous is not None and set_miss_reason(session, previous, reason):
                     changed = True
         tokens = (record.tokens_in or 0) + (record.tokens_out or 0)
         if record.prompt_name:
-            session.execute(update(Conversation).where(Conversation.id == record.conversation_id).values(
-                prompt_version=f"{record.prompt_name}@{record.prompt_version}",
-                tokens_used=Conversation.tokens_used + tokens))
+            session.connection().execute(_COUNT_TOKENS, {
+                "conversation_id": record.conversation_id, "tokens": tokens,
+                "prompt_version": f"{record.prompt_name}@{record.prompt_version}",
+            })
         if record.count_usage and (tokens or record.cost_usd):
             add_usage(session, tokens, record.cost_usd or 0.0)
         if changed:
             refresh_conversation(session, record.conversation_id)
 
-    def _ensure_snapshot(self, session: Session, record: ReplyRecord) -> None:
+    def _ensure_snapshot(self, connection: Connection, record: ReplyRecord) -> None:
         if record.prompt_sha256 is None or record.prompt_sha256 in self._known_snapshots:
             return
         values = {
             "sha256": record.prompt_sha256, "prompt_name": record.prompt_name,
             "prompt_version": record.prompt_version, "content": record.prompt_text, "created_at": utcnow(),
         }
-        session.execute(_insert(session)(PromptSnapshot).values(**values).on_conflict_do_nothing())
+        insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        connection.execute(insert(PromptSnapshot).values(**values).on_conflict_do_nothing())
 
     def snapshot(self, sha256: str) -> PromptSnapshot:
         """The exact system prompt stored under `sha256`."""
@@ -304,3 +301,45 @@ def add_usage(session: Session, tokens: int, cost: float) -> None:
     session.execute(statement.on_conflict_do_update(
         index_elements=[UsageDay.day],
         set_={"tokens": UsageDay.tokens + tokens, "cost_usd": UsageDay.cost_usd + cost}))
+
+
+_MESSAGES = Message.__table__
+_CONVERSATIONS = Conversation.__table__
+# Built once: the hot path binds parameters into prebuilt statements (SQLAlchemy caches their compiled SQL).
+_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_COUNT_TURN = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"),
+           _CONVERSATIONS.c.user_turns < bindparam("max_turns"))
+    .values(
+        user_turns=_CONVERSATIONS.c.user_turns + 1, updated_at=bindparam("now"),
+        # A customer writing again after an agent resolved the conversation reopens it.
+        status=case((_CONVERSATIONS.c.status == ConversationStatus.RESOLVED, ConversationStatus.OPEN),
+                    else_=_CONVERSATIONS.c.status),
+    )
+    .returning(_CONVERSATIONS.c.status, _CONVERSATIONS.c.tokens_used)
+)
+_COUNT_TOKENS = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(prompt_version=bindparam("prompt_version"),
+            tokens_used=_CONVERSATIONS.c.tokens_used + bindparam("tokens"))
+)
+_HISTORY_COLUMNS = ("id", "conversation_id", "role", "content", "provider", "status", "created_at")
+_HISTORY = (
+    select(*(_MESSAGES.c[name] for name in _HISTORY_COLUMNS))
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.id < bindparam("before_id"))
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+def _message_row(message: Message) -> dict[str, Any]:
+    """Every column of a new message, as the INSERT binds them."""
+    return {column.key: getattr(message, column.key) for column in _MESSAGES.columns if column.key != "id"}
+
+
+def _history(connection: Connection, conversation_id: str, before_id: int, limit: int) -> list[Message]:
+    """The last `limit` messages before `before_id`, oldest first (only the columns a turn reads)."""
+    rows = connection.execute(_HISTORY, {"conversation_id": conversation_id, "before_id": before_id, "limit": limit})
+    return [Message(**row._mapping) for row in reversed(rows.all())]
