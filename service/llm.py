@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .config import Settings
 from .errors import ModelUnavailable
@@ -22,6 +23,7 @@ from .prompts import estimate_tokens
 
 log = logging.getLogger(__name__)
 
+COMPLETIONS_PATH = "/chat/completions"
 ESCALATE_TOOL_NAME = "escalate_to_human"
 ESCALATE_TOOL: dict[str, Any] = {
     "type": "function",
@@ -132,6 +134,14 @@ class OpenAIProvider:
         await self._client.close()
 
     def _arguments(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        """The request body, built from plain JSON types.
+
+        It goes out through the client's documented `post` (same auth, retries, timeouts and typed
+        response) rather than `chat.completions.create`, whose per-call `_transform` of the parameters
+        (aliases, dates, files: none of which a chat body here has) cost more CPU than the rest of
+        the client call (bench/findings.md). tests/test_llm_body.py checks that `create` would send
+        the same JSON.
+        """
         arguments: dict[str, Any] = {
             "model": request.model,
             "messages": request.messages,
@@ -149,7 +159,8 @@ class OpenAIProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         """One non-streaming call."""
         try:
-            response = await self._client.chat.completions.create(**self._arguments(request, stream=False))
+            response = await self._client.post(
+                COMPLETIONS_PATH, body=self._arguments(request, stream=False), cast_to=ChatCompletion)
         except openai.OpenAIError as error:
             raise ModelUnavailable(_describe(error)) from error
         except ValueError as error:  # a body that is not JSON
@@ -158,9 +169,9 @@ class OpenAIProvider:
             raise ModelUnavailable("upstream answered with no choices")
         choice = response.choices[0]
         calls = tuple(
-            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "")
+            ToolCall(id=c.id, name=function.name, arguments=function.arguments or "")
             for c in (choice.message.tool_calls or [])
-            if getattr(c, "function", None) is not None
+            if (function := getattr(c, "function", None)) is not None
         )
         usage = response.usage
         return Completion(
@@ -176,7 +187,9 @@ class OpenAIProvider:
         """A streaming call: text deltas as they arrive, then the assembled Completion."""
         state = _StreamState()
         try:
-            chunks = await self._client.chat.completions.create(**self._arguments(request, stream=True))
+            chunks = await self._client.post(COMPLETIONS_PATH, body=self._arguments(request, stream=True),
+                                             cast_to=ChatCompletion, stream=True,
+                                             stream_cls=openai.AsyncStream[ChatCompletionChunk])
             async for chunk in chunks:
                 text = state.absorb(chunk)
                 if text:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, bindparam, case, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -303,8 +303,8 @@ def add_usage(session: Session, tokens: int, cost: float) -> None:
         set_={"tokens": UsageDay.tokens + tokens, "cost_usd": UsageDay.cost_usd + cost}))
 
 
-_MESSAGES = Message.__table__
-_CONVERSATIONS = Conversation.__table__
+_MESSAGES = cast(Table, Message.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
 # Built once: the hot path binds parameters into prebuilt statements (SQLAlchemy caches their compiled SQL).
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _COUNT_TURN = (
