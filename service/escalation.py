@@ -81,8 +81,13 @@ def _repair(word: str) -> str:
     return close[0] if close and len(close[0]) >= 5 else word
 
 
+@lru_cache(maxsize=1024)
 def normalize(text: str) -> str:
-    """Lower-case, plain quotes, single spaces, common misspellings of key words repaired."""
+    """Lower-case, plain quotes, single spaces, common misspellings of key words repaired.
+
+    Cached: a turn normalizes its conversation's earlier user messages again (failure counting), and
+    did so twice per turn before (bench/findings.md).
+    """
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
     text = re.sub(r"\s+", " ", text).strip()
     return _TOKEN.sub(lambda m: _repair(m.group(0)), text)
