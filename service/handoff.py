@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .db import transaction
 from .errors import NotFound, Unprocessable
 from .escalation import REPEATED_FAILURE, USER_REQUEST
-from .models import Conversation, ConversationStatus, Escalation, Feedback, Message, Role, utcnow
+from .models import Conversation, ConversationStatus, Escalation, Feedback, Message, Role, Said, utcnow
 from .outbox import CONTACT_ADDED, HandoffNotice, enqueue_handoff
 from .review import NEXT_TURN_ESCALATED, THUMBS_DOWN, audit, is_model_reply, refresh_conversation, set_miss_reason
 from .store import escalate, open_escalation
@@ -19,7 +20,7 @@ HANDOFF_PROVIDER = "handoff"
 _SPEAKERS = {Role.USER: "Customer", Role.ASSISTANT: "Bot", Role.AGENT: "Agent"}
 
 
-def summarize(messages: list[Message], limit: int = 6) -> str:
+def summarize(messages: Sequence[Message | Said], limit: int = 6) -> str:
     """The last turns as a handoff summary for the agent: who said what, each line shortened."""
     lines = []
     for message in messages[-limit:]:

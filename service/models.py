@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,6 +78,17 @@ class FinishStatus(enum.StrEnum):
     OK = "ok"
     PARTIAL = "partial"
     FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    """A stored message as a turn reads it: the columns the pipeline uses, without ORM bookkeeping."""
+
+    id: int
+    role: str
+    content: str
+    provider: str | None = None
+    status: str = FinishStatus.OK
 
 
 class Conversation(Base):

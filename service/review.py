@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from .db import transaction
 from .errors import NotFound, Unprocessable
-from .models import AuditEntry, Conversation, Correction, Escalation, Feedback, Message, Role
+from .models import AuditEntry, Conversation, Correction, Escalation, Feedback, Message, Role, Said
 
 THUMBS_DOWN = "thumbs_down"
 ESCALATED = "escalated"
@@ -28,7 +28,7 @@ MODEL_PROVIDERS = ("openai", "offline")
 VERDICTS = ("good", "flagged", "clear")
 
 
-def is_model_reply(message: Message) -> bool:
+def is_model_reply(message: Message | Said) -> bool:
     """A reply written by a model (hosted or offline), as opposed to fixed handoff texts or agents."""
     return message.role == Role.ASSISTANT and message.provider in MODEL_PROVIDERS
 

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from .db import transaction
 from .errors import NotFound, Unprocessable
@@ -17,10 +18,10 @@ from .models import (
     Conversation,
     ConversationStatus,
     Escalation,
-    FinishStatus,
     Message,
     PromptSnapshot,
     Role,
+    Said,
     UsageDay,
     utcnow,
 )
@@ -33,9 +34,9 @@ class TurnStart:
     """What the first write of a turn returns: the stored user message and the context to answer it."""
 
     conversation_id: str
-    user_message: Message
+    user_message: Said
     conversation_status: str
-    history: list[Message]
+    history: list[Said]
     reply: Message | None = None
     escalation: Escalation | None = None  # the replayed turn's, or the conversation's open escalation
     tokens_used: int = 0
@@ -163,10 +164,11 @@ class ConversationLog:
                     f"this conversation reached its limit of {max_turns} messages; start a new one",
                     code="conversation_too_long",
                 )
-            message = Message(conversation_id=conversation_id, role=Role.USER, content=content,
-                              client_message_id=client_message_id, created_at=utcnow(), status=FinishStatus.OK)
-            message.id = connection.execute(_INSERT_MESSAGE, _message_row(message)).scalar_one()
-            history = _history(connection, conversation_id, message.id, history_limit)
+            message_id = connection.execute(_INSERT_MESSAGE, _message_row(
+                conversation_id=conversation_id, role=Role.USER, content=content, client_message_id=client_message_id,
+            )).scalar_one()
+            message = Said(message_id, Role.USER, content)
+            history = _history(connection, conversation_id, message_id, history_limit)
             escalation = open_escalation(session, conversation_id) \
                 if counted.status == ConversationStatus.ESCALATED else None
             today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
@@ -185,7 +187,8 @@ class ConversationLog:
             assert conversation is not None
             reply, escalation = self._reply_of(session, message.id)
             history = [] if reply else _history(session.connection(), conversation_id, message.id, history_limit)
-        return TurnStart(conversation_id, message, conversation.status, history, reply, escalation)
+        return TurnStart(conversation_id, Said(message.id, message.role, message.content), conversation.status,
+                         history, reply, escalation)
 
     def find_reply(self, message_id: int) -> tuple[Message | None, Escalation | None]:
         """The reply to a user message and the escalation it triggered, if any."""
@@ -200,12 +203,12 @@ class ConversationLog:
         ).first()
         return reply, escalation
 
-    def record_reply(self, record: ReplyRecord) -> tuple[Message, Escalation | None]:
-        """Store the assistant reply, its prompt snapshot and any escalation, in one transaction."""
+    def record_reply(self, record: ReplyRecord) -> tuple[int, Escalation | None]:
+        """Store the assistant reply, its prompt snapshot and any escalation, in one transaction; the reply's id."""
         with transaction(self.sessions) as session:
             connection = session.connection()
             self._ensure_snapshot(connection, record)
-            reply = Message(
+            reply_id: int = connection.execute(_INSERT_MESSAGE, _message_row(
                 conversation_id=record.conversation_id, role=Role.ASSISTANT, content=record.content,
                 reply_to_id=record.reply_to_id, provider=record.provider,
                 model_requested=record.model_requested, model_reported=record.model_reported,
@@ -213,9 +216,8 @@ class ConversationLog:
                 prompt_sha256=record.prompt_sha256, tokens_in=record.tokens_in, tokens_out=record.tokens_out,
                 cost_usd=record.cost_usd, latency_ms=record.latency_ms, status=record.status,
                 tool_calls=record.tool_calls, miss_reasons=",".join(sorted(record.miss_reasons)) or None,
-                known_issue=record.known_issue, blocked_content=record.blocked_content, created_at=utcnow(),
-            )
-            reply.id = connection.execute(_INSERT_MESSAGE, _message_row(reply)).scalar_one()
+                known_issue=record.known_issue, blocked_content=record.blocked_content,
+            )).scalar_one()
             escalation = None
             if record.escalation_reason is not None:
                 escalation = escalate(session, self.notice, record.conversation_id, record.reply_to_id,
@@ -223,7 +225,7 @@ class ConversationLog:
             self._update_review_state(session, record)
         if record.prompt_sha256:
             self._known_snapshots.add(record.prompt_sha256)
-        return reply, escalation
+        return reply_id, escalation
 
     @staticmethod
     def _update_review_state(session: Session, record: ReplyRecord) -> None:
@@ -325,7 +327,7 @@ _COUNT_TOKENS = (
     .values(prompt_version=bindparam("prompt_version"),
             tokens_used=_CONVERSATIONS.c.tokens_used + bindparam("tokens"))
 )
-_HISTORY_COLUMNS = ("id", "conversation_id", "role", "content", "provider", "status", "created_at")
+_HISTORY_COLUMNS = ("id", "role", "content", "provider", "status")  # the fields of Said, in order
 _HISTORY = (
     select(*(_MESSAGES.c[name] for name in _HISTORY_COLUMNS))
     .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.id < bindparam("before_id"))
@@ -334,12 +336,19 @@ _HISTORY = (
 )
 
 
-def _message_row(message: Message) -> dict[str, Any]:
-    """Every column of a new message, as the INSERT binds them."""
-    return {column.key: getattr(message, column.key) for column in _MESSAGES.columns if column.key != "id"}
+def _message_row(**values: Any) -> dict[str, Any]:
+    """Every column of a new message as the INSERT binds them: `values`, the rest at their defaults."""
+    return {**_MESSAGE_DEFAULTS, "created_at": utcnow(), **values}
 
 
-def _history(connection: Connection, conversation_id: str, before_id: int, limit: int) -> list[Message]:
+# The model's scalar column defaults (status "ok", the rest NULL); created_at is stamped per row.
+_MESSAGE_DEFAULTS: dict[str, Any] = {
+    column.key: column.default.arg if isinstance(column.default, ScalarElementColumnDefault) else None
+    for column in _MESSAGES.columns if column.key != "id"
+}
+
+
+def _history(connection: Connection, conversation_id: str, before_id: int, limit: int) -> list[Said]:
     """The last `limit` messages before `before_id`, oldest first (only the columns a turn reads)."""
     rows = connection.execute(_HISTORY, {"conversation_id": conversation_id, "before_id": before_id, "limit": limit})
-    return [Message(**row._mapping) for row in reversed(rows.all())]
+    return [Said(*row) for row in reversed(rows.all())]

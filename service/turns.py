@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -32,7 +32,7 @@ from .guard import StreamGate
 from .handoff import HANDOFF_PROVIDER, summarize
 from .knowledge import KnownIssue
 from .llm import ChatRequest, Completion, StreamBroken, TextDelta
-from .models import ConversationStatus, Escalation, FinishStatus, Message, Role
+from .models import ConversationStatus, Escalation, FinishStatus, Message, Role, Said
 from .prompts import PromptVersion, RenderedPrompt
 from .resilience import CircuitOpen
 from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, is_model_reply
@@ -342,7 +342,7 @@ class Turn:
     async def _persist(self, record: ReplyRecord, signal: EscalationSignal | None, prompt_ref: str) -> TurnOutcome:
         written = time.perf_counter()
         try:
-            reply, escalation = await to_thread.run_sync(self.runtime.log.record_reply, record)
+            reply_id, escalation = await to_thread.run_sync(self.runtime.log.record_reply, record)
         except IntegrityError:
             # The same message was answered by a concurrent retry; return that answer.
             found, escalation = await to_thread.run_sync(self.runtime.log.find_reply, self.start.user_message.id)
@@ -350,11 +350,11 @@ class Turn:
             return _stored_outcome(self.start, found, escalation)
         self.timings["db"] += time.perf_counter() - written
         log.info("conversation=%s message=%s reply=%s provider=%s status=%s escalation=%s latency_ms=%s",
-                 self.start.conversation_id, self.start.user_message.id, reply.id, record.provider, record.status,
+                 self.start.conversation_id, self.start.user_message.id, reply_id, record.provider, record.status,
                  escalation.reason if escalation else None, record.latency_ms)
         return TurnOutcome(
             conversation_id=self.start.conversation_id, message_id=self.start.user_message.id,
-            reply_id=reply.id, reply=record.content, status=record.status, escalation=signal,
+            reply_id=reply_id, reply=record.content, status=record.status, escalation=signal,
             prompt_version=prompt_ref, timings=dict(self.timings),
         )
 
@@ -368,7 +368,7 @@ class Turn:
         return round(completion.tokens_in * prices[0] + completion.tokens_out * prices[1], 8)
 
 
-def model_history(history: list[Message], max_chars: int) -> list[dict[str, str]]:
+def model_history(history: Sequence[Said], max_chars: int) -> list[dict[str, str]]:
     """Earlier messages in the model's format, newest kept first when over `max_chars`.
 
     Agent replies are shown to the model as the assistant's; failed bot replies are left out.
