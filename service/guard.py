@@ -4,9 +4,11 @@ A reply that contains the canary, or repeats ten words in a row of the prompt's 
 template text, not the known issues, which the bot may quote freely), is replaced before it reaches the
 visitor and flagged for review. Base64 blobs in a reply are decoded and checked too.
 
-When streaming, only a short sliding window (`WINDOW` characters) is held back: enough to see the canary
-or a ten-word run before any of it is sent. Its cost is the time to generate those characters before the
-first text is shown (about 30 tokens).
+When streaming, only text that could still turn into a leak is held back: the words at the end that so
+far repeat the start of a protected run, the end of the text that is the start of the canary, and the
+last, possibly unfinished, word (or base64 blob). Everything before is sent as it arrives, so an ordinary
+answer flows with the model's own timing; a reply that quotes the prompt is held while the quote grows,
+and released once it stops short of ten words.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ RUN_WORDS = 10
 WINDOW = 120
 _WORD = re.compile(r"[a-z0-9']+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
+# The last word or base64 blob, which the next chunk may continue.
+_TAIL = re.compile(r"[A-Za-z0-9+/=']*\Z")
 
 
 def make_canary(secret: str) -> str:
@@ -47,6 +51,12 @@ class LeakGuard:
 
     canary: str
     protected: set[tuple[str, ...]] = field(default_factory=set)
+    # Every run of 1..RUN_WORDS-1 words that begins a protected run: text ending so could still leak.
+    beginnings: set[tuple[str, ...]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if not self.beginnings:
+            self.beginnings = {run[:n] for run in self.protected for n in range(1, RUN_WORDS)}
 
     @classmethod
     def for_instructions(cls, canary: str, instructions: Iterable[str]) -> LeakGuard:
@@ -77,12 +87,35 @@ class LeakGuard:
         return None
 
 
+    def pending(self, text: str) -> int:
+        """Where the end of `text` that could still become a leak starts (len(text) when none can).
+
+        `text` must begin at a word boundary. Text whose lower-casing changes its length falls back to
+        holding the last WINDOW characters.
+        """
+        lowered = text.lower()
+        if len(lowered) != len(text):
+            return max(0, len(text) - WINDOW)
+        start = _TAIL.search(text).start()  # type: ignore[union-attr]  # always matches (empty at worst)
+        canary = self.canary.lower()
+        for size in range(min(len(canary) - 1, len(text)), 0, -1):
+            if lowered.endswith(canary[:size]):
+                # From the start of the word it is glued to, so the rest always begins on a word.
+                start = min(start, _TAIL.search(text, 0, len(text) - size).start())  # type: ignore[union-attr]
+                break
+        words = [(m.start(), m.group()) for m in _WORD.finditer(lowered, 0, start)]
+        for size in range(min(RUN_WORDS - 1, len(words)), 0, -1):
+            if tuple(word for _, word in words[-size:]) in self.beginnings:
+                return words[-size][0]
+        return start
+
+
 @dataclass
 class StreamGate:
-    """Lets streamed text through once it is more than `window` characters behind the newest text."""
+    """Lets streamed text through as soon as it cannot be part of a leak still being written."""
 
     guard: LeakGuard
-    window: int = WINDOW
+    window: int = WINDOW  # how far before the released text each check looks back (plus 200)
     text: str = ""
     released: int = 0
     blocked: str | None = None
@@ -96,7 +129,7 @@ class StreamGate:
         self.blocked = self.guard.leak(self.text[max(0, self.released - self.window - 200):])
         if self.blocked:
             return ""
-        cut = max(self.released, len(self.text) - self.window)
+        cut = self.released + self.guard.pending(self.text[self.released:])
         out, self.released = self.text[self.released:cut], cut
         return out
 

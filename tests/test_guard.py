@@ -9,10 +9,12 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from service.config import PROJECT_ROOT
-from service.guard import WINDOW, LeakGuard, StreamGate, canary_line, shingles
+from service.guard import LeakGuard, StreamGate, canary_line, shingles
 from service.models import Message
 from service.runtime import Runtime
 
@@ -32,14 +34,76 @@ def test_canary_verbatim_and_encoded_leaks_are_seen() -> None:
     assert guard.leak("Answer questions accurately, as our docs say.") is None, "a few words are not a leak"
 
 
-def test_stream_gate_holds_back_only_the_window() -> None:
-    gate = StreamGate(LeakGuard.for_instructions("sbc-x1", [INSTRUCTIONS]))
+def _fed(gate: StreamGate, text: str, size: int) -> list[str]:
+    return [gate.feed(text[i:i + size]) for i in range(0, len(text), size)]
+
+
+def test_stream_gate_sends_an_ordinary_answer_as_it_arrives() -> None:
+    gate = StreamGate(LeakGuard.for_instructions("sbc-0123456789abcdef", [INSTRUCTIONS]))
     text = "Clear your browser cache and reload the dashboard. " * 6
+    sent = ""
 
-    released = "".join(gate.feed(text[i:i + 7]) for i in range(0, len(text), 7))
+    for i in range(0, len(text), 7):
+        sent += gate.feed(text[i:i + 7])
+        # Held back: at most the word the next chunk may continue.
+        assert text[:i + 7].startswith(sent) and len(text[:i + 7]) - len(sent) <= len("dashboard.")
 
-    assert released == text[: len(text) - WINDOW]
-    assert released + gate.finish() == text
+    assert sent + gate.finish() == text
+
+
+def test_stream_gate_holds_a_growing_quote_and_releases_it_when_it_stops_short() -> None:
+    gate = StreamGate(LeakGuard.for_instructions("sbc-0123456789abcdef", [INSTRUCTIONS]))
+    quote = "As we say: answer questions accurately but briefly: two to four "  # 9 words of the instructions
+    sent = "".join(_fed(gate, quote, 5))
+    assert sent == "As we say: ", "the quote is held while it could still reach ten words"
+
+    sent += gate.feed("paragraphs, not more. ")
+    assert sent == quote + "paragraphs, not more. " and gate.blocked is None
+    assert sent + gate.finish() == quote + "paragraphs, not more. "
+
+
+def test_stream_gate_holds_the_start_of_the_canary() -> None:
+    gate = StreamGate(LeakGuard.for_instructions("sbc-0123456789abcdef", [INSTRUCTIONS]))
+
+    assert gate.feed("The reference is sbc-0123") == "The reference is "
+    assert gate.feed("456789abcdef.") == "" and gate.blocked == "canary"
+    assert gate.finish() == ""
+
+
+_LEAKS = [INSTRUCTIONS, "SBC-0123456789ABCDEF", base64.b64encode(INSTRUCTIONS.encode()).decode()]
+# Prose made of letters, punctuation and pieces of the instructions and the canary (near-leaks).
+_PROSE = st.lists(st.sampled_from([*"abcdefghij klmnop.,:!'=+/\n", *INSTRUCTIONS.lower().split(" "), " ", "sbc-",
+                                   "0123", "Ünï", "İ"]), max_size=60).map("".join)
+
+
+@given(before=_PROSE, leak=st.sampled_from(_LEAKS), after=_PROSE, size=st.integers(1, 40))
+@settings(max_examples=300, deadline=None)
+def test_stream_gate_never_sends_any_part_of_a_leak_whatever_the_chunking(
+    before: str, leak: str, after: str, size: int,
+) -> None:
+    guard = LeakGuard.for_instructions("sbc-0123456789abcdef", [INSTRUCTIONS])
+    gate = StreamGate(guard)
+    text = f"{before} {leak} {after}"
+
+    sent = "".join(_fed(gate, text, size)) + gate.finish()
+
+    assert gate.blocked is not None
+    assert guard.leak(sent) is None
+    assert text.startswith(sent) and len(sent) <= len(before) + 1, "nothing from the leak on was sent"
+
+
+@given(text=_PROSE, size=st.integers(1, 40))
+@settings(max_examples=300, deadline=None)
+def test_stream_gate_sends_every_harmless_reply_whole(text: str, size: int) -> None:
+    guard = LeakGuard.for_instructions("sbc-0123456789abcdef", [INSTRUCTIONS])
+    if guard.leak(text):
+        return
+    gate = StreamGate(guard)
+
+    sent = "".join(_fed(gate, text, size))
+
+    assert text.startswith(sent)
+    assert sent + gate.finish() == text
 
 
 def test_stream_gate_never_releases_a_verbatim_run() -> None:
