@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, Table, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import Unprocessable
@@ -29,9 +29,12 @@ from .review import MODEL_PROVIDERS
 SELECTIONS = ("corrected", "misses", "all")
 BATCH = 500
 TOOL_RESULT = json.dumps({"status": "handed_over"})
-_COLUMNS = (Message.id, Message.conversation_id, Message.role, Message.content, Message.provider,
-            Message.prompt_name, Message.prompt_version, Message.prompt_sha256, Message.tool_calls,
-            Message.corrects_id, Message.miss_reasons, Message.review, Message.created_at)
+_MESSAGES = cast(Table, Message.__table__)
+_FEEDBACK = cast(Table, Feedback.__table__)
+_CORRECTIONS = cast(Table, Correction.__table__)
+_COLUMNS = tuple(_MESSAGES.c[name] for name in (
+    "id", "conversation_id", "role", "content", "provider", "prompt_name", "prompt_version", "prompt_sha256",
+    "tool_calls", "corrects_id", "miss_reasons", "review", "created_at"))
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class Exporter:
         self.summary = ExportSummary()
         self._snapshots: dict[str, str | None] = {}
         self._seen: set[bytes] = set()
+        self._redaction: _Redaction | None = None
 
     def count_conversations(self) -> int:
         """How many conversations the export will look at (for a progress bar)."""
@@ -142,14 +146,36 @@ class Exporter:
     def _load(
         session: Session, ids: list[str]
     ) -> tuple[Sequence[Row[Any]], dict[int, str], dict[int, str]]:
-        messages = session.execute(select(*_COLUMNS).where(Message.conversation_id.in_(ids))
-                                   .order_by(Message.conversation_id, Message.id)).all()
-        ratings = dict(session.execute(
-            select(Feedback.message_id, Feedback.rating).join(Message, Message.id == Feedback.message_id)
-            .where(Message.conversation_id.in_(ids))).all())
-        corrections = dict(session.execute(
-            select(Correction.message_id, Correction.content).join(Message, Message.id == Correction.message_id)
-            .where(Message.conversation_id.in_(ids)).order_by(Correction.id)).all())
+        """The messages of those of `ids` that can yield a line, with their ratings and corrections.
+
+        Only a conversation with a correction, an agent answer, a rating, a review or a miss can: the
+        others (most of a log) are never read. Plain column rows (Core), not ORM entities.
+        """
+        connection = session.connection()
+        ratings: dict[int, str] = {}
+        corrections: dict[int, str] = {}
+        wanted: set[str] = set()
+        for conversation_id, message_id, rating in connection.execute(
+                select(_MESSAGES.c.conversation_id, _FEEDBACK.c.message_id, _FEEDBACK.c.rating)
+                .join(_MESSAGES, _MESSAGES.c.id == _FEEDBACK.c.message_id)
+                .where(_MESSAGES.c.conversation_id.in_(ids))):
+            ratings[message_id] = rating
+            wanted.add(conversation_id)
+        for conversation_id, message_id, content in connection.execute(
+                select(_MESSAGES.c.conversation_id, _CORRECTIONS.c.message_id, _CORRECTIONS.c.content)
+                .join(_MESSAGES, _MESSAGES.c.id == _CORRECTIONS.c.message_id)
+                .where(_MESSAGES.c.conversation_id.in_(ids)).order_by(_CORRECTIONS.c.id)):
+            corrections[message_id] = content
+            wanted.add(conversation_id)
+        wanted.update(connection.scalars(
+            select(_MESSAGES.c.conversation_id).distinct()
+            .where(_MESSAGES.c.conversation_id.in_(ids),
+                   or_(_MESSAGES.c.miss_reasons.is_not(None), _MESSAGES.c.review.is_not(None),
+                       _MESSAGES.c.corrects_id.is_not(None)))))
+        if not wanted:
+            return [], ratings, corrections
+        messages = connection.execute(select(*_COLUMNS).where(_MESSAGES.c.conversation_id.in_(sorted(wanted)))
+                                      .order_by(_MESSAGES.c.conversation_id, _MESSAGES.c.id)).all()
         return messages, ratings, corrections
 
     def _fetch_snapshots(self, session: Session, messages: Sequence[Row[Any]]) -> None:
@@ -164,6 +190,7 @@ class Exporter:
         excluded: bool,
     ) -> Iterator[ExportLine]:
         agent_answers = {m.corrects_id: m.content for m in rows if m.role == Role.AGENT and m.corrects_id}
+        self._redaction = _Redaction() if self.options.redact else None
         for index, reply in enumerate(rows):
             if reply.role != Role.ASSISTANT or reply.provider not in MODEL_PROVIDERS or not self._wanted(reply):
                 continue
@@ -220,16 +247,17 @@ class Exporter:
         return ExportLine(text, validation, conversation_id)
 
     def _example(self, conversation_id: str, history: list[Row[Any]], target: _Target) -> dict[str, Any] | None:
-        redactor = Redactor() if self.options.redact else None
-
-        def clean(text: str) -> str:
-            return redactor.redact(text) if redactor else text
-
         fmt = self.options.format
         if fmt == "dpo" and target.content == target.original:
             self.summary.skipped["dpo needs a correction to prefer over the original reply"] += 1
             return None
-        turns = _history_messages(history, clean, with_tools=fmt == "openai-chat")
+        redaction = self._redaction
+        turns = _history_messages(history, redaction.history if redaction else _keep, with_tools=fmt == "openai-chat")
+        tail = redaction.after_history() if redaction else None
+
+        def clean(text: str) -> str:
+            return tail.redact(text) if tail else text
+
         if not turns or turns[-1]["role"] != "user":
             self.summary.skipped["reply does not follow a user message"] += 1
             return None
@@ -259,17 +287,43 @@ class Exporter:
         return example
 
 
-def _history_messages(history: list[Row[Any]], clean: Any, with_tools: bool) -> list[dict[str, Any]]:
+class _Redaction:
+    """One conversation's redaction, each message redacted once however many examples include it.
+
+    An example is redacted as if by a new `Redactor` over its messages in order (placeholders numbered
+    from 1 within the example); its history is a prefix of the conversation, so the redacted history
+    messages are shared, and the example's own reply continues from a copy of the state after them.
+    """
+
+    def __init__(self) -> None:
+        self._redactor = Redactor()
+        self._done: dict[int, str] = {}
+
+    def history(self, row: Row[Any]) -> str:
+        if row.id not in self._done:
+            self._done[row.id] = self._redactor.redact(row.content)
+        return self._done[row.id]
+
+    def after_history(self) -> Redactor:
+        return self._redactor.copy()
+
+
+def _keep(row: Row[Any]) -> str:
+    return str(row.content)
+
+
+def _history_messages(history: list[Row[Any]], clean: Callable[[Row[Any]], str],
+                      with_tools: bool) -> list[dict[str, Any]]:
     """What the visitor saw before the reply, in chat format; earlier assistant turns carry weight 0."""
     messages: list[dict[str, Any]] = []
     for row in history:
         if not (row.content or "").strip() or row.role == Role.SYSTEM:
             continue
         if row.role == Role.USER:
-            messages.append({"role": "user", "content": clean(row.content)})
+            messages.append({"role": "user", "content": clean(row)})
             continue
         good = row.role == Role.ASSISTANT and row.provider in MODEL_PROVIDERS and row.review == "good"
-        message: dict[str, Any] = {"role": "assistant", "content": clean(row.content), "weight": 1 if good else 0}
+        message: dict[str, Any] = {"role": "assistant", "content": clean(row), "weight": 1 if good else 0}
         if with_tools and row.tool_calls:
             message["tool_calls"] = row.tool_calls
             messages.append(message)

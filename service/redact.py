@@ -20,6 +20,7 @@ _CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _PHONE = re.compile(r"(?<![\w+#/-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w-])")
+_DIGIT = re.compile(r"\d")
 _DATE = re.compile(r"^\d{4}[./-]\d{1,2}[./-]\d{1,2}$|^\d{1,2}[./-]\d{1,2}[./-]\d{2,4}$")
 
 
@@ -52,14 +53,28 @@ def _is_phone(text: str) -> bool:
     return 8 <= len(digits) <= 15 and not _DATE.match(text.strip())
 
 
-# (placeholder kind, pattern, check on the match) in the order they are applied
-_RULES: tuple[tuple[str, re.Pattern[str], Callable[[str], bool]], ...] = (
-    ("SECRET", _SECRET, lambda _text: True),
-    ("EMAIL", _EMAIL, lambda _text: True),
-    ("CARD", _CARD, _is_card),
-    ("IP", _IPV4, _is_ip),
-    ("IP", _IPV6, lambda text: text.count(":") >= 2 and _is_ip(text)),
-    ("PHONE", _PHONE, _is_phone),
+_SECRET_MARKERS = ("sk-", "_", "akia", "xox", "eyj", "bearer ", "key", "token=", "password=", "secret=")
+
+
+def _may_hold_secret(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def _has_digit(text: str) -> bool:
+    return _DIGIT.search(text) is not None
+
+
+# (placeholder kind, pattern, check on the match, cheap test the text must pass for the pattern to
+# match at all) in the order they are applied. The tests skip most of the regex work on ordinary text;
+# each is implied by its pattern (every secret alternative contains one of the markers).
+_RULES: tuple[tuple[str, re.Pattern[str], Callable[[str], bool], Callable[[str], bool]], ...] = (
+    ("SECRET", _SECRET, lambda _text: True, _may_hold_secret),
+    ("EMAIL", _EMAIL, lambda _text: True, lambda text: "@" in text),
+    ("CARD", _CARD, _is_card, _has_digit),
+    ("IP", _IPV4, _is_ip, _has_digit),
+    ("IP", _IPV6, lambda text: text.count(":") >= 2 and _is_ip(text), lambda text: text.count(":") >= 2),
+    ("PHONE", _PHONE, _is_phone, _has_digit),
 )
 
 
@@ -74,6 +89,12 @@ class Redactor:
         self._seen: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
 
+    def copy(self) -> Redactor:
+        """A redactor that continues from this one's placeholders without changing them."""
+        twin = Redactor()
+        twin._seen, twin._counts = dict(self._seen), dict(self._counts)
+        return twin
+
     def _placeholder(self, kind: str, value: str) -> str:
         key = (kind, value.lower())
         if key not in self._seen:
@@ -84,8 +105,9 @@ class Redactor:
 
     def redact(self, text: str) -> str:
         """`text` with every recognised piece of personal data replaced."""
-        for kind, pattern, check in _RULES:
-            text = pattern.sub(self._replacer(kind, check), text)
+        for kind, pattern, check, possible in _RULES:
+            if possible(text):
+                text = pattern.sub(self._replacer(kind, check), text)
         return text
 
     def _replacer(self, kind: str, check: Callable[[str], bool]) -> Callable[[re.Match[str]], str]:
