@@ -13,7 +13,7 @@ import math
 import time
 
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from .config import Settings
@@ -35,7 +35,10 @@ class RateLimits:
     def __init__(self, settings: Settings) -> None:
         self.per_visitor = parse_rate(settings.rate_limit_per_visitor)
         self.per_ip = parse_rate(settings.rate_limit_per_ip)
-        self.limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+        storage = storage_from_string(settings.rate_limit_storage)
+        self.limiter = MovingWindowRateLimiter(storage)
+        # Counting in this process's memory never blocks; a network store (Redis) does.
+        self.in_memory = isinstance(storage, MemoryStorage)
         self.trusted: list[Network] = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
 
     def _is_trusted(self, address: str) -> bool:

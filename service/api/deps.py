@@ -1,20 +1,28 @@
-"""Dependencies shared by routers, as `Annotated` aliases so route signatures read like prose."""
+"""Dependencies shared by routers, as `Annotated` aliases so route signatures read like prose.
+
+They are `async def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per
+dependency per request for what takes microseconds (bench/findings.md). Only a rate-limit check against
+a network store (Redis) still goes to a thread, as it blocks.
+"""
 
 from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import Depends, Header, Path, Query, Request
 from pydantic import BeforeValidator
 
 from ..errors import NotFound, Unauthorized
+from ..ratelimit import RateLimits
 from ..runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The process's runtime, attached to the app at creation."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -23,7 +31,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
     """The token of an `Authorization: Bearer ...` header, or 401."""
     if not authorization:
         raise Unauthorized("missing Authorization: Bearer <token> header", code="missing_token")
@@ -33,7 +41,7 @@ def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str:
     return token.strip()
 
 
-def visitor_conversation(
+async def visitor_conversation(
     conversation_id: str, runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]
 ) -> str:
     """The conversation id from the path, once the visitor's token is shown to grant it."""
@@ -47,7 +55,7 @@ def visitor_conversation(
 VisitorConversation = Annotated[str, Depends(visitor_conversation)]
 
 
-def admin_actor(runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]) -> str:
+async def admin_actor(runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]) -> str:
     """The acting admin, once the admin token is shown; 401 otherwise."""
     if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
         raise Unauthorized("invalid admin token", code="invalid_admin_token")
@@ -57,16 +65,26 @@ def admin_actor(runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)
 AdminActor = Annotated[str, Depends(admin_actor)]
 
 
-def limit_ip(request: Request, runtime: RuntimeDep) -> None:
+async def limit_ip(request: Request, runtime: RuntimeDep) -> None:
     """Count the request against its client IP (429 past SUPPORTBOT_RATE_LIMIT_PER_IP)."""
+    limits = runtime.limits
     peer = request.client.host if request.client else None
-    runtime.limits.check_ip(runtime.limits.client_ip(peer, request.headers.get("x-forwarded-for")))
+    ip = limits.client_ip(peer, request.headers.get("x-forwarded-for"))
+    await _count(limits, lambda: limits.check_ip(ip))
 
 
-def limited_visitor(conversation_id: VisitorConversation, runtime: RuntimeDep) -> str:
+async def limited_visitor(conversation_id: VisitorConversation, runtime: RuntimeDep) -> str:
     """The visitor's conversation, counted against SUPPORTBOT_RATE_LIMIT_PER_VISITOR (429 past it)."""
-    runtime.limits.check_visitor(conversation_id)
+    limits = runtime.limits
+    await _count(limits, lambda: limits.check_visitor(conversation_id))
     return conversation_id
+
+
+async def _count(limits: RateLimits, check: Callable[[], None]) -> None:
+    if limits.in_memory:
+        check()
+    else:
+        await to_thread.run_sync(check)
 
 
 LimitedVisitor = Annotated[str, Depends(limited_visitor)]
