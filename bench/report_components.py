@@ -23,6 +23,9 @@ def components_section(parts: dict[str, Any], table: Any) -> list[str]:
     lines += table(["what", "CPU ms per turn", "wall ms per turn"], rows)
     transform = [r for r in parts.get("openai_transform", []) if "cpu_ms" in r]
     if transform:
+        lines += ["The openai client's `chat.completions.create` prepares its parameters (`_transform`) on every "
+                  "call; the passthrough pays it, supportbot posts the same JSON through the client's `post` "
+                  "without it (tests/test_llm_body.py checks the bodies are equal).", ""]
         lines += table(["openai client request preparation (`_transform`), earlier messages sent", "CPU ms"],
                        [[r["earlier_messages"], r["cpu_ms"]] for r in transform])
     profile = parts.get("export_profile")
