@@ -11,7 +11,7 @@ import httpx
 
 from .auth import VisitorTokens
 from .config import Settings, admin_token, secret_key, webhook_secret
-from .db import create_db_engine, make_session_factory
+from .db import DatabaseThreads, create_db_engine, make_session_factory
 from .guard import make_canary
 from .handoff import HandoffDesk
 from .inbox import Inbox
@@ -64,6 +64,7 @@ class Runtime:
     inbox: Inbox
     limits: RateLimits
     canary: str
+    db_threads: DatabaseThreads
 
     @classmethod
     def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
@@ -92,6 +93,7 @@ class Runtime:
             inbox=Inbox(sessions),
             limits=RateLimits(settings),
             canary=make_canary(secret_key(settings)),
+            db_threads=DatabaseThreads.for_engine(engine, settings.db_threads),
         )
 
     def webhook_sender(self, clock: Callable[[], datetime] = utcnow) -> WebhookSender | None:

@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 
 import anyio
-from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
 
 from .errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
@@ -86,7 +85,7 @@ async def start_turn(
     text = check_message(runtime, content)
     started = time.perf_counter()
     settings = runtime.settings
-    start = await to_thread.run_sync(lambda: runtime.log.begin_turn(
+    start = await runtime.db_threads.run(lambda: runtime.log.begin_turn(
         conversation_id, text, client_message_id,
         max_turns=settings.max_turns, history_limit=settings.history_max_messages,
         with_usage=bool(settings.daily_token_budget or settings.daily_cost_budget_usd),
@@ -342,10 +341,11 @@ class Turn:
     async def _persist(self, record: ReplyRecord, signal: EscalationSignal | None, prompt_ref: str) -> TurnOutcome:
         written = time.perf_counter()
         try:
-            reply_id, escalation = await to_thread.run_sync(self.runtime.log.record_reply, record)
+            reply_id, escalation = await self.runtime.db_threads.run(self.runtime.log.record_reply, record)
         except IntegrityError:
             # The same message was answered by a concurrent retry; return that answer.
-            found, escalation = await to_thread.run_sync(self.runtime.log.find_reply, self.start.user_message.id)
+            found, escalation = await self.runtime.db_threads.run(self.runtime.log.find_reply,
+                                                                  self.start.user_message.id)
             assert found is not None
             return _stored_outcome(self.start, found, escalation)
         self.timings["db"] += time.perf_counter() - written

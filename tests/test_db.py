@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
+import anyio
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from service.db import create_db_engine, current_revision, head_revision, upgrade
+from service.db import DatabaseThreads, create_db_engine, current_revision, head_revision, upgrade
 from service.models import Base
 
 
@@ -43,3 +48,41 @@ def test_sqlite_uses_wal_and_full_sync(sqlite_url: str) -> None:
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
     engine.dispose()
+
+
+async def test_a_turns_database_calls_run_at_most_size_at_a_time() -> None:
+    threads = DatabaseThreads(2)
+    running, peak = 0, 0
+    lock = threading.Lock()
+
+    def call(n: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return n * 10
+
+    async with anyio.create_task_group() as group:
+        results: list[int] = []
+
+        async def one(n: int) -> None:
+            results.append(await threads.run(call, n))
+
+        for n in range(8):
+            group.start_soon(one, n)
+
+    assert sorted(results) == [n * 10 for n in range(8)]
+    assert peak == 2
+
+
+def test_database_threads_default_to_one_on_sqlite_and_two_on_postgresql(tmp_path: Path) -> None:
+    sqlite = create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    postgres = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")  # never connected
+
+    assert DatabaseThreads.for_engine(sqlite).size == 1
+    assert DatabaseThreads.for_engine(postgres).size == 2
+    assert DatabaseThreads.for_engine(postgres, configured=6).size == 6
+    sqlite.dispose()

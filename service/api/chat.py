@@ -53,7 +53,7 @@ async def create_conversation(
 ) -> ConversationCreated:
     """Start a conversation; the token returned grants access to it alone."""
     visitor = verified_visitor(body.metadata if body else None, runtime.settings.identity_secret)
-    conversation = await to_thread.run_sync(runtime.log.create_conversation, visitor)
+    conversation = await runtime.db_threads.run(runtime.log.create_conversation, visitor)
     return ConversationCreated(conversation_id=conversation.id, token=runtime.tokens.issue(conversation.id))
 
 
