@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     max_turns: int = Field(default=100, ge=1, description="user messages per conversation")
     history_max_messages: int = Field(default=20, ge=1)
     db_threads: int = Field(default=0, ge=0, description="worker threads for a turn's database calls; "
-                            "0 = 1 on SQLite, 2 on PostgreSQL")
+                            "0 = 2 on SQLite, 4 on PostgreSQL")
     history_max_chars: int = Field(default=16000, ge=100)
 
     knowledge_inline_max_chars: int = Field(

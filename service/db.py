@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from anyio import CapacityLimiter, to_thread
+from anyio import CancelScope
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,30 +79,37 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 class DatabaseThreads:
-    """Runs a turn's blocking database calls in worker threads, at most `size` at a time.
+    """Runs a turn's blocking database calls on a small pool of worker threads of its own.
 
     Dozens of threads each doing a short transaction spend more CPU handing the GIL (and SQLite's
-    write lock) around than on the work: in the benchmark, 40 threads (anyio's default) doubled the CPU
-    per turn at 50 and 200 concurrent conversations. SQLite has one writer anyway; on PostgreSQL two
-    transactions in flight keep the round trips overlapped. Waiting turns wait on the event loop.
+    write lock) around than on the work: in the benchmark, anyio's 40 shared worker threads doubled the
+    CPU per turn at 50 and 200 concurrent conversations. A plain executor is used rather than a limit
+    on anyio's threads, because a thread there is handed the next call only when the event loop gets
+    round to it; here a free thread takes the next queued call at once, however busy the loop is.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._limiters: dict[int, CapacityLimiter] = {}  # one per event loop (tests run several)
+        self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
     def for_engine(cls, engine: Engine, configured: int = 0) -> DatabaseThreads:
-        """`configured` threads, or by default 1 for SQLite and 2 for PostgreSQL."""
-        return cls(configured or (1 if engine.dialect.name == "sqlite" else 2))
+        """`configured` threads, or by default 2 for SQLite and 4 for PostgreSQL."""
+        return cls(configured or (2 if engine.dialect.name == "sqlite" else 4))
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
-        """`func(*args)` in a worker thread, once one of the `size` slots is free."""
-        loop = id(asyncio.get_running_loop())
-        limiter = self._limiters.get(loop)
-        if limiter is None:
-            limiter = self._limiters[loop] = CapacityLimiter(self.size)
-        return await to_thread.run_sync(func, *args, limiter=limiter)
+        """`func(*args)` on one of the threads; like anyio's threads, a cancelled caller still waits for it."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="supportbot-db")
+        future = asyncio.wrap_future(self._executor.submit(func, *args))
+        with CancelScope(shield=True):
+            result = await future
+        return result
+
+    def shutdown(self) -> None:
+        """Stop the threads once their calls are done."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
 
 def ping(engine: Engine) -> None:

@@ -111,7 +111,6 @@ class Exporter:
         self.summary = ExportSummary()
         self._snapshots: dict[str, str | None] = {}
         self._seen: set[bytes] = set()
-        self._redaction: _Redaction | None = None
 
     def count_conversations(self) -> int:
         """How many conversations the export will look at (for a progress bar)."""
@@ -190,7 +189,7 @@ class Exporter:
         excluded: bool,
     ) -> Iterator[ExportLine]:
         agent_answers = {m.corrects_id: m.content for m in rows if m.role == Role.AGENT and m.corrects_id}
-        self._redaction = _Redaction() if self.options.redact else None
+        redaction = _Redaction() if self.options.redact else None
         for index, reply in enumerate(rows):
             if reply.role != Role.ASSISTANT or reply.provider not in MODEL_PROVIDERS or not self._wanted(reply):
                 continue
@@ -201,7 +200,7 @@ class Exporter:
             if excluded:
                 self.summary.skipped["conversation excluded from training"] += 1
                 continue
-            line = self._line(conversation_id, rows[:index], target)
+            line = self._line(conversation_id, rows[:index], target, redaction)
             if line is not None:
                 yield line
 
@@ -225,8 +224,9 @@ class Exporter:
             return _Target(reply, reply.content, reply.content, with_tool_calls=bool(reply.tool_calls))
         return None
 
-    def _line(self, conversation_id: str, history: list[Row[Any]], target: _Target) -> ExportLine | None:
-        example = self._example(conversation_id, history, target)
+    def _line(self, conversation_id: str, history: list[Row[Any]], target: _Target,
+              redaction: _Redaction | None) -> ExportLine | None:
+        example = self._example(conversation_id, history, target, redaction)
         if example is None:
             return None
         problems = CHECKS[self.options.format](example)
@@ -246,12 +246,12 @@ class Exporter:
         self.summary.estimated_tokens += len(text) // 4
         return ExportLine(text, validation, conversation_id)
 
-    def _example(self, conversation_id: str, history: list[Row[Any]], target: _Target) -> dict[str, Any] | None:
+    def _example(self, conversation_id: str, history: list[Row[Any]], target: _Target,
+                 redaction: _Redaction | None) -> dict[str, Any] | None:
         fmt = self.options.format
         if fmt == "dpo" and target.content == target.original:
             self.summary.skipped["dpo needs a correction to prefer over the original reply"] += 1
             return None
-        redaction = self._redaction
         turns = _history_messages(history, redaction.history if redaction else _keep, with_tools=fmt == "openai-chat")
         tail = redaction.after_history() if redaction else None
 

@@ -132,4 +132,5 @@ class Runtime:
         """Release connections."""
         if isinstance(self.provider, ResilientProvider):
             await self.provider.aclose()
+        self.db_threads.shutdown()
         self.log.engine.dispose()

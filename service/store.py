@@ -253,8 +253,7 @@ class ConversationLog:
             "sha256": record.prompt_sha256, "prompt_name": record.prompt_name,
             "prompt_version": record.prompt_version, "content": record.prompt_text, "created_at": utcnow(),
         }
-        insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-        connection.execute(insert(PromptSnapshot).values(**values).on_conflict_do_nothing())
+        connection.execute(_upsert(connection.dialect.name)(PromptSnapshot).values(**values).on_conflict_do_nothing())
 
     def snapshot(self, sha256: str) -> PromptSnapshot:
         """The exact system prompt stored under `sha256`."""
@@ -291,15 +290,15 @@ def escalate(
     return escalation
 
 
-def _insert(session: Session) -> Any:
-    bind = session.get_bind()
-    return pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
+def _upsert(dialect: str) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (both databases spell it alike)."""
+    return pg_insert if dialect == "postgresql" else sqlite_insert
 
 
 def add_usage(session: Session, tokens: int, cost: float) -> None:
     """Add to today's deployment-wide usage (one upsert)."""
-    insert = _insert(session)
-    statement = insert(UsageDay).values(day=utcnow().date().isoformat(), tokens=tokens, cost_usd=cost)
+    statement = _upsert(session.get_bind().dialect.name)(UsageDay).values(
+        day=utcnow().date().isoformat(), tokens=tokens, cost_usd=cost)
     session.execute(statement.on_conflict_do_update(
         index_elements=[UsageDay.day],
         set_={"tokens": UsageDay.tokens + tokens, "cost_usd": UsageDay.cost_usd + cost}))
@@ -337,8 +336,14 @@ _HISTORY = (
 
 
 def _message_row(**values: Any) -> dict[str, Any]:
-    """Every column of a new message as the INSERT binds them: `values`, the rest at their defaults."""
-    return {**_MESSAGE_DEFAULTS, "created_at": utcnow(), **values}
+    """Every column of a new message as the INSERT binds them: `values`, the rest at their defaults.
+
+    No tool calls is stored as SQL NULL (a bound None would become the JSON text `null`).
+    """
+    row = {**_MESSAGE_DEFAULTS, "created_at": utcnow(), **values}
+    if row["tool_calls"] is None:
+        del row["tool_calls"]
+    return row
 
 
 # The model's scalar column defaults (status "ok", the rest NULL); created_at is stamped per row.

@@ -76,13 +76,14 @@ async def test_a_turns_database_calls_run_at_most_size_at_a_time() -> None:
 
     assert sorted(results) == [n * 10 for n in range(8)]
     assert peak == 2
+    threads.shutdown()
 
 
-def test_database_threads_default_to_one_on_sqlite_and_two_on_postgresql(tmp_path: Path) -> None:
+def test_database_threads_default_to_two_on_sqlite_and_four_on_postgresql(tmp_path: Path) -> None:
     sqlite = create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
     postgres = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")  # never connected
 
-    assert DatabaseThreads.for_engine(sqlite).size == 1
-    assert DatabaseThreads.for_engine(postgres).size == 2
+    assert DatabaseThreads.for_engine(sqlite).size == 2
+    assert DatabaseThreads.for_engine(postgres).size == 4
     assert DatabaseThreads.for_engine(postgres, configured=6).size == 6
     sqlite.dispose()
