@@ -107,9 +107,10 @@ class DatabaseThreads:
         return result
 
     def shutdown(self) -> None:
-        """Stop the threads once their calls are done."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        """Stop the threads once their calls are done; a later call starts new ones (as engines re-pool)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 def ping(engine: Engine) -> None:

@@ -77,6 +77,8 @@ async def test_a_turns_database_calls_run_at_most_size_at_a_time() -> None:
     assert sorted(results) == [n * 10 for n in range(8)]
     assert peak == 2
     threads.shutdown()
+    assert await threads.run(call, 7) == 70, "usable again after a shutdown (the app's lifespan can restart)"
+    threads.shutdown()
 
 
 def test_database_threads_default_to_two_on_sqlite_and_four_on_postgresql(tmp_path: Path) -> None:
