@@ -19,7 +19,7 @@ from typing import Any
 
 from .profiles import QUESTIONS
 
-TURNS = int(__import__("os").environ.get("TURNS", "300"))
+TURNS = 300
 
 
 def _settings(url: str, data_dir: Path) -> Any:

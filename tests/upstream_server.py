@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-
-from .processes import free_port
+from starlette.types import ASGIApp
 
 
 def upstream_app(chunks: int = 10, interval: float = 0.02) -> Starlette:
@@ -49,18 +50,29 @@ def upstream_app(chunks: int = 10, interval: float = 0.02) -> Starlette:
 
 
 @contextmanager
-def running_upstream(chunks: int = 10, interval: float = 0.02) -> Iterator[str]:
-    """The mock upstream in a background thread; yields its base URL (…/v1)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(upstream_app(chunks, interval), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
+def serving(app: ASGIApp, lifespan: Literal["auto", "on", "off"] = "auto") -> Iterator[str]:
+    """Run `app` with uvicorn in a thread on a free port; yield its base URL, or fail if it does not start."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
+
+
+@contextmanager
+def running_upstream(chunks: int = 10, interval: float = 0.02) -> Iterator[str]:
+    """The mock upstream in a background thread; yields its base URL (…/v1)."""
+    with serving(upstream_app(chunks, interval), lifespan="off") as base:
+        yield f"{base}/v1"
