@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ CHROMIUM = Path(os.environ.get("SUPPORTBOT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 IDENTITY_SECRET = "identity-secret-0123456789"
 MAX_MESSAGE_CHARS = 300
+CLOCK_START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)  # where a test's fake page clock starts
 GREETING = "Hi! Ask me anything about Acme Analytics."
 CSV_QUESTION = "Export to CSV fails with an error"
 CSV_TITLE = "CSV export fails with an error"
@@ -214,6 +216,13 @@ def wait_until(page: Page, condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in 10 s"
         page.wait_for_timeout(20)
+
+
+def wait_for_animations_to_end(element: Locator) -> None:
+    """Wait until the element's CSS transitions and animations have ended, so its box is the final one."""
+    element.page.wait_for_function(
+        "(el) => el.getAnimations().every((a) => a.playState === 'finished' || a.playState === 'idle')",
+        arg=element.element_handle())
 
 
 def test_message_is_answered_by_a_streamed_reply(page: Page, service: Service) -> None:
@@ -462,7 +471,11 @@ def test_host_page_css_does_not_change_the_widget_and_the_widget_leaks_nothing(
 
 
 def test_rate_limited_message_is_kept_and_sent_again_after_retry_after(page: Page, service: Service) -> None:
+    # The page's clock stands still from the refusal on, so the one second of Retry-After is a state the test
+    # steps through, not a window it has to catch on a busy machine.
+    page.clock.install(time=CLOCK_START)
     open_chat(page, service.site.origin + "/")
+    page.clock.pause_at(CLOCK_START + timedelta(hours=1))
     page.route("**/messages", lambda route: route.fulfill(
         status=429, body=json.dumps({"error": {"code": "rate_limited", "message": "slow down"}}),
         headers={"Content-Type": "application/json", "Retry-After": "1",
@@ -476,7 +489,12 @@ def test_rate_limited_message_is_kept_and_sent_again_after_retry_after(page: Pag
     expect(page.get_by_role("textbox", name="Message")).to_have_value(CSV_QUESTION)
     retry = alert.get_by_role("button", name=re.compile("Retry"))
     expect(retry).to_be_disabled()
+    expect(retry).to_have_text("Retry in 1 s")
+    page.clock.run_for(999)
+    expect(retry).to_be_disabled()
+    page.clock.run_for(1)
     expect(retry).to_be_enabled()
+    page.clock.resume()
     retry.click()
     expect(replies(page).last.locator("strong")).to_have_text(CSV_TITLE)
     expect(page.get_by_role("textbox", name="Message")).to_have_value("")
@@ -529,8 +547,9 @@ def test_chat_fills_a_360px_phone_screen(browser: Browser, service: Service) -> 
         send(phone, CSV_QUESTION)
         expect(replies(phone).last.locator("strong")).to_have_text(CSV_TITLE)
 
-        panel = phone.get_by_role("dialog", name="Acme Analytics").bounding_box()
-        assert panel == {"x": 0, "y": 0, "width": 360, "height": 740}
+        dialog = phone.get_by_role("dialog", name="Acme Analytics")
+        wait_for_animations_to_end(dialog)
+        assert dialog.bounding_box() == {"x": 0, "y": 0, "width": 360, "height": 740}
         for control in (phone.get_by_role("textbox", name="Message"), phone.get_by_role("button", name="Send message"),
                         phone.get_by_role("button", name="Close chat"), replies(phone).last):
             box = control.bounding_box()
