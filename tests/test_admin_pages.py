@@ -2,16 +2,52 @@
 
 from __future__ import annotations
 
+import html
 import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+import respx
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import select
 
+from service.api import create_app
+from service.config import PROJECT_ROOT
+from service.markdown import LINK_REL
 from service.models import AuditEntry, Correction, Message
 from service.runtime import Runtime
 
+from . import fake_model
+from .conftest import IN_CI, make_settings
 from .factories import build_logged_dataset, send, start_conversation
+from .test_widget_browser import CHROMIUM, CHROMIUM_ARGS
+from .upstream_server import serving
+
+# Symbols that only an emoji font draws: on a machine without one they show as empty boxes.
+EMOJI = re.compile("[\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\ufe0f\U0001f000-\U0001faff]")
+FORMATTED_ENTRY = """# Replies with Markdown, as a model writes them
+
+## Quokka formatting reply
+keywords: quokka formatting, quokka
+
+Do this *first*:
+
+- Open **Settings > Exports**
+- Run `acme export --all` again
+
+1. Check [status](https://status.acme.example/(eu))
+2. Write to <support@acme.example>
+
+## Zebra payload reply
+keywords: zebra payload, zebra
+
+Try <img src=x onerror=window.__pwned=1> and [click](javascript:alert(1)) \
+or ![tracker](https://evil.example/pixel.png)
+"""
 
 
 def csrf_of(html: str) -> str:
@@ -137,3 +173,164 @@ async def test_tampered_session_is_refused(client: httpx.AsyncClient, cookie: st
 
     assert (await client.get("/admin")).status_code == 303
     assert (await client.post("/admin/logout", data={"csrf": "x"})).status_code == 401
+
+
+def byline_of(page: str, message_id: int) -> str:
+    """The header of one message on the conversation page, as text."""
+    match = re.search(rf'id="m{message_id}">\s*<div class="meta">(.*?)</div>', page, re.S)
+    assert match, f"message {message_id} is on the page"
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", match.group(1))).split())
+
+
+async def test_headers_say_once_who_wrote_each_message(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    conversation_id, auth = await start_conversation(client)
+    answered = (await send(client, conversation_id, auth, "How do I reset my password?")).json()
+    handed = (await send(client, conversation_id, auth, "get me a human")).json()
+    await sign_in(client, runtime)
+    csrf = csrf_of((await client.get(f"/admin/conversations/{conversation_id}")).text)
+    await client.post(f"/admin/conversations/{conversation_id}/reply",
+                      data={"content": "Hi, Dana here.", "author": "Dana", "csrf": csrf})
+    page = (await client.get(f"/admin/conversations/{conversation_id}")).text
+    with runtime.log.sessions() as session:
+        agent_id = session.scalars(select(Message.id).where(Message.role == "agent")).one()
+
+    offline = byline_of(page, answered["reply"]["message_id"])
+    handoff = byline_of(page, handed["reply"]["message_id"])
+    agent = byline_of(page, agent_id)
+    visitor = byline_of(page, answered["message_id"])
+    assert "offline provider (knowledge base)" in offline and offline.count("offline") == 1, offline
+    assert "fixed handoff text, no model" in handoff and "offline" not in handoff, handoff
+    assert agent.startswith("Dana #") and "human agent" in agent and "offline" not in agent, agent
+    assert visitor.startswith("Customer #") and "offline" not in visitor, visitor
+
+
+async def test_headers_name_the_hosted_model_and_call_a_failed_reply_a_fixed_text(
+    hosted_client: httpx.AsyncClient, hosted_runtime: Runtime, model_mock: respx.MockRouter
+) -> None:
+    failure = httpx.Response(500, json={"error": {"message": "boom"}})
+    model_mock.post("/chat/completions").mock(side_effect=[
+        fake_model.completion("**Clear** your cache:\n\n- Settings\n- Privacy"), failure, failure])
+    conversation_id, auth = await start_conversation(hosted_client)
+    answered = (await send(hosted_client, conversation_id, auth, "My dashboard takes forever to load")).json()
+    failed = (await send(hosted_client, conversation_id, auth, "Export to CSV fails with an error")).json()
+    await sign_in(hosted_client, hosted_runtime)
+
+    page = (await hosted_client.get(f"/admin/conversations/{conversation_id}")).text
+
+    hosted = byline_of(page, answered["reply"]["message_id"])
+    fixed = byline_of(page, failed["reply"]["message_id"])
+    assert "openai · gpt-4o-mini (reported gpt-4o-mini-2024-07-18)" in hosted, hosted
+    assert hosted.count("gpt-4o-mini ") == 1, "the model is named once, its reported name once"
+    assert "fixed text: openai · gpt-4o-mini did not answer" in fixed, fixed
+    assert "<strong>Clear</strong> your cache" in page and "<li>Privacy</li>" in page, "Markdown rendered"
+
+
+@dataclass
+class AdminSite:
+    """The service on a real port, with one conversation: formatted and hostile bot replies, a thumbs-down."""
+
+    base: str
+    runtime: Runtime
+    conversation_id: str
+    formatted_id: int
+    hostile_id: int
+    agent_id: int
+
+
+@pytest.fixture(scope="module")
+def admin_site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[AdminSite]:
+    """The real service (offline provider, knowledge that answers with Markdown and with payloads)."""
+    tmp = tmp_path_factory.mktemp("admin")
+    shutil.copy(sqlite_template, tmp / "supportbot.db")
+    knowledge = tmp / "knowledge"
+    shutil.copytree(PROJECT_ROOT / "knowledge", knowledge)
+    (knowledge / "zz-formatted.md").write_text(FORMATTED_ENTRY, encoding="utf-8")
+    runtime = Runtime.build(make_settings(tmp, f"sqlite:///{tmp / 'supportbot.db'}", knowledge_dir=knowledge))
+    admin = {"Authorization": f"Bearer {runtime.admin_token}"}
+    with serving(create_app(runtime=runtime)) as base, httpx.Client(base_url=base, timeout=10) as http:
+        started = http.post("/api/conversations").json()
+        conversation_id, auth = started["conversation_id"], {"Authorization": f"Bearer {started['token']}"}
+        path = f"/api/conversations/{conversation_id}/messages"
+        formatted = http.post(path, headers=auth, json={"content": "quokka formatting"}).json()["reply"]
+        hostile = http.post(path, headers=auth, json={"content": "zebra payload **please**"}).json()["reply"]
+        rated = http.post(f"{path}/{hostile['message_id']}/feedback", headers=auth, json={"rating": "down"})
+        agent = http.post(f"/admin/api/conversations/{conversation_id}/messages", headers=admin,
+                          json={"content": "**Dana** here: see [the docs](https://acme.example/docs)",
+                                "author": "Dana"})
+        assert rated.status_code == 200 and agent.status_code == 201, (rated.text, agent.text)
+        yield AdminSite(base, runtime, conversation_id, formatted["message_id"], hostile["message_id"],
+                        agent.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """The machine's Chromium; skipped where there is none, except under CI=true."""
+    if not CHROMIUM.exists():
+        if IN_CI:
+            pytest.fail(f"Chromium is required under CI=true but {CHROMIUM} does not exist")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def reviewer(browser: Browser, admin_site: AdminSite) -> Iterator[Page]:
+    """A browser tab signed in through the sign-in form; records every URL the pages ask for."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    tab.goto(admin_site.base + "/admin/login")
+    tab.get_by_label("Admin token").fill(admin_site.runtime.admin_token)
+    tab.get_by_role("button", name="Sign in").click()
+    expect(tab.get_by_role("heading", name="Conversations")).to_be_visible()
+    yield tab
+    context.close()
+
+
+def test_thumbs_down_marker_is_an_svg_icon_not_an_emoji(reviewer: Page, admin_site: AdminSite) -> None:
+    for url in ["/admin", f"/admin/conversations/{admin_site.conversation_id}"]:
+        reviewer.goto(admin_site.base + url)
+
+        marker = reviewer.get_by_role("img", name="thumbs down")
+        expect(marker).to_have_count(1)
+        expect(marker).to_be_visible()
+        assert marker.evaluate("element => element.namespaceURI + ' ' + element.localName") == \
+            "http://www.w3.org/2000/svg svg"
+        box = marker.bounding_box()
+        assert box is not None and box["width"] >= 8 and box["height"] >= 8, f"drawn at a readable size: {box}"
+        emoji = sorted({f"U+{ord(c):04X}" for c in EMOJI.findall(reviewer.content())})
+        assert emoji == [], f"{url} depends on an emoji font for {emoji}"
+
+
+def test_bot_reply_markdown_renders_and_hostile_markup_stays_inert(reviewer: Page, admin_site: AdminSite) -> None:
+    requested: list[str] = []
+    reviewer.on("request", lambda request: requested.append(request.url))
+    reviewer.goto(f"{admin_site.base}/admin/conversations/{admin_site.conversation_id}")
+
+    formatted = reviewer.locator(f"#m{admin_site.formatted_id} .content")
+    hostile = reviewer.locator(f"#m{admin_site.hostile_id} .content")
+    agent = reviewer.locator(f"#m{admin_site.agent_id} .content")
+    visitor = reviewer.locator("article.user .content").last
+    expect(formatted.locator("strong")).to_have_text(["Quokka formatting reply", "Settings > Exports"])
+    expect(formatted.locator("em")).to_have_text("first")
+    expect(formatted.locator("ul > li")).to_have_count(2)
+    expect(formatted.locator("ol > li")).to_have_count(2)
+    expect(formatted.locator("code")).to_have_text("acme export --all")
+    status = formatted.get_by_role("link", name="status")
+    expect(status).to_have_attribute("href", "https://status.acme.example/(eu)")
+    expect(status).to_have_attribute("rel", LINK_REL)
+    expect(formatted.get_by_role("link", name="support@acme.example")).to_have_attribute(
+        "href", "mailto:support@acme.example")
+    expect(agent.locator("strong")).to_have_text("Dana")
+    expect(agent.get_by_role("link", name="the docs")).to_have_attribute("rel", LINK_REL)
+    expect(visitor).to_have_text("zebra payload **please**")
+
+    expect(hostile).to_contain_text("<img src=x onerror=window.__pwned=1>")
+    expect(hostile).to_contain_text("[click](javascript:alert(1))")
+    expect(hostile.get_by_role("link", name="tracker")).to_have_attribute("href", "https://evil.example/pixel.png")
+    expect(reviewer.locator("main img")).to_have_count(0)
+    expect(reviewer.locator("a[href^='javascript:' i]")).to_have_count(0)
+    assert reviewer.evaluate("() => window.__pwned") is None
+    assert not [url for url in requested if "evil.example" in url or url.endswith("/x")], requested

@@ -14,10 +14,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from ..auth import AdminSessions
+from ..authorship import byline
 from ..charts import rate_chart
 from ..config import secret_key
 from ..errors import NotFound, SupportbotError, Unauthorized
 from ..inbox import VIEWS, InboxQuery
+from ..markdown import render_markdown
 from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
@@ -27,6 +29,8 @@ from .review import prompt_versions
 
 PACKAGE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
+templates.env.filters["markdown"] = render_markdown
+templates.env.globals["byline"] = byline
 ADMIN_CSS = (PACKAGE / "static" / "admin.css").read_bytes()
 VIEW_LABELS = {"all": "All conversations", "misses": "Misses", "escalated": "Escalated",
                "thumbs_down": "Thumbs down", "unreviewed": "Misses to review"}
