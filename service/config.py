@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The source checkout, for the tests and tools that live in it. Nothing the service runs reads from it:
+# an installed package's parent is site-packages.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Prices in USD per 1,000,000 tokens, (input, output). Public list prices when written;
@@ -36,8 +38,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     database_url: str = ""
-    prompts_dir: Path = PROJECT_ROOT / "prompts"
-    knowledge_dir: Path = PROJECT_ROOT / "knowledge"
+    # Relative to the working directory, where `supportbot init` writes them (and where a checkout has them).
+    prompts_dir: Path = Path("prompts")
+    knowledge_dir: Path = Path("knowledge")
     prompt: str = "support@production"
 
     openai_base_url: str | None = None

@@ -17,9 +17,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from .config import PROJECT_ROOT
+from .shipped import shipped_dir
 
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 T = TypeVar("T")
 
 
@@ -122,7 +121,7 @@ def ping(engine: Engine) -> None:
 def alembic_config(url: str) -> Config:
     """Alembic configuration built in code, so no ini file has to be found at run time."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(shipped_dir("migrations")))
     config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return config
 
@@ -157,7 +156,7 @@ def require_current_schema(url: str) -> None:
 
 
 def head_revision() -> str | None:
-    """The newest revision shipped in `migrations/`."""
+    """The newest revision of the shipped migrations."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

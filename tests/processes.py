@@ -11,7 +11,12 @@ from pathlib import Path
 
 import httpx
 
+from service.config import PROJECT_ROOT
+
 SUPPORTBOT = str(Path(sys.executable).parent / "supportbot")
+# The service reads ./prompts and ./knowledge; tests run it in a temporary directory, so name the repo's.
+EXAMPLE_DIRS = {"SUPPORTBOT_PROMPTS_DIR": str(PROJECT_ROOT / "prompts"),
+                "SUPPORTBOT_KNOWLEDGE_DIR": str(PROJECT_ROOT / "knowledge")}
 
 
 def free_port() -> int:
@@ -24,13 +29,14 @@ def free_port() -> int:
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """This environment without the developer's SUPPORTBOT_/OPENAI_ settings, with a fresh data dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI_"))}
-    return {**env, "SUPPORTBOT_DATA_DIR": str(tmp_path / "data"), **extra}
+    return {**env, "SUPPORTBOT_DATA_DIR": str(tmp_path / "data"), **EXAMPLE_DIRS, **extra}
 
 
 class ServiceProcess:
     """One `supportbot serve` on a free port; start it, signal it, start it again."""
 
-    def __init__(self, tmp_path: Path, **env: str) -> None:
+    def __init__(self, tmp_path: Path, *, command: str = SUPPORTBOT, **env: str) -> None:
+        self.command = command
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = clean_env(tmp_path, **env)
@@ -39,12 +45,12 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def migrate(self) -> None:
-        subprocess.run([SUPPORTBOT, "db", "upgrade"], env=self.env, check=True, capture_output=True, cwd=self.cwd)
+        subprocess.run([self.command, "db", "upgrade"], env=self.env, check=True, capture_output=True, cwd=self.cwd)
 
     def start(self) -> None:
         """Start and wait until /readyz answers 200."""
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([SUPPORTBOT, "serve", "--port", str(self.port)], env=self.env,
+            self.process = subprocess.Popen([self.command, "serve", "--port", str(self.port)], env=self.env,
                                             stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
         deadline = time.monotonic() + 60  # generous: CI machines share their cores
         while time.monotonic() < deadline:

@@ -12,12 +12,14 @@ import pytest
 
 from service.config import PROJECT_ROOT
 
+from .processes import EXAMPLE_DIRS
+
 SUPPORTBOT = str(Path(sys.executable).parent / "supportbot")
 
 
 def run(args: list[str], tmp_path: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI_"))}
-    environment |= {"SUPPORTBOT_DATA_DIR": str(tmp_path / "data"), **env}
+    environment |= {"SUPPORTBOT_DATA_DIR": str(tmp_path / "data"), **EXAMPLE_DIRS, **env}
     return subprocess.run([SUPPORTBOT, *args], capture_output=True, text=True, env=environment, input=stdin,
                           timeout=120, cwd=tmp_path)
 

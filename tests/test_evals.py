@@ -19,6 +19,7 @@ from service.grading import lexical_grade
 
 from . import fake_model
 from .conftest import MODEL_BASE_URL, make_settings
+from .processes import EXAMPLE_DIRS
 
 CASES = PROJECT_ROOT / "tests" / "data" / "eval_cases.jsonl"
 SUPPORTBOT = str(Path(sys.executable).parent / "supportbot")
@@ -84,7 +85,7 @@ def test_lexical_grade_explains_itself() -> None:
 
 def _eval(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI_"))}
-    env["SUPPORTBOT_DATA_DIR"] = str(tmp_path / "data")
+    env |= {"SUPPORTBOT_DATA_DIR": str(tmp_path / "data"), **EXAMPLE_DIRS}
     return subprocess.run([SUPPORTBOT, "eval", *args], capture_output=True, text=True, env=env, timeout=120,
                           cwd=tmp_path)
 
