@@ -1,4 +1,4 @@
-"""The `supportbot` command: serve, db, prompt, chat."""
+"""The `supportbot` command: init, serve, db, prompt, chat."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Settings, get_settings
+from .shipped import IncompleteInstall
 
 log = logging.getLogger("supportbot")
 
@@ -22,6 +23,12 @@ def configure_logging(level: str) -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
     )
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from .scaffold import init
+
+    return init(Path(args.dir), settings)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -136,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"supportbot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    init = commands.add_parser("init", help="write a starting prompts/ and knowledge/ (the shipped examples)")
+    init.add_argument("dir", nargs="?", default=".", help="where to write them (default: here)")
+    init.set_defaults(handler=cmd_init)
+
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -203,7 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.format = args.format or "openai-chat"
     settings = get_settings()
     configure_logging(settings.log_level)
-    code: int = args.handler(args, settings)
+    try:
+        code: int = args.handler(args, settings)
+    except IncompleteInstall as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -82,7 +82,11 @@ def show_prompt(settings: Settings, ref: str | None, query: str) -> int:
 
 def find_problems(settings: Settings, registry: PromptRegistry, store: KnowledgeStore) -> list[ConfigError]:
     """Every problem in the prompt, label and knowledge files, with file and line."""
-    problems = list(registry.errors()) + list(store.errors())
+    problems = [ConfigError(str(folder), None, f"no such folder: `supportbot init` writes a starting one here "
+                                               f"(or set SUPPORTBOT_{name.upper()}_DIR)")
+                for name, folder in (("prompts", settings.prompts_dir), ("knowledge", settings.knowledge_dir))
+                if not folder.is_dir()]
+    problems += list(registry.errors()) + list(store.errors())
     knowledge = store.current()
     for versions in registry.versions().values():
         for version in versions.values():
