@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test lint services bench bench-quick clean
+.PHONY: install serve test lint services bench bench-quick clean reliability-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench-quick: install services
 
 test: install services lint
 	$(BIN)/pytest -q -rs
+
+# docs/reliability.md from one run of the tests that record what they tried (-m reliability), only if it passed.
+# CI=true: a missing PostgreSQL fails the run instead of dropping rows from the page.
+reliability-report: install services
+	@records=$$(mktemp) && trap 'rm -f "$$records"' EXIT && \
+	CI=true SUPPORTBOT_RELIABILITY_OUT="$$records" $(BIN)/pytest -q -rs -m reliability && \
+	$(BIN)/python -m tests.reliability_report "$$records" docs/reliability.md
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,8 @@ from service.db import upgrade
 from service.models import Base
 from service.runtime import Runtime
 
+from . import checkout_guard, reliability_report
+
 PG_URL = os.environ.get("SUPPORTBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MODEL_BASE_URL = "http://model.test/v1"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -160,35 +162,7 @@ async def hosted_client(hosted_runtime: Runtime) -> AsyncIterator[httpx.AsyncCli
 
 
 
-RELIABILITY: list[dict[str, object]] = []
-
-
-@pytest.fixture
-def reliability() -> list[dict[str, object]]:
-    """Where reliability tests record what they tried; written to docs/reliability.md after the run."""
-    return RELIABILITY
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write docs/reliability.md from this run's records (only when the run passed)."""
-    if not RELIABILITY or exitstatus != 0:
-        return
-    from .reliability_report import write_report
-
-    write_report(RELIABILITY, PROJECT_ROOT / "docs" / "reliability.md")
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Remember the shipped knowledge files, to check no test writes into them."""
-    session.config.stash[_KNOWLEDGE_KEY] = sorted(p.name for p in (PROJECT_ROOT / "knowledge").iterdir())
-
-
-_KNOWLEDGE_KEY = pytest.StashKey[list[str]]()
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _knowledge_untouched(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tests must work on copies: the repo's knowledge directory is what users edit and commit."""
-    yield
-    after = sorted(p.name for p in (PROJECT_ROOT / "knowledge").iterdir())
-    assert after == request.config.stash[_KNOWLEDGE_KEY], f"a test wrote into knowledge/: {after}"
+def pytest_configure(config: pytest.Config) -> None:
+    """The checkout guard, and the `reliability` fixture (its rows go to a file only when asked)."""
+    config.pluginmanager.register(checkout_guard, "supportbot-checkout-guard")
+    config.pluginmanager.register(reliability_report, "supportbot-reliability")
