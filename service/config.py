@@ -38,9 +38,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     database_url: str = ""
-    # Relative to the working directory, where `supportbot init` writes them (and where a checkout has them).
-    prompts_dir: Path = Path("prompts")
-    knowledge_dir: Path = Path("knowledge")
+    # The working directory's, where `supportbot init` writes them (and where a checkout has them);
+    # absolute, so logs and `prompt check` name the exact files.
+    prompts_dir: Path = Field(default_factory=lambda: Path.cwd() / "prompts")
+    knowledge_dir: Path = Field(default_factory=lambda: Path.cwd() / "knowledge")
     prompt: str = "support@production"
 
     openai_base_url: str | None = None

@@ -60,10 +60,11 @@ def init(target: Path, settings: Settings) -> int:
     counts = {name: sum(1 for path in written if path.relative_to(target).parts[0] == name) for name in FOLDERS}
     print(f"wrote {counts['prompts']} files to {target / 'prompts'}/ and {counts['knowledge']} to "
           f"{target / 'knowledge'}/: the examples, for a made-up product (Acme Analytics); edit them into yours")
-    for name, configured in (("prompts", settings.prompts_dir), ("knowledge", settings.knowledge_dir)):
-        if not configured.is_absolute():
-            configured = target / configured
-        if os.path.abspath(configured) != os.path.abspath(target / name):
+    for name in FOLDERS:
+        if f"{name}_dir" not in settings.model_fields_set:
+            continue  # the default: the folder in the directory the service is started in
+        configured: Path = getattr(settings, f"{name}_dir")
+        if os.path.abspath(target / configured) != os.path.abspath(target / name):
             print(f"note: SUPPORTBOT_{name.upper()}_DIR is set: the service reads {configured}, not these files")
     print("next:")
     if Path.cwd().resolve() != target.resolve():

@@ -69,5 +69,5 @@ def test_prompt_check_in_a_directory_without_init_says_to_run_it(tmp_path: Path)
     result = supportbot("prompt", "check", cwd=tmp_path)
 
     assert result.returncode == 1
-    assert "error: prompts: no such folder: `supportbot init` writes a starting one here" in result.stderr
-    assert "error: knowledge: no such folder" in result.stderr
+    assert f"error: {tmp_path / 'prompts'}: no such folder: `supportbot init` writes a starting one" in result.stderr
+    assert f"error: {tmp_path / 'knowledge'}: no such folder" in result.stderr
