@@ -90,12 +90,9 @@ class LeakGuard:
     def pending(self, text: str) -> int:
         """Where the end of `text` that could still become a leak starts (len(text) when none can).
 
-        `text` must begin at a word boundary. Text whose lower-casing changes its length falls back to
-        holding the last WINDOW characters.
+        `text` must begin at a word boundary.
         """
-        lowered = text.lower()
-        if len(lowered) != len(text):
-            return max(0, len(text) - WINDOW)
+        lowered = _lower_in_place(text)
         start = _TAIL.search(text).start()  # type: ignore[union-attr]  # always matches (empty at worst)
         canary = self.canary.lower()
         for size in range(min(len(canary) - 1, len(text)), 0, -1):
@@ -108,6 +105,18 @@ class LeakGuard:
             if tuple(word for _, word in words[-size:]) in self.beginnings:
                 return words[-size][0]
         return start
+
+
+def _lower_in_place(text: str) -> str:
+    """`text` lower-cased character by character, so positions still match `text`.
+
+    A few characters lower-case into two ("İ" -> "i̇"); they are kept as they are. They can be no part of
+    a word the guard matches (ASCII letters and digits), so nothing that could leak is missed.
+    """
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(low if len(low := char.lower()) == 1 else char for char in text)
 
 
 @dataclass
