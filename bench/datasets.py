@@ -24,7 +24,7 @@ from service.models import Base
 from .profiles import QUESTIONS
 from .targets import ROOT
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 MESSAGES_PER_CONVERSATION = 6
 _NOW = datetime(2026, 11, 1, tzinfo=UTC)
 _FOLLOW_UPS = ["Thanks, and can I do that for the whole team?", "Where exactly is that setting?",
@@ -121,7 +121,7 @@ class LogRows:
                 message_id, conversation_id, "assistant", self.replies[issue.id], None, user_id,
                 "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "support", version, sha, tokens_in, tokens_out,
                 round(tokens_in * 0.15e-6 + tokens_out * 0.6e-6, 8), rnd.randint(700, 4000), "ok", None, None, None,
-                ",".join(sorted(set(misses))) or None, review, issue.id, _stamp(at)))
+                ",".join(sorted(set(misses))) or None, review, issue.id, _stamp(at), "model"))
         status = "escalated" if escalated and rnd.random() < 0.5 else ("resolved" if escalated else "open")
         self.conversation_rows.append((
             conversation_id, status, (count + 1) // 2, None, _stamp(created), _stamp(at), f"support@{version}",
@@ -134,7 +134,7 @@ class LogRows:
         if rnd.random() < 0.05:
             text += ". " + rnd.choice(_CONTACT_BITS).format(n=rnd.randrange(10000))
         return (message_id, conversation_id, "user", text, None, None, None, None, None, None, None, None, None,
-                None, None, None, "ok", None, None, None, None, None, None, _stamp(at))
+                None, None, None, "ok", None, None, None, None, None, None, _stamp(at), "visitor")
 
 
 CONVERSATION_COLUMNS = ("id", "status", "user_turns", "visitor", "created_at", "updated_at", "prompt_version",
@@ -142,7 +142,7 @@ CONVERSATION_COLUMNS = ("id", "status", "user_turns", "visitor", "created_at", "
 MESSAGE_COLUMNS = ("id", "conversation_id", "role", "content", "client_message_id", "reply_to_id", "provider",
                    "model_requested", "model_reported", "prompt_name", "prompt_version", "prompt_sha256",
                    "tokens_in", "tokens_out", "cost_usd", "latency_ms", "status", "tool_calls", "corrects_id",
-                   "author", "miss_reasons", "review", "known_issue", "created_at")
+                   "author", "miss_reasons", "review", "known_issue", "created_at", "origin")
 FEEDBACK_COLUMNS = ("message_id", "rating", "comment", "created_at", "updated_at")
 CORRECTION_COLUMNS = ("message_id", "content", "author", "created_at")
 ESCALATION_COLUMNS = ("conversation_id", "message_id", "reason", "detail", "summary", "contact", "created_at",

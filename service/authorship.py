@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from .handoff import HANDOFF_PROVIDER
 from .llm import OfflineProvider
-from .models import FinishStatus, Message, Role
-
-Origin = Literal["visitor", "model", "fixed", "agent"]
-REPLAY_PROVIDER = "replay"  # earlier turns stored by `seed_history` when labeled cases are replayed
+from .models import Message, Origin, Role
+from .store import REPLAY_PROVIDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,21 +19,9 @@ class Byline:
     source: str | None
 
 
-def origin_of(message: Message) -> Origin:
-    """Who wrote the text, derived from role, provider and status (until messages record it themselves)."""
-    if message.role == Role.USER:
-        return "visitor"
-    if message.role == Role.AGENT:
-        return "agent"
-    if (message.role == Role.SYSTEM or message.provider == HANDOFF_PROVIDER
-            or message.status == FinishStatus.FAILED or message.blocked_content is not None):
-        return "fixed"
-    return "model"
-
-
 def byline(message: Message) -> Byline:
     """Author and source of a message, each said once (never "offline offline")."""
-    origin = origin_of(message)
+    origin = Origin(message.origin)
     if origin == "visitor":
         return Byline("Customer", origin, None)
     if origin == "agent":

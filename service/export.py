@@ -24,7 +24,7 @@ from .inbox import day_end, day_start, split_ref
 from .llm import ESCALATE_TOOL
 from .models import Conversation, Correction, Feedback, Message, PromptSnapshot, Role
 from .redact import Redactor
-from .review import MODEL_PROVIDERS
+from .review import is_answer, is_model_turn
 
 SELECTIONS = ("corrected", "misses", "all")
 BATCH = 500
@@ -33,7 +33,8 @@ _MESSAGES = cast(Table, Message.__table__)
 _FEEDBACK = cast(Table, Feedback.__table__)
 _CORRECTIONS = cast(Table, Correction.__table__)
 _COLUMNS = tuple(_MESSAGES.c[name] for name in (
-    "id", "conversation_id", "role", "content", "provider", "prompt_name", "prompt_version", "prompt_sha256",
+    "id", "conversation_id", "role", "origin", "content", "provider", "model_requested", "prompt_name",
+    "prompt_version", "prompt_sha256",
     "tool_calls", "corrects_id", "miss_reasons", "review", "created_at"))
 
 
@@ -92,7 +93,7 @@ class ExportLine:
 class _Target:
     reply: Row[Any]
     content: str
-    original: str
+    original: str | None  # what the model wrote; None when it wrote nothing the visitor saw
     with_tool_calls: bool
 
 
@@ -191,7 +192,7 @@ class Exporter:
         agent_answers = {m.corrects_id: m.content for m in rows if m.role == Role.AGENT and m.corrects_id}
         redaction = _Redaction() if self.options.redact else None
         for index, reply in enumerate(rows):
-            if reply.role != Role.ASSISTANT or reply.provider not in MODEL_PROVIDERS or not self._wanted(reply):
+            if not is_model_turn(reply) or not self._wanted(reply):
                 continue
             correction = corrections.get(reply.id) or agent_answers.get(reply.id)
             target = self._target(reply, correction, ratings.get(reply.id))
@@ -213,11 +214,19 @@ class Exporter:
         return not (options.until and reply.created_at >= day_end(options.until))
 
     def _target(self, reply: Row[Any], correction: str | None, rating: str | None) -> _Target | None:
+        """What the reply should have said: a person's answer, or (`all`) its own text when it was good.
+
+        A fixed text (the model failed or was blocked) is never a target and never the rejected answer:
+        only a person's answer to that turn can be.
+        """
         select_mode = self.options.select
+        original = reply.content if is_answer(reply) else None
         if correction and (select_mode != "misses" or reply.miss_reasons):
-            return _Target(reply, correction, reply.content, with_tool_calls=False)
+            return _Target(reply, correction, original, with_tool_calls=False)
         if select_mode == "misses" and reply.miss_reasons:
             self.summary.waiting_for_review += 1
+            return None
+        if original is None:
             return None
         good = reply.review == "good" or (rating == "up" and not reply.miss_reasons and reply.review != "flagged")
         if select_mode == "all" and good:
@@ -249,6 +258,9 @@ class Exporter:
     def _example(self, conversation_id: str, history: list[Row[Any]], target: _Target,
                  redaction: _Redaction | None) -> dict[str, Any] | None:
         fmt = self.options.format
+        if fmt == "dpo" and target.original is None:
+            self.summary.skipped["dpo needs a model answer to reject (the model failed or was blocked)"] += 1
+            return None
         if fmt == "dpo" and target.content == target.original:
             self.summary.skipped["dpo needs a correction to prefer over the original reply"] += 1
             return None
@@ -277,7 +289,7 @@ class Exporter:
                 message.pop("weight", None)
             return {"input": {"messages": prefix + turns},
                     "preferred_output": [{"role": "assistant", "content": clean(target.content)}],
-                    "non_preferred_output": [{"role": "assistant", "content": clean(target.original)}]}
+                    "non_preferred_output": [{"role": "assistant", "content": clean(target.original or "")}]}
         final: dict[str, Any] = {"role": "assistant", "content": clean(target.content), "weight": 1}
         if target.with_tool_calls:
             final["tool_calls"] = target.reply.tool_calls
@@ -322,7 +334,7 @@ def _history_messages(history: list[Row[Any]], clean: Callable[[Row[Any]], str],
         if row.role == Role.USER:
             messages.append({"role": "user", "content": clean(row)})
             continue
-        good = row.role == Role.ASSISTANT and row.provider in MODEL_PROVIDERS and row.review == "good"
+        good = is_answer(row) and row.review == "good"
         message: dict[str, Any] = {"role": "assistant", "content": clean(row), "weight": 1 if good else 0}
         if with_tools and row.tool_calls:
             message["tool_calls"] = row.tool_calls

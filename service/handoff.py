@@ -11,12 +11,24 @@ from sqlalchemy.orm import Session, sessionmaker
 from .db import transaction
 from .errors import NotFound, Unprocessable
 from .escalation import REPEATED_FAILURE, USER_REQUEST
-from .models import Conversation, ConversationStatus, Escalation, Feedback, Message, Role, Said, utcnow
+from .models import Conversation, ConversationStatus, Escalation, Feedback, Message, Origin, Role, Said, utcnow
 from .outbox import CONTACT_ADDED, HandoffNotice, enqueue_handoff
-from .review import NEXT_TURN_ESCALATED, THUMBS_DOWN, audit, is_model_reply, refresh_conversation, set_miss_reason
+from .review import (
+    NEXT_TURN_ESCALATED,
+    THUMBS_DOWN,
+    answer_condition,
+    audit,
+    is_answer,
+    is_model_turn,
+    refresh_conversation,
+    set_miss_reason,
+)
 from .store import escalate, open_escalation
 
 HANDOFF_PROVIDER = "handoff"
+# Handovers that say the bot's answer fell short; the others (a policy topic, a spent budget) hand over
+# whatever the bot said, so they neither make its last answer a miss nor make the agent's answer a correction.
+BOT_FELL_SHORT = (USER_REQUEST, REPEATED_FAILURE)
 _SPEAKERS = {Role.USER: "Customer", Role.ASSISTANT: "Bot", Role.AGENT: "Agent"}
 
 
@@ -66,14 +78,15 @@ class HandoffDesk:
             self._conversation(session, conversation_id)
             note_message = None
             if note:
-                note_message = Message(conversation_id=conversation_id, role=Role.USER, content=note)
+                note_message = Message(conversation_id=conversation_id, role=Role.USER, origin=Origin.VISITOR,
+                                       content=note)
                 session.add(note_message)
                 session.flush()
             escalation = open_escalation(session, conversation_id)
             created = escalation is None
             if escalation is None:
                 messages = self._messages(session, conversation_id)
-                last_model_reply = next((m for m in reversed(messages) if is_model_reply(m)), None)
+                last_model_reply = next((m for m in reversed(messages) if is_answer(m)), None)
                 if last_model_reply is not None:
                     set_miss_reason(session, last_model_reply, NEXT_TURN_ESCALATED)
                 summary = summarize(messages)
@@ -83,7 +96,8 @@ class HandoffDesk:
             elif contact and contact != escalation.contact:
                 escalation.contact = contact
                 enqueue_handoff(session, self.notice, escalation, CONTACT_ADDED)
-            reply = Message(conversation_id=conversation_id, role=Role.ASSISTANT, provider=HANDOFF_PROVIDER,
+            reply = Message(conversation_id=conversation_id, role=Role.ASSISTANT, origin=Origin.FIXED,
+                            provider=HANDOFF_PROVIDER,
                             content=handoff_reply if created else ack_reply,
                             reply_to_id=note_message.id if note_message else None)
             session.add(reply)
@@ -93,28 +107,33 @@ class HandoffDesk:
     def agent_reply(
         self, conversation_id: str, content: str, author: str, corrects_id: int | None
     ) -> Message:
-        """Store a human agent's reply, linked to the bot reply it corrects (by default the latest)."""
+        """Store a human agent's reply, linked to the bot reply it corrects (by default, see `correction_target`)."""
         with transaction(self.sessions) as session:
             self._conversation(session, conversation_id)
             if corrects_id is not None:
                 target = session.get(Message, corrects_id)
-                if target is None or target.conversation_id != conversation_id or target.role != Role.ASSISTANT:
-                    raise Unprocessable("corrects_message_id must be a bot reply of this conversation",
+                if target is None or target.conversation_id != conversation_id or not is_model_turn(target):
+                    raise Unprocessable("corrects_message_id must be a bot reply of this conversation that a model "
+                                        "was asked for (not a fixed text such as the handoff message)",
                                         code="invalid_correction_target")
             else:
-                corrects_id = session.scalars(
-                    select(Message.id)
-                    .where(Message.conversation_id == conversation_id, Message.role == Role.ASSISTANT)
-                    .order_by(Message.id.desc())
-                ).first()
-            message = Message(conversation_id=conversation_id, role=Role.AGENT, content=content,
-                              author=author, corrects_id=corrects_id)
+                corrects_id = correction_target(self._messages(session, conversation_id), self._handover_reasons(
+                    session, conversation_id))
+            message = Message(conversation_id=conversation_id, role=Role.AGENT, origin=Origin.AGENT,
+                              content=content, author=author, corrects_id=corrects_id)
             session.add(message)
             session.flush()
             audit(session, author, "agent_reply", f"conversation:{conversation_id}",
                   {"message_id": message.id, "corrects_id": corrects_id})
             refresh_conversation(session, conversation_id)
         return message
+
+    @staticmethod
+    def _handover_reasons(session: Session, conversation_id: str) -> dict[int, str]:
+        """Escalation reason by the visitor message that triggered it."""
+        rows = session.execute(select(Escalation.message_id, Escalation.reason)
+                               .where(Escalation.conversation_id == conversation_id))
+        return {message_id: reason for message_id, reason in rows if message_id is not None}
 
     def resolve(self, conversation_id: str, by: str) -> Conversation:
         """An agent closes the case: open escalations resolved, the bot answers again."""
@@ -142,7 +161,7 @@ class HandoffDesk:
                 raise NotFound("message not found in this conversation")
             if message.role != Role.ASSISTANT:
                 raise Unprocessable("only bot replies can be rated", code="not_a_bot_reply")
-            if is_model_reply(message):
+            if is_answer(message):
                 set_miss_reason(session, message, THUMBS_DOWN, present=rating == "down")
             feedback = session.scalars(select(Feedback).where(Feedback.message_id == message_id)).first()
             if feedback is None:
@@ -165,8 +184,7 @@ class HandoffDesk:
         rows = session.execute(
             select(Message.id, Feedback.rating)
             .outerjoin(Feedback, Feedback.message_id == Message.id)
-            .where(Message.conversation_id == conversation_id, Message.role == Role.ASSISTANT,
-                   Message.provider != HANDOFF_PROVIDER)
+            .where(Message.conversation_id == conversation_id, answer_condition())
             .order_by(Message.id.desc())
         ).all()
         count = 0
@@ -203,7 +221,24 @@ class HandoffDesk:
         return conversation, messages, escalations, feedback
 
 
-def is_handoff(message: Message) -> bool:
-    """True for the fixed texts the service sends on handoff (not written by a model)."""
-    return message.provider == HANDOFF_PROVIDER
+def correction_target(messages: Sequence[Message], handover_reasons: dict[int, str]) -> int | None:
+    """The bot reply an agent's answer corrects when the agent names none, or None.
+
+    Walking back from the end: the latest turn a model was asked for (an answer, or a failed or blocked
+    attempt), when it is the bot's last word or a miss. Fixed texts are stepped over: the handoff after
+    "that did not help, a human please" and the acknowledgements while waiting. A deterministic handover
+    for a policy topic or a spent budget stops the walk: the agent answers what policy reserves for
+    people, which is no correction of the bot.
+    """
+    last_bot = True
+    for message in reversed(messages):
+        if message.role != Role.ASSISTANT:
+            continue
+        if is_model_turn(message):
+            return message.id if last_bot or message.miss_reasons else None
+        last_bot = False
+        reason = handover_reasons.get(message.reply_to_id) if message.reply_to_id is not None else None
+        if reason is not None and reason not in BOT_FELL_SHORT:
+            return None
+    return None
 

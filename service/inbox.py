@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import Unprocessable
 from .models import Conversation, Escalation, Feedback, Message, Role
-from .review import MISS_REASONS, MODEL_PROVIDERS, has_correction
+from .review import MISS_REASONS, has_correction, model_turn_condition
 
 View = Literal["all", "misses", "escalated", "thumbs_down", "unreviewed"]
 VIEWS: tuple[str, ...] = ("all", "misses", "escalated", "thumbs_down", "unreviewed")
@@ -179,10 +179,10 @@ class Inbox:
     def prompt_figures(self) -> dict[str, dict[str, float]]:
         """Per prompt version: conversations, turns, miss rate, escalation rate, thumbs-down rate.
 
-        Rates are per turn answered under that version; misses and thumbs-down count model replies only
+        Rates are per turn answered under that version; misses count the turns a model was asked for only
         (fixed handoff texts are not the model's), escalations count every turn that handed over.
         """
-        model = Message.provider.in_(MODEL_PROVIDERS)
+        model = model_turn_condition()
         totals = (
             select(
                 Message.prompt_name, Message.prompt_version,

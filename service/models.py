@@ -74,6 +74,15 @@ class Role(enum.StrEnum):
     SYSTEM = "system"
 
 
+class Origin(enum.StrEnum):
+    """Who wrote a message's text: the visitor, a model (hosted or offline), a fixed text of the service, a person."""
+
+    VISITOR = "visitor"
+    MODEL = "model"
+    FIXED = "fixed"
+    AGENT = "agent"
+
+
 class FinishStatus(enum.StrEnum):
     OK = "ok"
     PARTIAL = "partial"
@@ -89,6 +98,7 @@ class Said:
     content: str
     provider: str | None = None
     status: str = FinishStatus.OK
+    origin: str | None = None
 
 
 class Conversation(Base):
@@ -139,6 +149,8 @@ class Message(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
+    # Who wrote the text (Origin): training data and figures read this, never a vendor's name.
+    origin: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     client_message_id: Mapped[str | None] = mapped_column(String(100), default=None)
     # An assistant reply points at the user message it answers; unique so a turn is answered once.

@@ -18,7 +18,7 @@ from .db import transaction
 from .errors import Conflict, NotFound, Unprocessable
 from .knowledge import KnowledgeStore, parse_knowledge_text, slugify, tokenize
 from .models import Correction, Message, Role
-from .review import audit, is_model_reply
+from .review import audit, is_model_turn
 
 PROMOTED_FILE = "promoted.md"
 HEADER = ("# Promoted from reviewed conversations\n\n"
@@ -44,7 +44,7 @@ def _answer_for(session: Session, message_id: int) -> tuple[str, str]:
     reply = session.get(Message, message_id)
     if reply is None:
         raise NotFound("message not found")
-    if not is_model_reply(reply):
+    if not is_model_turn(reply):
         raise Unprocessable("only bot replies can be promoted", code="not_a_bot_reply")
     correction = session.scalars(select(Correction.content).where(Correction.message_id == message_id)
                                  .order_by(Correction.id.desc())).first()

@@ -2,6 +2,11 @@
 
 Figures per prompt version and model, then a recommendation (keep prompting / ready to try
 fine-tuning / not enough data) whose reasoning is printed with the thresholds it used.
+
+A conversation belongs to the prompt version that served it, whatever wrote its individual messages:
+fixed texts (handoffs, acknowledgements) and agents' replies are not a model, so a conversation that was
+handed over before any model was asked counts under its version's model, never as a model of its own.
+The trend the recommendation reads is one miss rate per prompt version, oldest first.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
 from .models import Conversation, Escalation, Message, Role
-from .review import MODEL_PROVIDERS, has_correction
+from .review import has_correction, model_turn_condition
+
+NO_MODEL = "no model asked"  # a version whose conversations were all handed over before any model call
 
 
 @dataclass
@@ -60,7 +67,7 @@ class Report:
 
 
 def _figures(session: Session, now: datetime) -> list[VersionFigures]:
-    model_reply = and_(Message.role == Role.ASSISTANT, Message.provider.in_(MODEL_PROVIDERS))
+    model_reply = model_turn_condition()
     per_conversation = (
         select(
             Message.conversation_id.label("cid"),
@@ -75,7 +82,7 @@ def _figures(session: Session, now: datetime) -> list[VersionFigures]:
         .group_by(Message.conversation_id)
         .subquery()
     )
-    model = func.coalesce(per_conversation.c.model, "none")
+    model = func.coalesce(per_conversation.c.model, "")  # "": no model was asked (see _without_modelless_rows)
     resolved = and_(Conversation.escalated_ever.is_(False), Conversation.thumbs_down == 0)
     rows = session.execute(
         select(
@@ -105,7 +112,7 @@ def _figures(session: Session, now: datetime) -> list[VersionFigures]:
         .where(model_reply, has_correction(), Conversation.exclude_from_training.is_(False))
         .group_by(Conversation.prompt_version, model)
     )}
-    figures = []
+    figures: list[VersionFigures] = []
     for ref, name, first, conversations, *sums in rows:
         # PostgreSQL returns SUM() as Decimal: plain numbers from here on.
         recent, resolved_count, replies, misses, tokens = (int(v or 0) for v in sums[:5])
@@ -119,7 +126,64 @@ def _figures(session: Session, now: datetime) -> list[VersionFigures]:
             tokens_per_conversation=tokens / conversations, cost_per_conversation=cost_per,
             projected_monthly_cost=cost_per * recent, corrected_examples=corrected.get((ref, name), 0),
         ))
-    return sorted(figures, key=lambda f: f.first_seen)
+    return sorted(_without_modelless_rows(figures), key=lambda f: f.first_seen)
+
+
+def _without_modelless_rows(figures: list[VersionFigures]) -> list[VersionFigures]:
+    """Conversations no model was asked in join their version's busiest model (they were served by it)."""
+    modelless = {f.prompt_version: f for f in figures if not f.model}
+    kept = [f for f in figures if f.model]
+    for ref, extra in modelless.items():
+        same = [f for f in kept if f.prompt_version == ref]
+        if not same:
+            extra.model = NO_MODEL
+            kept.append(extra)
+            continue
+        _merge_into(max(same, key=lambda f: f.conversations), extra)
+    return kept
+
+
+def _merge_into(row: VersionFigures, extra: VersionFigures) -> None:
+    """Add `extra`'s conversations to `row`, recomputing its rates."""
+    resolved = row.resolution_rate * row.conversations + extra.resolution_rate * extra.conversations
+    tokens = row.tokens_per_conversation * row.conversations + extra.tokens_per_conversation * extra.conversations
+    cost = row.cost_per_conversation * row.conversations + extra.cost_per_conversation * extra.conversations
+    row.first_seen = min(row.first_seen, extra.first_seen)
+    row.conversations += extra.conversations
+    row.conversations_30d += extra.conversations_30d
+    row.replies += extra.replies
+    row.misses += extra.misses
+    row.miss_rate = row.misses / row.replies if row.replies else 0.0
+    row.resolution_rate = resolved / row.conversations
+    for reason, count in extra.escalations.items():
+        row.escalations[reason] = row.escalations.get(reason, 0) + count
+    row.tokens_per_conversation = tokens / row.conversations
+    row.cost_per_conversation = cost / row.conversations
+    row.projected_monthly_cost = row.cost_per_conversation * row.conversations_30d
+    row.corrected_examples += extra.corrected_examples
+
+
+@dataclass(frozen=True)
+class VersionTrend:
+    """One prompt version's miss rate over all its models: a point of the trend the recommendation reads."""
+
+    prompt_version: str
+    replies: int
+    misses: int
+
+    @property
+    def miss_rate(self) -> float:
+        return self.misses / self.replies
+
+
+def miss_trend(versions: list[VersionFigures]) -> list[VersionTrend]:
+    """One point per prompt version with answered turns, oldest first (rows are sorted by first seen)."""
+    totals: dict[str, list[int]] = {}
+    for row in versions:
+        slot = totals.setdefault(row.prompt_version, [0, 0])
+        slot[0] += row.replies
+        slot[1] += row.misses
+    return [VersionTrend(ref, replies, misses) for ref, (replies, misses) in totals.items() if replies]
 
 
 def _missed_topics(session: Session, limit: int = 5) -> list[tuple[str, int]]:
@@ -137,14 +201,21 @@ def recommend(settings: Settings, versions: list[VersionFigures], topics: list[t
         return Recommendation("not_enough_data", "Not enough data yet",
                               ["no conversations have been logged with a prompt version"],
                               ["put the widget live, or replay cases with `supportbot eval`"])
-    rates = [v.miss_rate for v in versions]
+    trend = miss_trend(versions)
+    rates = [point.miss_rate for point in trend]
     monthly = sum(v.conversations_30d for v in versions)
     total_misses = sum(v.misses for v in versions)
     tolerance = settings.report_flat_tolerance
     reasons = ["miss rate by prompt version, oldest first: "
-               + ", ".join(f"{v.prompt_version} ({v.model}) {v.miss_rate:.1%}" for v in versions)]
+               + (", ".join(f"{p.prompt_version} {p.miss_rate:.1%} ({p.misses} of {p.replies} answered turns)"
+                            for p in trend) or "no turn has been answered by a model yet")]
+    unanswered = sorted({v.prompt_version for v in versions} - {p.prompt_version for p in trend})
+    if unanswered:
+        reasons.append(f"no miss rate for {', '.join(unanswered)}: every conversation there was handed over "
+                       "before a model was asked")
     if len(rates) >= 2 and rates[-1] < rates[-2] - tolerance:
-        reasons.append(f"misses are falling: {rates[-2]:.1%} -> {rates[-1]:.1%} (more than the {tolerance:.0%} "
+        reasons.append(f"misses are falling: {trend[-2].prompt_version} {rates[-2]:.1%} -> "
+                       f"{trend[-1].prompt_version} {rates[-1]:.1%} (more than the {tolerance:.0%} "
                        "tolerance), so the last prompt change helped")
         return Recommendation("keep_prompting", "Keep prompting", reasons,
                               ["keep iterating on the prompt and knowledge; compare versions with `supportbot eval`"])
@@ -165,7 +236,7 @@ def recommend(settings: Settings, versions: list[VersionFigures], topics: list[t
                        f"({min(window):.1%}-{max(window):.1%}, tolerance {tolerance:.0%})")
     else:
         missing.append(f"{settings.report_flat_versions} prompt versions with a flat miss rate "
-                       f"(have {len(versions)}{'' if len(window) < settings.report_flat_versions else ', not flat'})")
+                       f"(have {len(trend)}{'' if len(window) < settings.report_flat_versions else ', not flat'})")
     if monthly < settings.report_min_monthly_conversations:
         missing.append(f"{settings.report_min_monthly_conversations - monthly} more conversations in 30 days "
                        f"(have {monthly}, need {settings.report_min_monthly_conversations})")
@@ -254,8 +325,7 @@ def weekly_rates(sessions: sessionmaker[Session], weeks: int = 12,
             select(Message.prompt_name, Message.prompt_version, day, func.count(),
                    func.sum(case((Message.miss_reasons.is_not(None), 1), else_=0)),
                    func.sum(case((escalated, 1), else_=0)))
-            .where(Message.role == Role.ASSISTANT, Message.provider.in_(MODEL_PROVIDERS),
-                   Message.created_at >= since)
+            .where(model_turn_condition(), Message.created_at >= since)
             .group_by(Message.prompt_name, Message.prompt_version, day)
         ).all()
     buckets: dict[str, dict[datetime, list[int]]] = {}

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from .db import transaction
 from .errors import NotFound, Unprocessable
-from .models import AuditEntry, Conversation, Correction, Escalation, Feedback, Message, Role, Said
+from .models import AuditEntry, Conversation, Correction, Escalation, Feedback, Message, Origin, Role, Said
 
 THUMBS_DOWN = "thumbs_down"
 ESCALATED = "escalated"
@@ -24,13 +24,35 @@ DID_NOT_HELP = "did_not_help"
 FLAGGED = "flagged"
 LEAK_BLOCKED = "leak_blocked"
 MISS_REASONS = (THUMBS_DOWN, ESCALATED, NEXT_TURN_ESCALATED, DID_NOT_HELP, FLAGGED, LEAK_BLOCKED)
-MODEL_PROVIDERS = ("openai", "offline")
 VERDICTS = ("good", "flagged", "clear")
 
 
-def is_model_reply(message: Message | Said) -> bool:
-    """A reply written by a model (hosted or offline), as opposed to fixed handoff texts or agents."""
-    return message.role == Role.ASSISTANT and message.provider in MODEL_PROVIDERS
+def is_answer(message: Message | Said | Any) -> bool:
+    """A bot reply whose text a model (hosted or offline) wrote: the only kind that is rated, missed or trained on.
+
+    Fixed texts (handoff, escalated acknowledgement, budget, leak and model-unavailable replies) are not.
+    """
+    return bool(message.role == Role.ASSISTANT and message.origin == Origin.MODEL)
+
+
+def is_model_turn(message: Message | Any) -> bool:
+    """A bot reply for which a model was asked (it names the model): an answer, or a failed or blocked attempt.
+
+    A correction (or an agent's answer) attaches to such a turn: the visitor's question and the prompt that
+    was sent make the example, the person's answer its target. Fixed texts sent without asking a model
+    (handoff, acknowledgement, budget) never are.
+    """
+    return bool(message.role == Role.ASSISTANT and message.model_requested is not None)
+
+
+def answer_condition() -> Any:
+    """SQL condition: the (outer `messages`) row is a bot reply a model wrote (see `is_answer`)."""
+    return and_(Message.role == Role.ASSISTANT, Message.origin == Origin.MODEL)
+
+
+def model_turn_condition() -> Any:
+    """SQL condition: the (outer `messages`) row is a turn a model was asked for (see `is_model_turn`)."""
+    return and_(Message.role == Role.ASSISTANT, Message.model_requested.is_not(None))
 
 
 def _reasons(text: str | None) -> set[str]:
@@ -90,8 +112,9 @@ class ReviewDesk:
         message = session.get(Message, message_id)
         if message is None:
             raise NotFound("message not found")
-        if not is_model_reply(message):
-            raise Unprocessable("only bot replies can be reviewed or corrected", code="not_a_bot_reply")
+        if not is_model_turn(message):
+            raise Unprocessable("only bot replies a model was asked for can be reviewed or corrected, not fixed "
+                                "texts such as the handoff message", code="not_a_bot_reply")
         return message
 
     def correct(self, message_id: int, content: str, actor: str) -> Correction:
@@ -110,6 +133,9 @@ class ReviewDesk:
             raise Unprocessable(f"verdict must be one of {', '.join(VERDICTS)}", code="invalid_verdict")
         with transaction(self.sessions) as session:
             message = self._bot_reply(session, message_id)
+            if verdict == "good" and not is_answer(message):
+                raise Unprocessable("a fixed text (the model failed or was blocked) cannot be a good answer",
+                                    code="not_a_bot_reply")
             message.review = None if verdict == "clear" else verdict
             set_miss_reason(session, message, FLAGGED, present=verdict == "flagged")
             audit(session, actor, f"review.{verdict}", f"message:{message_id}")

@@ -19,6 +19,7 @@ from .models import (
     ConversationStatus,
     Escalation,
     Message,
+    Origin,
     PromptSnapshot,
     Role,
     Said,
@@ -27,6 +28,8 @@ from .models import (
 )
 from .outbox import HandoffNotice, enqueue_handoff
 from .review import refresh_conversation, set_miss_reason
+
+REPLAY_PROVIDER = "replay"  # earlier turns stored by `seed_history` when labeled cases are replayed
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class ReplyRecord:
     conversation_id: str
     reply_to_id: int
     content: str
+    origin: str
     status: str
     provider: str
     model_requested: str | None
@@ -98,8 +102,10 @@ class ConversationLog:
             for item in messages:
                 role = Role.USER if item["role"] == "user" else Role.ASSISTANT
                 users += role == Role.USER
-                session.add(Message(conversation_id=conversation_id, role=role, content=item["content"],
-                                    provider=None if role == Role.USER else "replay"))
+                # A replayed bot reply stands for the bot's answer: later turns judge it as one.
+                origin = Origin.VISITOR if role == Role.USER else Origin.MODEL
+                session.add(Message(conversation_id=conversation_id, role=role, origin=origin,
+                                    content=item["content"], provider=None if role == Role.USER else REPLAY_PROVIDER))
             session.execute(update(Conversation).where(Conversation.id == conversation_id)
                             .values(user_turns=Conversation.user_turns + users))
 
@@ -165,7 +171,8 @@ class ConversationLog:
                     code="conversation_too_long",
                 )
             message_id = connection.execute(_INSERT_MESSAGE, _message_row(
-                conversation_id=conversation_id, role=Role.USER, content=content, client_message_id=client_message_id,
+                conversation_id=conversation_id, role=Role.USER, origin=Origin.VISITOR, content=content,
+                client_message_id=client_message_id,
             )).scalar_one()
             message = Said(message_id, Role.USER, content)
             history = _history(connection, conversation_id, message_id, history_limit)
@@ -209,8 +216,8 @@ class ConversationLog:
             connection = session.connection()
             self._ensure_snapshot(connection, record)
             reply_id: int = connection.execute(_INSERT_MESSAGE, _message_row(
-                conversation_id=record.conversation_id, role=Role.ASSISTANT, content=record.content,
-                reply_to_id=record.reply_to_id, provider=record.provider,
+                conversation_id=record.conversation_id, role=Role.ASSISTANT, origin=record.origin,
+                content=record.content, reply_to_id=record.reply_to_id, provider=record.provider,
                 model_requested=record.model_requested, model_reported=record.model_reported,
                 prompt_name=record.prompt_name, prompt_version=record.prompt_version,
                 prompt_sha256=record.prompt_sha256, tokens_in=record.tokens_in, tokens_out=record.tokens_out,
@@ -326,7 +333,7 @@ _COUNT_TOKENS = (
     .values(prompt_version=bindparam("prompt_version"),
             tokens_used=_CONVERSATIONS.c.tokens_used + bindparam("tokens"))
 )
-_HISTORY_COLUMNS = ("id", "role", "content", "provider", "status")  # the fields of Said, in order
+_HISTORY_COLUMNS = ("id", "role", "content", "provider", "status", "origin")  # the fields of Said, in order
 _HISTORY = (
     select(*(_MESSAGES.c[name] for name in _HISTORY_COLUMNS))
     .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.id < bindparam("before_id"))

@@ -28,13 +28,13 @@ from .escalation import (
     normalize,
 )
 from .guard import StreamGate
-from .handoff import HANDOFF_PROVIDER, summarize
+from .handoff import BOT_FELL_SHORT, HANDOFF_PROVIDER, summarize
 from .knowledge import KnownIssue
 from .llm import ChatRequest, Completion, StreamBroken, TextDelta
-from .models import ConversationStatus, Escalation, FinishStatus, Message, Role, Said
+from .models import ConversationStatus, Escalation, FinishStatus, Message, Origin, Role, Said
 from .prompts import PromptVersion, RenderedPrompt
 from .resilience import CircuitOpen
-from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, is_model_reply
+from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, is_answer
 from .runtime import Runtime
 from .store import ReplyRecord, TurnStart
 
@@ -176,23 +176,28 @@ class Turn:
         except BaseException:
             # The client went away (cancelled): keep what was produced, marked partial, then stop.
             with anyio.CancelScope(shield=True):
-                await self._store(prompt, request, None, FinishStatus.PARTIAL, None, began, "".join(self._text_sent))
+                await self._store(prompt, request, None, FinishStatus.PARTIAL, None, began, "".join(self._text_sent),
+                                  Origin.MODEL)
             raise
         text = self._reply_text(completion, status, signal)
+        origin = Origin.FIXED if status == FinishStatus.FAILED else Origin.MODEL
         if signal is None and completion is not None:
             signal = detect_after(completion)
         if signal is not None and completion is not None and not completion.text.strip():
+            # The handoff text stands in for an empty reply; when the model called the escalation tool, that
+            # call is its answer (and a reviewer may judge it good), otherwise nothing of the model's remains.
             text = settings.handoff_reply
+            origin = Origin.MODEL if completion.tool_calls else Origin.FIXED
         leak = guard.leak(completion.text) if completion is not None and completion.text else None
         if leak:
             # The reply repeats the system prompt: the visitor gets a fixed text (the `done` event's
             # content replaces anything shown), reviewers get the original.
             log.warning("conversation=%s reply blocked by the leak guard (%s)", self.start.conversation_id, leak)
-            text = settings.leak_reply
+            text, origin = settings.leak_reply, Origin.FIXED
         extra = text[len("".join(self._text_sent)):] if text.startswith("".join(self._text_sent)) else ""
         if stream and extra:
             yield TextDelta(extra)
-        yield await self._store(prompt, request, completion, status, signal, began, text,
+        yield await self._store(prompt, request, completion, status, signal, began, text, origin,
                                 blocked=completion.text if leak and completion else None)
 
     def _fixed_reply(self) -> tuple[str, EscalationSignal, bool] | None:
@@ -249,18 +254,19 @@ class Turn:
     ) -> TurnOutcome:
         record = ReplyRecord(
             conversation_id=self.start.conversation_id, reply_to_id=self.start.user_message.id,
-            content=text, status=FinishStatus.OK, provider=HANDOFF_PROVIDER, model_requested=None,
+            content=text, origin=Origin.FIXED, status=FinishStatus.OK, provider=HANDOFF_PROVIDER,
+            model_requested=None,
             model_reported=None, prompt_name=version.name, prompt_version=version.version, prompt_sha256=None,
             prompt_text=None, tokens_in=None, tokens_out=None, cost_usd=None, latency_ms=None,
             escalation_reason=signal.reason if new else None, escalation_detail=signal.detail,
             escalation_summary=signal.summary, known_issue=self._known_issue(),
-            **self._previous_reply_misses(handed_over=new),
+            **self._previous_reply_misses(handed_over=new and signal.reason in BOT_FELL_SHORT),
         )
         return await self._persist(record, signal, version.ref)
 
     def _previous_reply_misses(self, handed_over: bool) -> dict[str, Any]:
-        """The bot's last model reply becomes a miss when this message hands over or says it did not help."""
-        previous = next((m for m in reversed(self.start.history) if is_model_reply(m)), None)
+        """The bot's last answer becomes a miss when this message says it did not help, or hands over for that."""
+        previous = next((m for m in reversed(self.start.history) if is_answer(m)), None)
         if previous is None:
             return {}
         reasons = []
@@ -308,7 +314,7 @@ class Turn:
 
     async def _store(
         self, prompt: RenderedPrompt, request: ChatRequest, completion: Completion | None, status: str,
-        signal: EscalationSignal | None, began: float, text: str, blocked: str | None = None,
+        signal: EscalationSignal | None, began: float, text: str, origin: Origin, blocked: str | None = None,
     ) -> TurnOutcome:
         latency = time.perf_counter() - began
         self.timings["upstream"] = latency
@@ -317,7 +323,7 @@ class Turn:
             signal = replace(signal, summary=self._summary())
         record = ReplyRecord(
             conversation_id=self.start.conversation_id, reply_to_id=self.start.user_message.id,
-            content=text, status=status, provider=provider, model_requested=request.model,
+            content=text, origin=origin, status=status, provider=provider, model_requested=request.model,
             model_reported=completion.model_reported if completion else None,
             prompt_name=prompt.name, prompt_version=prompt.version, prompt_sha256=prompt.sha256,
             prompt_text=prompt.text,

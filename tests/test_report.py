@@ -35,12 +35,14 @@ def log_conversations(runtime: Runtime, version: str, count: int, *, misses: int
                                         escalated_ever=escalated, thumbs_down=int(down), miss_count=int(missed))
             session.add(conversation)
             session.flush()
-            question = Message(conversation_id=conversation.id, role="user", content=f"q{n}", created_at=when)
+            question = Message(conversation_id=conversation.id, role="user", origin="visitor", content=f"q{n}",
+                               created_at=when)
             session.add(question)
             session.flush()
             reasons = ",".join(r for r, on in (("escalated", escalated), ("thumbs_down", down)) if on) or \
                 ("flagged" if missed else None)
-            reply = Message(conversation_id=conversation.id, role="assistant", content=f"a{n}", provider="openai",
+            reply = Message(conversation_id=conversation.id, role="assistant", origin="model", content=f"a{n}",
+                            provider="openai",
                             model_requested=model, prompt_name="support", prompt_version=version,
                             reply_to_id=question.id, tokens_in=90, tokens_out=10, cost_usd=0.001, created_at=when,
                             miss_reasons=reasons if missed else None,
@@ -53,6 +55,27 @@ def log_conversations(runtime: Runtime, version: str, count: int, *, misses: int
                 session.add(Feedback(message_id=reply.id, rating="down"))
             if n < corrected:
                 session.add(Correction(message_id=reply.id, content=f"better a{n}", author="r"))
+
+
+def log_handed_over(runtime: Runtime, version: str, count: int, *, reason: str = "policy:refund",
+                    days_ago: int = 1) -> None:
+    """`count` conversations handed over at once: the visitor's message and the fixed handoff text, no model."""
+    when = NOW - timedelta(days=days_ago)
+    with transaction(runtime.log.sessions) as session:
+        for n in range(count):
+            conversation = Conversation(prompt_version=f"support@{version}", created_at=when, updated_at=when,
+                                        escalated_ever=True, status="escalated")
+            session.add(conversation)
+            session.flush()
+            question = Message(conversation_id=conversation.id, role="user", origin="visitor",
+                               content=f"refund please {n}", created_at=when)
+            session.add(question)
+            session.flush()
+            session.add(Message(conversation_id=conversation.id, role="assistant", origin="fixed",
+                                content="I'm handing this conversation to a member of our support team.",
+                                provider="handoff", prompt_name="support", prompt_version=version,
+                                reply_to_id=question.id, created_at=when))
+            session.add(Escalation(conversation_id=conversation.id, message_id=question.id, reason=reason))
 
 
 @pytest.fixture
@@ -85,7 +108,7 @@ def test_falling_misses_say_keep_prompting(runtime: Runtime) -> None:
     recommendation = build_report(runtime.settings, runtime.log.sessions, training_tokens=0, now=NOW).recommendation
 
     assert recommendation.verdict == "keep_prompting"
-    assert any("misses are falling: 50.0% -> 10.0%" in r for r in recommendation.reasons)
+    assert any("misses are falling: support@v1 50.0% -> support@v2 10.0%" in r for r in recommendation.reasons)
 
 
 def test_misses_on_few_topics_say_fix_the_knowledge(runtime: Runtime) -> None:
@@ -157,3 +180,71 @@ async def test_report_page_and_json(runtime: Runtime) -> None:
     assert data["recommendation"]["verdict"] == "not_enough_data"
     assert data["versions"][0]["prompt_version"] == "support@v1"
     assert page.status_code == 303, "the page needs a session"
+
+
+def test_one_version_with_handovers_is_one_row_and_no_trend(runtime: Runtime) -> None:
+    log_conversations(runtime, "v2", 3, misses=1, model="offline")
+    log_handed_over(runtime, "v2", 2)
+
+    report = build_report(runtime.settings, runtime.log.sessions, training_tokens=0, now=NOW)
+
+    (row,) = report.versions
+    assert (row.prompt_version, row.model, row.conversations) == ("support@v2", "offline", 5)
+    assert row.miss_rate == pytest.approx(1 / 3), "misses per answered turn; handovers answered nothing"
+    assert row.resolution_rate == pytest.approx(3 / 5)
+    assert row.escalations == {"policy:refund": 2}
+    recommendation = report.recommendation
+    assert recommendation.verdict == "not_enough_data"
+    assert not any("falling" in r for r in recommendation.reasons)
+    assert "3 prompt versions with a flat miss rate (have 1)" in recommendation.reasons[-1]
+
+
+def test_a_version_with_only_handovers_is_no_drop_in_misses(runtime: Runtime) -> None:
+    log_conversations(runtime, "v1", 10, misses=5, days_ago=20)
+    log_handed_over(runtime, "v2", 4, days_ago=5)
+
+    report = build_report(runtime.settings, runtime.log.sessions, training_tokens=0, now=NOW)
+
+    assert [(v.prompt_version, v.model) for v in report.versions] == [("support@v1", "gpt-4o-mini"),
+                                                                       ("support@v2", "no model asked")]
+    recommendation = report.recommendation
+    assert recommendation.verdict == "not_enough_data"
+    assert any("no miss rate for support@v2" in r for r in recommendation.reasons)
+    assert not any("falling" in r for r in recommendation.reasons)
+
+
+def test_two_models_on_one_version_are_one_point_of_the_trend(runtime: Runtime) -> None:
+    log_conversations(runtime, "v1", 10, misses=4, days_ago=20)
+    log_conversations(runtime, "v1", 10, misses=0, days_ago=19, model="gpt-4.1-mini")  # a fallback model
+    log_conversations(runtime, "v2", 10, misses=2, days_ago=5)
+
+    recommendation = build_report(runtime.settings, runtime.log.sessions, training_tokens=0, now=NOW).recommendation
+
+    assert recommendation.reasons[0] == ("miss rate by prompt version, oldest first: support@v1 20.0% "
+                                         "(4 of 20 answered turns), support@v2 20.0% (2 of 10 answered turns)")
+    assert recommendation.verdict == "not_enough_data", "20% -> 20% is flat, not falling"
+
+
+async def test_offline_fresh_install_is_one_version_not_a_falling_trend(client: httpx.AsyncClient,
+                                                                        runtime: Runtime) -> None:
+    """The issue's five conversations, through the real pipeline: two handed over at once, three answered."""
+    from .factories import rate, send, start_conversation
+
+    for text in ("I want a refund for last month", "can I talk to a human?"):
+        conversation_id, auth = await start_conversation(client)
+        assert (await send(client, conversation_id, auth, text)).json()["escalated"] is True
+    for n, text in enumerate(("How do I reset my password?", "My CSV export fails with an error",
+                              "The dashboard is very slow when I open it")):
+        conversation_id, auth = await start_conversation(client)
+        reply = (await send(client, conversation_id, auth, text)).json()
+        assert reply["escalated"] is False, reply
+        if n == 0:
+            await rate(client, conversation_id, auth, reply["reply"]["message_id"], "down")
+
+    report = build_report(runtime.settings, runtime.log.sessions, training_tokens=0)
+
+    (row,) = report.versions
+    assert (row.prompt_version, row.model, row.conversations) == ("support@v2", "offline", 5)
+    assert row.miss_rate == pytest.approx(1 / 3)
+    assert report.recommendation.verdict == "not_enough_data"
+    assert not any("falling" in r for r in report.recommendation.reasons)
