@@ -71,3 +71,22 @@ def test_prompt_check_in_a_directory_without_init_says_to_run_it(tmp_path: Path)
     assert result.returncode == 1
     assert f"error: {tmp_path / 'prompts'}: no such folder: `supportbot init` writes a starting one" in result.stderr
     assert f"error: {tmp_path / 'knowledge'}: no such folder" in result.stderr
+
+
+def test_a_service_started_without_prompts_says_to_run_init(tmp_path: Path, sqlite_url: str,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.api import create_app
+
+    from .conftest import make_settings
+
+    settings = make_settings(tmp_path, sqlite_url, prompts_dir=tmp_path / "prompts", knowledge_dir=tmp_path / "k")
+    with caplog.at_level("WARNING"), TestClient(create_app(settings)) as client:
+        conversation = client.post("/api/conversations").json()
+        sent = client.post(f"/api/conversations/{conversation['conversation_id']}/messages",
+                           headers={"Authorization": f"Bearer {conversation['token']}"}, json={"content": "hi"})
+
+    assert sent.status_code == 503 and sent.json()["error"]["code"] == "prompt_unavailable"
+    warning = next(r.getMessage() for r in caplog.records if "prompt is not available" in r.getMessage())
+    assert "supportbot init" in warning and "503 prompt_unavailable" in warning

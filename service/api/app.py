@@ -127,6 +127,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("supportbot %s ready: %s", __version__, runtime.describe())
+        try:
+            runtime.prompts.resolve(runtime.settings.prompt)
+        except LookupError as error:
+            # Serving anyway (a fixed file is picked up without a restart), but every turn answers 503 until then.
+            log.warning("the prompt is not available, so every message gets 503 prompt_unavailable until it is: "
+                        "%s (run `supportbot init` for a starting prompts/ and knowledge/, or set "
+                        "SUPPORTBOT_PROMPTS_DIR)", error)
         for problem in [*runtime.prompts.errors(), *runtime.knowledge.errors(), *runtime.policies.errors()]:
             log.error("invalid file: %s", problem)
         sender = runtime.webhook_sender()
