@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--prompt-version", help="e.g. support@v2")
     export.add_argument("--validation-split", type=float, default=0.0, help="e.g. 0.1")
     export.add_argument("--no-redact", action="store_true", help="keep e-mails, phones, cards, IPs, keys")
+    export.add_argument("--include-policy-handoffs", action="store_true",
+                        help="also export agents' answers after a policy handoff (refund, legal, ...): this teaches "
+                             "the model to answer what the policy reserves for people")
     export.add_argument("--seed", type=int, default=0)
     export.add_argument("--out", help="FILE, or - for standard output")
     export.add_argument("--check", metavar="FILE", help="validate an existing JSONL file instead")

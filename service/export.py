@@ -22,7 +22,7 @@ from .errors import Unprocessable
 from .export_format import CHECKS, FORMATS
 from .inbox import day_end, day_start, split_ref
 from .llm import ESCALATE_TOOL
-from .models import Conversation, Correction, Feedback, Message, PromptSnapshot, Role
+from .models import Conversation, Correction, Escalation, Feedback, Message, PromptSnapshot, Role
 from .redact import Redactor
 from .review import is_answer, is_model_turn
 
@@ -32,9 +32,11 @@ TOOL_RESULT = json.dumps({"status": "handed_over"})
 _MESSAGES = cast(Table, Message.__table__)
 _FEEDBACK = cast(Table, Feedback.__table__)
 _CORRECTIONS = cast(Table, Correction.__table__)
+_ESCALATIONS = cast(Table, Escalation.__table__)
+POLICY_REASON = "policy:"  # the reasons of deterministic policy handoffs (policy:refund, policy:legal, ...)
 _COLUMNS = tuple(_MESSAGES.c[name] for name in (
     "id", "conversation_id", "role", "origin", "content", "provider", "model_requested", "prompt_name",
-    "prompt_version", "prompt_sha256",
+    "prompt_version", "prompt_sha256", "reply_to_id",
     "tool_calls", "corrects_id", "miss_reasons", "review", "created_at"))
 
 
@@ -48,6 +50,9 @@ class ExportOptions:
     redact: bool = True
     validation_split: float = 0.0
     seed: int = 0
+    # Agents' answers after a deterministic policy handoff (refund, legal, ...), off by default: they teach
+    # the model to answer what the policy reserves for people.
+    include_policy_handoffs: bool = False
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -95,6 +100,17 @@ class _Target:
     content: str
     original: str | None  # what the model wrote; None when it wrote nothing the visitor saw
     with_tool_calls: bool
+    system: str | None = None  # the system prompt, when the reply has no snapshot of its own
+
+
+@dataclass
+class _Batch:
+    """What one batch of conversations needs to be exported."""
+
+    messages: Sequence[Row[Any]] = ()
+    ratings: dict[int, str] = field(default_factory=dict)
+    corrections: dict[int, str] = field(default_factory=dict)
+    policy_triggers: set[int] = field(default_factory=set)  # visitor messages a policy handed over
 
 
 def in_validation(seed: int, conversation_id: str, fraction: float) -> bool:
@@ -111,6 +127,7 @@ class Exporter:
         self.options = options
         self.summary = ExportSummary()
         self._snapshots: dict[str, str | None] = {}
+        self._version_prompts: dict[tuple[str, str], str | None] = {}
         self._seen: set[bytes] = set()
 
     def count_conversations(self) -> int:
@@ -129,32 +146,37 @@ class Exporter:
                 if not batch:
                     return
                 last = batch[-1][0]
-                messages, ratings, corrections = self._load(session, [row[0] for row in batch])
-                self._fetch_snapshots(session, messages)
+                loaded = self._load(session, [row[0] for row in batch])
+                self._fetch_snapshots(session, loaded)
             excluded = {row[0] for row in batch if row[1]}
             grouped: dict[str, list[Row[Any]]] = {}
-            for message in messages:
+            for message in loaded.messages:
                 grouped.setdefault(message.conversation_id, []).append(message)
             for conversation_id, rows in grouped.items():
-                yield from self._conversation(conversation_id, rows, ratings, corrections,
-                                              conversation_id in excluded)
+                yield from self._conversation(conversation_id, rows, loaded, conversation_id in excluded)
             self.summary.conversations += len(batch)
             if on_batch is not None:
                 on_batch(len(batch))
 
-    @staticmethod
-    def _load(
-        session: Session, ids: list[str]
-    ) -> tuple[Sequence[Row[Any]], dict[int, str], dict[int, str]]:
+    def _load(self, session: Session, ids: list[str]) -> _Batch:
         """The messages of those of `ids` that can yield a line, with their ratings and corrections.
 
-        Only a conversation with a correction, an agent answer, a rating, a review or a miss can: the
-        others (most of a log) are never read. Plain column rows (Core), not ORM entities.
+        Only a conversation with a correction, an agent answer, a rating, a review or a miss can (or, when
+        asked for, a policy handoff): the others (most of a log) are never read. Plain column rows (Core),
+        not ORM entities.
         """
         connection = session.connection()
         ratings: dict[int, str] = {}
         corrections: dict[int, str] = {}
+        triggers: set[int] = set()
         wanted: set[str] = set()
+        if self.options.include_policy_handoffs:
+            for conversation_id, message_id in connection.execute(
+                    select(_ESCALATIONS.c.conversation_id, _ESCALATIONS.c.message_id)
+                    .where(_ESCALATIONS.c.conversation_id.in_(ids), _ESCALATIONS.c.message_id.is_not(None),
+                           _ESCALATIONS.c.reason.startswith(POLICY_REASON))):
+                triggers.add(message_id)
+                wanted.add(conversation_id)
         for conversation_id, message_id, rating in connection.execute(
                 select(_MESSAGES.c.conversation_id, _FEEDBACK.c.message_id, _FEEDBACK.c.rating)
                 .join(_MESSAGES, _MESSAGES.c.id == _FEEDBACK.c.message_id)
@@ -173,29 +195,38 @@ class Exporter:
                    or_(_MESSAGES.c.miss_reasons.is_not(None), _MESSAGES.c.review.is_not(None),
                        _MESSAGES.c.corrects_id.is_not(None)))))
         if not wanted:
-            return [], ratings, corrections
+            return _Batch(ratings=ratings, corrections=corrections)
         messages = connection.execute(select(*_COLUMNS).where(_MESSAGES.c.conversation_id.in_(sorted(wanted)))
                                       .order_by(_MESSAGES.c.conversation_id, _MESSAGES.c.id)).all()
-        return messages, ratings, corrections
+        return _Batch(messages, ratings, corrections, triggers)
 
-    def _fetch_snapshots(self, session: Session, messages: Sequence[Row[Any]]) -> None:
-        wanted = {m.prompt_sha256 for m in messages if m.prompt_sha256} - set(self._snapshots)
+    def _fetch_snapshots(self, session: Session, loaded: _Batch) -> None:
+        wanted = {m.prompt_sha256 for m in loaded.messages if m.prompt_sha256} - set(self._snapshots)
         if wanted:
             found = dict(session.execute(select(PromptSnapshot.sha256, PromptSnapshot.content)
                                          .where(PromptSnapshot.sha256.in_(wanted))).all())
             self._snapshots.update({sha: found.get(sha) for sha in wanted})
+        versions = {(m.prompt_name, m.prompt_version) for m in loaded.messages
+                    if m.reply_to_id in loaded.policy_triggers and m.prompt_name} - set(self._version_prompts)
+        for name, version in versions:
+            # A policy handoff sent no prompt: the version's latest snapshot is what the model would have seen.
+            self._version_prompts[(name, version)] = session.scalars(
+                select(PromptSnapshot.content)
+                .where(PromptSnapshot.prompt_name == name, PromptSnapshot.prompt_version == version)
+                .order_by(PromptSnapshot.created_at.desc()).limit(1)).first()
 
-    def _conversation(
-        self, conversation_id: str, rows: list[Row[Any]], ratings: dict[int, str], corrections: dict[int, str],
-        excluded: bool,
-    ) -> Iterator[ExportLine]:
+    def _conversation(self, conversation_id: str, rows: list[Row[Any]], loaded: _Batch,
+                      excluded: bool) -> Iterator[ExportLine]:
         agent_answers = {m.corrects_id: m.content for m in rows if m.role == Role.AGENT and m.corrects_id}
         redaction = _Redaction() if self.options.redact else None
         for index, reply in enumerate(rows):
-            if not is_model_turn(reply) or not self._wanted(reply):
+            if is_model_turn(reply) and self._wanted(reply):
+                correction = loaded.corrections.get(reply.id) or agent_answers.get(reply.id)
+                target = self._target(reply, correction, loaded.ratings.get(reply.id))
+            elif reply.reply_to_id in loaded.policy_triggers and self._wanted(reply):
+                target = self._policy_target(rows, index)
+            else:
                 continue
-            correction = corrections.get(reply.id) or agent_answers.get(reply.id)
-            target = self._target(reply, correction, ratings.get(reply.id))
             if target is None:
                 continue
             if excluded:
@@ -204,6 +235,21 @@ class Exporter:
             line = self._line(conversation_id, rows[:index], target, redaction)
             if line is not None:
                 yield line
+
+    def _policy_target(self, rows: list[Row[Any]], index: int) -> _Target | None:
+        """The first agent answer after the policy handoff `rows[index]`, with its version's prompt."""
+        if self.options.select == "misses":
+            return None  # the handoff was right: no miss
+        handoff = rows[index]
+        for row in rows[index + 1:]:
+            if is_model_turn(row):
+                return None  # the bot answered again before any agent did
+            if row.role == Role.AGENT:
+                if row.corrects_id is not None:
+                    return None
+                return _Target(handoff, row.content, None, with_tool_calls=False,
+                               system=self._version_prompts.get((handoff.prompt_name, handoff.prompt_version)))
+        return None
 
     def _wanted(self, reply: Row[Any]) -> bool:
         options = self.options
@@ -278,7 +324,7 @@ class Exporter:
                         for m in turns if m["role"] in ("user", "assistant")]
             return {"id": f"{conversation_id}-{target.reply.id}", "messages": messages,
                     "expect": {"reference": clean(target.content)}}
-        system = self._snapshots.get(target.reply.prompt_sha256 or "")
+        system = target.system or self._snapshots.get(target.reply.prompt_sha256 or "")
         if system is None:
             self.summary.skipped["no stored prompt snapshot"] += 1
             return None

@@ -29,6 +29,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
             format=args.format, select=args.select, since=args.since, until=args.until,
             prompt_version=args.prompt_version, redact=not args.no_redact,
             validation_split=args.validation_split, seed=args.seed,
+            include_policy_handoffs=args.include_policy_handoffs,
         )
     except SupportbotError as error:
         print(f"error: {error.message}", file=sys.stderr)

@@ -7,15 +7,21 @@ how many lines each export format and selection writes and what their targets ar
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from sqlalchemy import select
 
 from service.api import create_app
 from service.export import Exporter, ExportOptions
+from service.models import PromptSnapshot
 from service.runtime import Runtime
 
 from .factories import rate, send, start_conversation
@@ -38,6 +44,7 @@ class Script:
     waiting: int = 0  # misses without a correction (`--select misses`)
     hosted: bool = False  # the hosted model (down) instead of the offline provider
     skipped: dict[str, int] = field(default_factory=dict)  # openai-chat --select corrected
+    policy_answers: list[str] = field(default_factory=list)  # added by --include-policy-handoffs
 
 
 SCRIPTS = [
@@ -68,7 +75,7 @@ SCRIPTS = [
            [("say", "a1", "How do I reset my password?"), ("rate", "a1", "up"),
             ("say", "handoff", "I want a refund for last month, I was charged twice"),
             ("agent", REFUND, None)],
-           corrected=[], misses=[], dpo=[]),
+           corrected=[], misses=[], dpo=[], policy_answers=[REFUND]),
     Script("an earlier answer missed and a later one was fine; the agent corrects the earlier one",
            [("say", "a1", SLOW), ("rate", "a1", "down"),
             ("say", "a2", "How do I reset my password?"), ("rate", "a2", "up"),
@@ -155,8 +162,12 @@ async def test_scripted_conversation_exports_exactly_its_targets(
     assert [line["preferred_output"][0]["content"] for line in dpo] == script.dpo
     cases, _ = export(runtime, format="eval-cases", select="corrected")
     assert [case["expect"]["reference"] for case in cases] == script.corrected
+    with_policy, _ = export(runtime, select="corrected", include_policy_handoffs=True)
+    assert [line["messages"][-1]["content"] for line in with_policy] == script.corrected + script.policy_answers
+    with_policy_misses, _ = export(runtime, select="misses", include_policy_handoffs=True)
+    assert len(with_policy_misses) == len(script.misses), "a policy handoff is no miss"
 
-    for line in corrected:
+    for line in with_policy:
         # The target answers a visitor's message, and the example ends on it with the prompt that was sent.
         *_, question, target = line["messages"]
         assert question["role"] == "user" and target == {"role": "assistant", "content": target["content"],
@@ -168,3 +179,34 @@ async def test_scripted_conversation_exports_exactly_its_targets(
         assert rejected not in {runtime.settings.handoff_reply, runtime.settings.model_unavailable_reply,
                                 runtime.settings.escalated_ack_reply}
     assert played["id"]
+
+
+async def test_policy_answers_are_exported_only_when_asked_with_the_versions_prompt(
+    client: httpx.AsyncClient, runtime: Runtime, tmp_path: Path
+) -> None:
+    admin = {"Authorization": f"Bearer {runtime.admin_token}"}
+    policy = next(s for s in SCRIPTS if s.policy_answers)
+    await play(client, runtime.admin_token, policy)
+
+    default = await client.get("/admin/api/export", headers=admin)
+    asked = await client.get("/admin/api/export", headers=admin, params={"include_policy_handoffs": "true"})
+
+    assert default.status_code == 200 and default.text == ""
+    (line,) = [json.loads(text) for text in asked.text.splitlines()]
+    system, *turns = line["messages"]
+    with runtime.log.sessions() as session:
+        snapshots = set(session.scalars(select(PromptSnapshot.content).where(PromptSnapshot.prompt_version == "v2")))
+    assert system["role"] == "system" and system["content"] in snapshots
+    assert turns[-2] == {"role": "user", "content": "I want a refund for last month, I was charged twice"}
+    assert turns[-1] == {"role": "assistant", "content": REFUND, "weight": 1}
+    audit = (await client.get("/admin/api/audit", headers=admin)).json()
+    entries = audit["items"] if isinstance(audit, dict) else audit
+    assert any(e["action"] == "export" and e["details"]["include_policy_handoffs"] for e in entries)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUPPORTBOT_")}
+    env["SUPPORTBOT_DATABASE_URL"] = runtime.settings.resolved_database_url
+    out = tmp_path / "with-policy.jsonl"
+    result = subprocess.run([str(Path(sys.executable).parent / "supportbot"), "export", "--include-policy-handoffs",
+                             "--out", str(out)], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(text) for text in out.read_text().splitlines()] == [line]

@@ -176,14 +176,16 @@ async def export(
     select: Literal["corrected", "misses", "all"] = "corrected",
     since: IsoDate = None, until: IsoDate = None, prompt_version: str | None = None,
     redact: bool = True, seed: int = 0, validation_split: Annotated[float, Query(ge=0, lt=1)] = 0.0,
-    part: Literal["train", "validation"] = "train",
+    part: Literal["train", "validation"] = "train", include_policy_handoffs: bool = False,
 ) -> StreamingResponse:
     """Training data as JSONL, streamed; with `validation_split`, `part` picks one side of the split."""
     options = ExportOptions(format=format, select=select, since=since, until=until, prompt_version=prompt_version,
-                            redact=redact, validation_split=validation_split, seed=seed)
+                            redact=redact, validation_split=validation_split, seed=seed,
+                            include_policy_handoffs=include_policy_handoffs)
     exporter = Exporter(runtime.log.sessions, options)
     await to_thread.run_sync(lambda: runtime.review.record(actor, "export", None, {
-        "format": format, "select": select, "redact": redact, "part": part}))
+        "format": format, "select": select, "redact": redact, "part": part,
+        "include_policy_handoffs": include_policy_handoffs}))
     wanted = part == "validation"
 
     def lines() -> Iterator[str]:
