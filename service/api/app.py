@@ -77,17 +77,29 @@ def install_error_handlers(app: FastAPI) -> None:
 class BodyLimit:
     """Refuses request bodies over `max_bytes` with 413 before any route reads them."""
 
+    # A client that writes its whole body before reading (urllib, most scripts) sees a connection reset,
+    # not the 413, when the server closes with the body unread: so the rest is read and dropped first,
+    # within these bounds; beyond them the connection is closed without waiting.
+    DRAIN_SECONDS = 5.0
+    DRAIN_MIN_BYTES = 4 * 1024 * 1024
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_bytes = max(10 * max_bytes, self.DRAIN_MIN_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._refuse(scope, receive, send)
+            # A client that asked `Expect: 100-continue` waits for our word before sending: the 413 is it.
+            waits = headers.get(b"expect", b"").lower() == b"100-continue"
+            drained = (not waits and length.isdigit() and int(length) <= self.drain_bytes
+                       and await self._drain(receive, 0))
+            await self._refuse(scope, receive, send, drained)
             return
         chunks: list[bytes] = []
         size = 0
@@ -98,7 +110,8 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+                drained = not message.get("more_body", False) or await self._drain(receive, size)
+                await self._refuse(scope, receive, send, drained)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -115,8 +128,23 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, "payload_too_large", f"request body over {self.max_bytes} bytes")
+    async def _drain(self, receive: Receive, received: int) -> bool:
+        """Read and drop the rest of a refused body; False when it is too long or too slow to wait for."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.DRAIN_SECONDS):
+                while received <= self.drain_bytes:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return False
+                    received += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return True
+        return False
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, drained: bool) -> None:
+        # Rest not read (too long, too slow): close, rather than go on receiving a body nobody wants.
+        headers = None if drained else {"Connection": "close"}
+        response = error_response(413, "payload_too_large", f"request body over {self.max_bytes} bytes", headers)
         await response(scope, receive, send)
 
 
