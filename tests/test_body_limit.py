@@ -70,22 +70,32 @@ def request_head(path: str, *headers: str) -> str:
                         "Connection: close", *headers, "", ""])
 
 
-def test_one_megabyte_body_from_urllib_gets_the_413_error_every_time(base_url: str) -> None:
+def test_one_megabyte_body_from_urllib_gets_the_413_error_every_time(
+    base_url: str, reliability: list[dict[str, object]]
+) -> None:
     answers = [post_with_urllib(f"{base_url}/api/conversations", ONE_MB) for _ in range(ROUNDS)]
 
     expected = (413, {"error": {"code": "payload_too_large", "message": "request body over 65536 bytes"}})
     assert answers == [expected] * ROUNDS
+    reliability.append({"section": "attacks", "item": f"1 MB body x{ROUNDS} from urllib (64 KiB limit, real server)",
+                        "result": "every one answered 413 payload_too_large, no connection reset"})
 
 
-def test_raw_client_writing_the_whole_body_before_reading_gets_the_413_every_time(base_url: str) -> None:
+def test_raw_client_writing_the_whole_body_before_reading_gets_the_413_every_time(
+    base_url: str, reliability: list[dict[str, object]]
+) -> None:
     head = request_head("/api/conversations", f"Content-Length: {len(ONE_MB)}")
 
     answers = [status_and_error(exchange(base_url, head, [ONE_MB])) for _ in range(ROUNDS)]
 
     assert answers == [("HTTP/1.1 413 Request Entity Too Large", "payload_too_large")] * ROUNDS
+    reliability.append({"section": "attacks", "item": f"1 MB body x{ROUNDS} from a raw socket, written whole before "
+                        "reading", "result": "every one answered 413 payload_too_large"})
 
 
-def test_chunked_body_without_a_content_length_gets_the_413(base_url: str) -> None:
+def test_chunked_body_without_a_content_length_gets_the_413(
+    base_url: str, reliability: list[dict[str, object]]
+) -> None:
     head = request_head("/api/conversations", "Transfer-Encoding: chunked")
     pieces = [ONE_MB[i:i + 32768] for i in range(0, len(ONE_MB), 32768)]
     chunks = [b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces] + [b"0\r\n\r\n"]
@@ -93,6 +103,8 @@ def test_chunked_body_without_a_content_length_gets_the_413(base_url: str) -> No
     answers = [status_and_error(exchange(base_url, head, chunks)) for _ in range(5)]
 
     assert answers == [("HTTP/1.1 413 Request Entity Too Large", "payload_too_large")] * 5
+    reliability.append({"section": "attacks", "item": "1 MB chunked body x5, no Content-Length",
+                        "result": "every one answered 413 payload_too_large"})
 
 
 def test_client_announcing_more_than_it_sends_still_gets_the_413(base_url: str) -> None:
