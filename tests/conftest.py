@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+from hypothesis import settings as hypothesis_settings
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import create_engine, text
 
 from service.api import create_app
@@ -24,6 +26,13 @@ from . import checkout_guard, reliability_report
 PG_URL = os.environ.get("SUPPORTBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MODEL_BASE_URL = "http://model.test/v1"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Under CI property tests draw the same examples every run, so a red run is reproducible and never a coin
+# toss; a developer's runs keep exploring new examples (and Hypothesis keeps the failing ones in .hypothesis).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if IN_CI:
+    hypothesis_settings.load_profile("ci")
+CHROMIUM = Path(os.environ.get("SUPPORTBOT_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def _postgres_available() -> bool:
@@ -166,3 +175,16 @@ def pytest_configure(config: pytest.Config) -> None:
     """The checkout guard, and the `reliability` fixture (its rows go to a file only when asked)."""
     config.pluginmanager.register(checkout_guard, "supportbot-checkout-guard")
     config.pluginmanager.register(reliability_report, "supportbot-reliability")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """The machine's Chromium (widget and admin pages); skipped where there is none, except under CI=true."""
+    if not CHROMIUM.exists():
+        if IN_CI:
+            pytest.fail(f"Chromium is required under CI=true but {CHROMIUM} does not exist")
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from service.api import create_app
@@ -22,9 +22,8 @@ from service.models import AuditEntry, Correction, Message
 from service.runtime import Runtime
 
 from . import fake_model
-from .conftest import IN_CI, make_settings
+from .conftest import make_settings
 from .factories import build_logged_dataset, send, start_conversation
-from .test_widget_browser import CHROMIUM, CHROMIUM_ARGS
 from .upstream_server import serving
 
 # Symbols that only an emoji font draws: on a machine without one they show as empty boxes.
@@ -261,19 +260,6 @@ def admin_site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
         assert rated.status_code == 200 and agent.status_code == 201, (rated.text, agent.text)
         yield AdminSite(base, runtime, conversation_id, formatted["message_id"], hostile["message_id"],
                         agent.json()["id"])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """The machine's Chromium; skipped where there is none, except under CI=true."""
-    if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail(f"Chromium is required under CI=true but {CHROMIUM} does not exist")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

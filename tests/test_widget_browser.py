@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import threading
@@ -18,18 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Dialog, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Locator, Page, Route, expect
 
 from service.api import create_app
 from service.auth import user_hash
 from service.config import PROJECT_ROOT
 from service.runtime import Runtime
 
-from .conftest import IN_CI, make_settings
+from .conftest import make_settings
 from .upstream_server import serving
 
-CHROMIUM = Path(os.environ.get("SUPPORTBOT_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 IDENTITY_SECRET = "identity-secret-0123456789"
 MAX_MESSAGE_CHARS = 300
 CLOCK_START = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)  # where a test's fake page clock starts
@@ -156,19 +153,6 @@ def service(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> 
     finally:
         site.close()
         stranger.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """The machine's Chromium; skipped where there is none, except under CI=true."""
-    if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail(f"Chromium is required under CI=true but {CHROMIUM} does not exist")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
