@@ -30,4 +30,4 @@ def shipped_dir(name: str) -> Path:
     if (checkout / "pyproject.toml").is_file() and (checkout / name).is_dir():
         return checkout / name
     raise IncompleteInstall(f"{packaged} is missing: this supportbot installation is incomplete; "
-                            "reinstall it from a wheel built with `pip wheel .` (or `pip install supportbot`)")
+                            "reinstall it from a wheel built with `pip wheel .` in a checkout")
