@@ -34,7 +34,7 @@ def _reply_record(conversation_id: str, reply_to: int) -> Any:
 
     return ReplyRecord(
         conversation_id=conversation_id, reply_to_id=reply_to, content="**Slow dashboard loads**\n\n" + "Open the "
-        "dashboard settings and turn on cached results. " * 6, status="ok", provider="openai",
+        "dashboard settings and turn on cached results. " * 6, origin="model", status="ok", provider="openai",
         model_requested="gpt-4o-mini", model_reported="gpt-4o-mini-2024-07-18", prompt_name="support",
         prompt_version="v2", prompt_sha256="0" * 64, prompt_text="You are a helpful support agent. " * 120,
         tokens_in=1200, tokens_out=96, cost_usd=0.0002, latency_ms=50, known_issue="slow-dashboard-loads")
