@@ -41,6 +41,9 @@ def split_ref(ref: str) -> tuple[str, str]:
     return name, version
 
 
+MAX_ID = 2**63 - 1  # ids are 64-bit signed integers in both databases
+
+
 def encode_cursor(*parts: Any) -> str:
     """An opaque pagination cursor."""
     text = "|".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
@@ -50,12 +53,30 @@ def encode_cursor(*parts: Any) -> str:
 def decode_cursor(cursor: str, count: int) -> list[str]:
     """The parts of a cursor; a clear 422 when it was not made by us."""
     try:
-        parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        parts = raw.decode().split("|")
     except ValueError:
         parts = []
-    if len(parts) != count:
+    if len(parts) != count or not all(parts):
         raise Unprocessable("invalid cursor", code="invalid_cursor")
     return parts
+
+
+def conversation_cursor(cursor: str) -> tuple[datetime, str]:
+    """(updated_at, id) of the last conversation of the previous page; 422 for a cursor we did not make."""
+    stamp, last_id = decode_cursor(cursor, 2)
+    try:
+        return datetime.fromisoformat(stamp), last_id
+    except ValueError:
+        raise Unprocessable("invalid cursor", code="invalid_cursor") from None
+
+
+def message_cursor(cursor: str) -> int:
+    """The id of the last message of the previous page; 422 for a cursor we did not make."""
+    (text,) = decode_cursor(cursor, 1)
+    if not text.isdigit() or int(text) > MAX_ID:
+        raise Unprocessable("invalid cursor", code="invalid_cursor")
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -92,8 +113,7 @@ class Inbox:
         """One page of conversations, newest activity first, and the cursor of the next page."""
         statement = self._filtered(select(Conversation), query)
         if query.cursor:
-            stamp, last_id = decode_cursor(query.cursor, 2)
-            at = datetime.fromisoformat(stamp)
+            at, last_id = conversation_cursor(query.cursor)
             statement = statement.where(or_(Conversation.updated_at < at,
                                             and_(Conversation.updated_at == at, Conversation.id < last_id)))
         statement = statement.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(query.limit + 1)
@@ -164,7 +184,7 @@ class Inbox:
         elif review == "corrected":
             statement = statement.where(corrected)
         if cursor:
-            statement = statement.where(Message.id < int(decode_cursor(cursor, 1)[0]))
+            statement = statement.where(Message.id < message_cursor(cursor))
         statement = statement.order_by(Message.id.desc()).limit(limit + 1)
         with self.sessions() as session:
             rows = session.execute(statement).all()

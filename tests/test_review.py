@@ -70,6 +70,18 @@ async def test_inbox_bad_parameters(
     assert response.status_code == 422 and response.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize("path", ["/admin/api/conversations", "/admin/api/misses"])
+@pytest.mark.parametrize("cursor", [":", "%", "fA", "eHx5", "MjAyNnwx", "OTk5OTk5OTk5OTk5OTk5OTk5OTk5", "LTE"])
+async def test_a_forged_cursor_is_a_clear_422_never_a_500(
+    client: httpx.AsyncClient, admin: dict[str, str], path: str, cursor: str
+) -> None:
+    # ":" decodes to nothing (schemathesis found the 500), "eHx5" to "x|y", "MjAyNnwx" to "2026|1" (no date),
+    # the long one to an id past 64 bits, "LTE" to "-1".
+    response = await client.get(path, params={"cursor": cursor}, headers=admin)
+
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_cursor", response.text
+
+
 async def test_misses_by_reason_and_review_state(
     client: httpx.AsyncClient, admin: dict[str, str], dataset: dict[str, dict[str, object]]
 ) -> None:

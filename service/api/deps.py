@@ -18,6 +18,7 @@ from fastapi import Depends, Header, Path, Query, Request
 from pydantic import BeforeValidator
 
 from ..errors import NotFound, Unauthorized
+from ..inbox import MAX_ID
 from ..ratelimit import RateLimits
 from ..runtime import Runtime
 
@@ -91,8 +92,8 @@ LimitedVisitor = Annotated[str, Depends(limited_visitor)]
 
 
 # Ids are 64-bit integers in the database; larger numbers are a 422, never an overflow inside the driver.
-MessageId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A message id")]
-BeforeId = Annotated[int | None, Query(ge=1, le=2**63 - 1, description="Return rows with a smaller id (next page)")]
+MessageId = Annotated[int, Path(ge=1, le=MAX_ID, description="A message id")]
+BeforeId = Annotated[int | None, Query(ge=1, le=MAX_ID, description="Return rows with a smaller id (next page)")]
 
 
 def _iso_date(value: object) -> object:
