@@ -8,6 +8,7 @@ takes the median of the rounds.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -83,8 +84,10 @@ def scenarios(profile: Profile) -> list[tuple[str, dict[str, Any]]]:
 
 def system_prompt() -> str:
     """The system prompt supportbot sends for the first question, so the peers send as many bytes."""
+    # Its own data dir under bench/work: `prompt show` generates a secret key (the canary) when none is set.
+    env = {**os.environ, "SUPPORTBOT_DATA_DIR": str(ROOT / "bench" / "work" / "prompt-show")}
     shown = subprocess.run([str(VENV_BIN / "supportbot"), "prompt", "show", "--query", QUESTIONS[0]],
-                           capture_output=True, text=True, check=True, cwd=ROOT)
+                           capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     return shown.stdout
 
 
