@@ -101,6 +101,16 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def site_files(tmp: Path, sqlite_template: Path, extra_knowledge: dict[str, str]) -> tuple[str, Path]:
+    """A migrated SQLite database and a copy of the shipped knowledge plus `extra_knowledge` files, in `tmp`."""
+    shutil.copy(sqlite_template, tmp / "supportbot.db")
+    knowledge = tmp / "knowledge"
+    shutil.copytree(PROJECT_ROOT / "knowledge", knowledge)
+    for name, entry in extra_knowledge.items():
+        (knowledge / name).write_text(entry, encoding="utf-8")
+    return f"sqlite:///{tmp / 'supportbot.db'}", knowledge
+
+
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
     """Settings pointing at a test database and data dir, the repo's prompts and knowledge."""
     values: dict[str, object] = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +15,12 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from service.api import create_app
-from service.config import PROJECT_ROOT
 from service.markdown import LINK_REL
 from service.models import AuditEntry, Correction, Message
 from service.runtime import Runtime
 
 from . import fake_model
-from .conftest import make_settings
+from .conftest import make_settings, site_files
 from .factories import build_logged_dataset, send, start_conversation
 from .upstream_server import serving
 
@@ -241,11 +239,8 @@ class AdminSite:
 def admin_site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[AdminSite]:
     """The real service (offline provider, knowledge that answers with Markdown and with payloads)."""
     tmp = tmp_path_factory.mktemp("admin")
-    shutil.copy(sqlite_template, tmp / "supportbot.db")
-    knowledge = tmp / "knowledge"
-    shutil.copytree(PROJECT_ROOT / "knowledge", knowledge)
-    (knowledge / "zz-formatted.md").write_text(FORMATTED_ENTRY, encoding="utf-8")
-    runtime = Runtime.build(make_settings(tmp, f"sqlite:///{tmp / 'supportbot.db'}", knowledge_dir=knowledge))
+    url, knowledge = site_files(tmp, sqlite_template, {"zz-formatted.md": FORMATTED_ENTRY})
+    runtime = Runtime.build(make_settings(tmp, url, knowledge_dir=knowledge))
     admin = {"Authorization": f"Bearer {runtime.admin_token}"}
     with serving(create_app(runtime=runtime)) as base, httpx.Client(base_url=base, timeout=10) as http:
         started = http.post("/api/conversations").json()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,10 +20,9 @@ from playwright.sync_api import Browser, Dialog, Locator, Page, Route, expect
 
 from service.api import create_app
 from service.auth import user_hash
-from service.config import PROJECT_ROOT
 from service.runtime import Runtime
 
-from .conftest import make_settings
+from .conftest import make_settings, site_files
 from .upstream_server import serving
 
 IDENTITY_SECRET = "identity-secret-0123456789"
@@ -127,12 +125,9 @@ class Service:
 def service(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Service]:
     """The real service (offline provider, a knowledge entry carrying XSS payloads) on a real port."""
     tmp = tmp_path_factory.mktemp("widget")
-    shutil.copy(sqlite_template, tmp / "supportbot.db")
-    knowledge = tmp / "knowledge"
-    shutil.copytree(PROJECT_ROOT / "knowledge", knowledge)
-    (knowledge / "zz-payloads.md").write_text(XSS_ENTRY, encoding="utf-8")
+    url, knowledge = site_files(tmp, sqlite_template, {"zz-payloads.md": XSS_ENTRY})
     site, stranger = HostSite(), HostSite()
-    settings = make_settings(tmp, f"sqlite:///{tmp / 'supportbot.db'}", knowledge_dir=knowledge,
+    settings = make_settings(tmp, url, knowledge_dir=knowledge,
                              allowed_origins=[site.origin], identity_secret=IDENTITY_SECRET,
                              max_message_chars=MAX_MESSAGE_CHARS)
     runtime = Runtime.build(settings)
