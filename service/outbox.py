@@ -30,6 +30,11 @@ class HandoffNotice:
     public_url: str
 
 
+def slack_escape(text: str) -> str:
+    """Text as Slack mrkdwn shows it literally: `&`, `<`, `>` escaped, so `<!channel>` or `<url|label>` stay words."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def enqueue_handoff(session: Session, notice: HandoffNotice, escalation: Escalation, event: str = ESCALATED) -> None:
     """Add the webhook notification for `escalation` to the current transaction (no-op when disabled)."""
     if not notice.enabled:
@@ -50,9 +55,10 @@ def enqueue_handoff(session: Session, notice: HandoffNotice, escalation: Escalat
         "contact": escalation.contact,
         "transcript_url": url,
         "created_at": utcnow().isoformat(),
-        # Slack-compatible: an incoming-webhook URL shows this line as the message.
-        "text": f"Conversation {escalation.conversation_id} {headline} ({escalation.reason}): "
-                f"{summary[:300]} <{url}|Open transcript>",
+        # Slack-compatible: an incoming-webhook URL shows this line as the message. Only our own link
+        # stays markup; the visitor's and the model's words are escaped so they cannot ping or fake a link.
+        "text": f"Conversation {escalation.conversation_id} {headline} ({slack_escape(escalation.reason)}): "
+                f"{slack_escape(summary[:300])} <{url}|Open transcript>",
     }
     session.add(OutboxEvent(event=event, idempotency_key=key, payload=payload))
 

@@ -199,3 +199,27 @@ async def test_no_outbox_rows_without_a_webhook(client: httpx.AsyncClient, runti
 
     assert runtime.webhook_sender() is None
     assert runtime.outbox.counts() == {"pending": 0, "delivered": 0, "dead": 0}
+
+
+async def test_visitor_words_cannot_ping_the_channel_or_fake_a_link_in_the_slack_text(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    receiver = Receiver([])
+    runtime = _runtime(tmp_path, sqlite_url, receiver.url)
+    hostile = "<!channel> urgent & <https://evil.example/login|Open transcript> talk to a human please"
+    [conversation_id] = await _escalate(runtime, [hostile])
+    sender = runtime.webhook_sender()
+    assert sender is not None
+
+    assert await sender.deliver_due() == 1
+    [(_headers, body)] = receiver.requests
+    payload = json.loads(body)
+    text = payload["text"]
+    assert "<!channel>" not in text
+    assert "&lt;!channel&gt; urgent &amp; &lt;https://evil.example/login|Open transcript&gt;" in text
+    ours = f"<https://bot.example/admin/conversations/{conversation_id}|Open transcript>"
+    assert text.endswith(ours) and text.count("<") == 1, "our transcript link is the only Slack link"
+    assert hostile in payload["summary"], "the raw words stay in their own field"
+    await sender.aclose()
+    await runtime.aclose()
+    receiver.close()
