@@ -23,6 +23,32 @@ log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# One IPv6 customer (a home, a phone, a VM) is normally handed a whole /64; counting each address alone
+# would let one client rotate through 2**64 addresses, each with a fresh budget.
+IPV6_CLIENT_PREFIX = 64
+
+
+def _parse_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d: they are IPv4 clients.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def limit_key(address: str) -> str:
+    """The key a client's requests count under: its IPv4 address, or its IPv6 /64 network."""
+    ip = _parse_ip(address)
+    if ip is None:
+        return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    network = int(ip) >> (128 - IPV6_CLIENT_PREFIX) << (128 - IPV6_CLIENT_PREFIX)
+    return str(ipaddress.IPv6Network((network, IPV6_CLIENT_PREFIX)))
+
 
 def parse_rate(text: str) -> list[RateLimitItem]:
     """`20/minute` (or several, `;`-separated) -> limit items; `0` or empty -> no limit."""
@@ -42,11 +68,8 @@ class RateLimits:
         self.trusted: list[Network] = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
 
     def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted)
+        ip = _parse_ip(address)
+        return ip is not None and any(ip in network for network in self.trusted)
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
         """The client's address: the peer, unless the peer is a trusted proxy that says who it forwards."""
@@ -72,8 +95,8 @@ class RateLimits:
             raise RateLimited(f"too many requests ({item}); try again in {retry_after} s", retry_after)
 
     def check_ip(self, ip: str) -> None:
-        """Count one API request from `ip`; RateLimited (429) past the limit."""
-        self._check(self.per_ip, "ip", ip)
+        """Count one API request from `ip` (IPv6: its /64); RateLimited (429) past the limit."""
+        self._check(self.per_ip, "ip", limit_key(ip))
 
     def check_visitor(self, conversation_id: str) -> None:
         """Count one message in a conversation; RateLimited (429) past the limit."""

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from service.api import create_app
+from service.ratelimit import RateLimits, limit_key
 from service.runtime import Runtime
 
 from .conftest import IN_CI, make_settings
@@ -105,3 +106,44 @@ async def test_unreachable_storage_fails_open(tmp_path: Path, sqlite_url: str) -
 
     assert statuses == [200, 200]
     await runtime.aclose()
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("203.0.113.9", "203.0.113.9"),
+    ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::ffff:203.0.113.9", "203.0.113.9"),
+    ("unknown", "unknown"),
+])
+def test_ipv6_clients_count_by_their_64_and_ipv4_by_address(address: str, key: str) -> None:
+    assert limit_key(address) == key
+
+
+async def test_addresses_in_one_ipv6_64_share_the_per_ip_limit(tmp_path: Path, sqlite_url: str, storage: str) -> None:
+    runtime = Runtime.build(make_settings(tmp_path, sqlite_url, rate_limit_per_ip="2/minute",
+                                          rate_limit_storage=storage, trusted_proxies="10.0.0.0/8"))
+    # a fresh /64 per run: the Redis store outlives the test
+    prefix = f"2001:db8:{uuid.uuid4().int % 0xffff:x}:{uuid.uuid4().int % 0xffff:x}"
+    async with _client(runtime, peer="10.1.2.3") as proxy, _client(runtime, peer=f"{prefix}::7") as direct:
+        async def create(client: httpx.AsyncClient, address: str | None = None) -> int:
+            headers = {"X-Forwarded-For": address} if address else {}
+            return (await client.post("/api/conversations", headers=headers)).status_code
+
+        rotated = [await create(proxy, f"{prefix}:{n:x}::1") for n in (1, 2, 3)]
+        rotated_direct = await create(direct)
+        neighbour = await create(proxy, f"2001:db8:ffff:{uuid.uuid4().int % 0xffff:x}::1")
+
+    # three different addresses of one /64 through the proxy: one client, the third is refused;
+    # a peer of that /64 connecting directly is the same client too
+    assert rotated == [201, 201, 429]
+    assert rotated_direct == 429
+    assert neighbour == 201, "another /64 has its own budget"
+    await runtime.aclose()
+
+
+def test_a_trusted_proxy_seen_through_a_dual_stack_socket_is_still_trusted(tmp_path: Path) -> None:
+    limits = RateLimits(make_settings(tmp_path, "sqlite://", trusted_proxies="10.0.0.0/8"))
+
+    assert limits.client_ip("::ffff:10.1.2.3", "2001:db8::5") == "2001:db8::5"
+    assert limits.client_ip("::ffff:198.51.100.4", "2001:db8::5") == "::ffff:198.51.100.4"
