@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from .shipped import shipped_dir
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def normalize_url(url: str) -> str:
@@ -39,16 +43,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def _prepare_sqlite_file(url: str) -> None:
+    """Create a SQLite database's directory, and its file with mode 0600 before SQLite makes it 0644."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    if parsed.query.get("uri"):  # a `file:` URI is SQLite's to interpret, not a path
+        return
+    path = Path(parsed.database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # An empty file is a valid empty database. SQLite gives the -wal and -shm files the mode of
+        # the database file, so they are private too. O_EXCL: a file another process made is left alone.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        _warn_if_readable_by_others(path)
+
+
+_warned_paths: set[Path] = set()
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    """Say once per process that an existing database is open to other users; its mode is the owner's call."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:  # e.g. a dangling symlink: SQLite will say what is wrong when it opens it
+        return
+    if mode & 0o077 and path not in _warned_paths:
+        _warned_paths.add(path)
+        log.warning("database file %s has mode %04o: other users on this machine may read the conversations; "
+                    "run `chmod 600 %s` (and its -wal and -shm files)", path, mode, path)
 
 
 def create_db_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, synchronous=FULL) or PostgreSQL."""
     url = normalize_url(url)
-    _ensure_sqlite_dir(url)
+    _prepare_sqlite_file(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -128,7 +158,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations up to `revision`."""
-    _ensure_sqlite_dir(normalize_url(url))
+    _prepare_sqlite_file(normalize_url(url))
     command.upgrade(alembic_config(url), revision)
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
@@ -89,3 +96,58 @@ def test_database_threads_default_to_two_on_sqlite_and_four_on_postgresql(tmp_pa
     assert DatabaseThreads.for_engine(postgres).size == 4
     assert DatabaseThreads.for_engine(postgres, configured=6).size == 6
     sqlite.dispose()
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The common umask 022, under which SQLite on its own makes a world-readable 0644 file."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_db_upgrade_creates_a_database_only_its_owner_can_read(tmp_path: Path, usual_umask: None) -> None:
+    supportbot = str(Path(sys.executable).parent / "supportbot")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI_"))}
+    environment["SUPPORTBOT_DATA_DIR"] = str(tmp_path / "data")
+
+    result = subprocess.run([supportbot, "db", "upgrade"], capture_output=True, text=True, env=environment,
+                            cwd=tmp_path, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert _mode(tmp_path / "data" / "supportbot.db") == 0o600
+
+
+def test_a_new_sqlite_database_and_its_wal_files_are_private(tmp_path: Path, usual_umask: None) -> None:
+    path = tmp_path / "bot.db"
+    upgrade(f"sqlite:///{path}")
+    engine = create_db_engine(f"sqlite:///{path}")
+
+    with engine.begin() as connection:  # an open writer keeps the -wal and -shm files in place
+        connection.execute(text("CREATE TABLE scratch (x INTEGER)"))
+        connection.execute(text("INSERT INTO scratch VALUES (1)"))
+        modes = {p.name: _mode(p) for p in tmp_path.iterdir()}
+    engine.dispose()
+
+    assert modes == {"bot.db": 0o600, "bot.db-wal": 0o600, "bot.db-shm": 0o600}
+
+
+def test_an_existing_world_readable_database_is_left_alone_with_a_warning(
+    tmp_path: Path, sqlite_template: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "shared.db"
+    path.write_bytes(sqlite_template.read_bytes())
+    path.chmod(0o644)
+
+    with caplog.at_level(logging.WARNING, logger="service.db"):
+        engine = create_db_engine(f"sqlite:///{path}")
+        assert current_revision(engine) == head_revision()
+        engine.dispose()
+
+    assert _mode(path) == 0o644, "the owner's chosen mode is not changed behind their back"
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "service.db"]
+    assert str(path) in warning and "0644" in warning and "chmod 600" in warning
