@@ -1,14 +1,21 @@
-"""Visitor tokens: a signed bearer token that grants access to one conversation only."""
+"""Visitor tokens (one conversation each), widget identity hashes, and admin sessions with their CSRF tokens."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
+from .db import transaction
 from .errors import Unauthorized
+from .models import AdminSession, utcnow
 
 _SALT = "supportbot.conversation"
 
@@ -64,36 +71,85 @@ def verified_visitor(metadata: dict[str, str] | None, secret: str | None) -> dic
     return visitor
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """A live admin session: who, and the session id that CSRF tokens are bound to."""
+
+    actor: str
+    session_id: str
+
+
 class AdminSessions:
-    """Signed session cookies for the admin pages, and CSRF tokens tied to a per-browser nonce."""
+    """Admin sessions kept in the database (revocable, shared by replicas) and CSRF tokens bound to them.
+
+    The cookie carries only a signed random session id. A session counts while its row is unrevoked,
+    unexpired and made with the current admin token (compared by fingerprint, never by the token itself).
+    """
 
     COOKIE = "sb_admin"
     CSRF_COOKIE = "sb_csrf"
 
-    def __init__(self, secret: str, max_age_seconds: int = 12 * 3600) -> None:
+    def __init__(self, secret: str, admin_token: str, sessions: sessionmaker[Session],
+                 max_age_seconds: int = 12 * 3600) -> None:
         self._secret = secret.encode()
         self._serializer = URLSafeTimedSerializer(secret, salt="supportbot.admin-session")
+        self._fingerprint = self.fingerprint(admin_token)
+        self._sessions = sessions
         self.max_age = max_age_seconds
 
+    def fingerprint(self, admin_token: str) -> str:
+        """The HMAC-SHA256 of an admin token under the service secret: stored instead of the token."""
+        return hmac.new(self._secret, f"admin-token:{admin_token}".encode(), hashlib.sha256).hexdigest()
+
     def issue(self, actor: str) -> str:
-        """A session cookie value for `actor`."""
-        return str(self._serializer.dumps({"actor": actor}))
+        """Start a session for `actor`; returns the cookie value."""
+        session_id = secrets.token_urlsafe(32)
+        now = utcnow()
+        with transaction(self._sessions) as db:
+            db.add(AdminSession(id=session_id, actor=actor, token_fingerprint=self._fingerprint, created_at=now,
+                                expires_at=now + timedelta(seconds=self.max_age)))
+        return str(self._serializer.dumps(session_id))
+
+    def signed_in(self, cookie: str | None) -> SignedIn | None:
+        """The live session a cookie names, or None (missing, tampered, expired, revoked or old-token cookie)."""
+        session_id = self._session_id(cookie)
+        if session_id is None:
+            return None
+        with self._sessions() as db:
+            row = db.get(AdminSession, session_id)
+            if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+                return None
+            if not hmac.compare_digest(row.token_fingerprint, self._fingerprint):
+                return None
+            return SignedIn(row.actor, row.id)
 
     def actor(self, cookie: str | None) -> str | None:
-        """The signed-in actor, or None for a missing, tampered or expired cookie."""
+        """The signed-in actor, or None when the cookie names no live session."""
+        live = self.signed_in(cookie)
+        return live.actor if live else None
+
+    def revoke(self, cookie: str | None) -> None:
+        """End the session a cookie names, for every replica (logout)."""
+        session_id = self._session_id(cookie)
+        if session_id is None:
+            return
+        with transaction(self._sessions) as db:
+            db.execute(update(AdminSession).where(AdminSession.id == session_id, AdminSession.revoked_at.is_(None))
+                       .values(revoked_at=utcnow()))
+
+    def _session_id(self, cookie: str | None) -> str | None:
         if not cookie:
             return None
         try:
             value = self._serializer.loads(cookie, max_age=self.max_age)
         except BadSignature:
             return None
-        actor = value.get("actor") if isinstance(value, dict) else None
-        return actor if isinstance(actor, str) else None
+        return value if isinstance(value, str) else None
 
-    def csrf_token(self, nonce: str) -> str:
-        """The hidden form field value for a browser's CSRF nonce."""
-        return hmac.new(self._secret, f"csrf:{nonce}".encode(), hashlib.sha256).hexdigest()
+    def csrf_token(self, binding: str) -> str:
+        """The hidden form field value bound to a session id (signed in) or to the browser's nonce (sign-in form)."""
+        return hmac.new(self._secret, f"csrf:{binding}".encode(), hashlib.sha256).hexdigest()
 
-    def csrf_valid(self, nonce: str | None, token: str | None) -> bool:
-        """True when the form's token matches the browser's nonce cookie."""
-        return bool(nonce and token) and hmac.compare_digest(self.csrf_token(nonce or ""), token or "")
+    def csrf_valid(self, binding: str | None, token: str | None) -> bool:
+        """True when the form's token was made for this session (or, before sign-in, this browser's nonce)."""
+        return bool(binding and token) and hmac.compare_digest(self.csrf_token(binding or ""), token or "")

@@ -58,7 +58,8 @@ def sessions(request: Request) -> AdminSessions:
     """The session/CSRF helper of this process (keyed by the service's secret)."""
     state = request.app.state
     if not hasattr(state, "admin_sessions"):
-        state.admin_sessions = AdminSessions(secret_key(state.runtime.settings))
+        runtime = state.runtime
+        state.admin_sessions = AdminSessions(secret_key(runtime.settings), runtime.admin_token, runtime.log.sessions)
     helper: AdminSessions = state.admin_sessions
     return helper
 
@@ -66,24 +67,26 @@ def sessions(request: Request) -> AdminSessions:
 SessionsDep = Annotated[AdminSessions, Depends(sessions)]
 
 
-def page_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None) -> str:
-    """The signed-in reviewer; pages without a session redirect to the sign-in form."""
-    actor = helper.actor(sb_admin)
-    if actor is None:
+async def page_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None) -> str:
+    """The signed-in reviewer; pages without a live session redirect to the sign-in form."""
+    live = await to_thread.run_sync(helper.signed_in, sb_admin)
+    if live is None:
         raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
-    return actor
+    # The page's forms carry a CSRF token bound to this session (see render).
+    request.state.admin_session = live.session_id
+    return live.actor
 
 
-def form_actor(helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None,
-               sb_csrf: Annotated[str | None, Cookie()] = None, csrf: Annotated[str, Form()] = "") -> str:
-    """The reviewer posting a form: a valid session and a CSRF token matching this browser's nonce."""
-    actor = helper.actor(sb_admin)
-    if actor is None:
+async def form_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None,
+                     csrf: Annotated[str, Form()] = "") -> str:
+    """The reviewer posting a form: a live session, a same-site origin and a CSRF token made for this session."""
+    live = await to_thread.run_sync(helper.signed_in, sb_admin)
+    if live is None:
         raise Unauthorized("sign in first", code="not_signed_in")
-    if not helper.csrf_valid(sb_csrf, csrf):
+    if not helper.csrf_valid(live.session_id, csrf):
         raise Unauthorized("the form is stale or was not sent from this site; reload and try again",
                            code="csrf_failed")
-    return actor
+    return live.actor
 
 
 PageActor = Annotated[str, Depends(page_actor)]
@@ -92,9 +95,10 @@ FormActor = Annotated[str, Depends(form_actor)]
 
 def render(request: Request, helper: AdminSessions, name: str, context: dict[str, Any],
            status_code: int = 200) -> HTMLResponse:
-    """A page with the security headers and this browser's CSRF nonce cookie (set on first visit)."""
+    """A page with the security headers; its forms' CSRF token is bound to the session, or before sign-in to a nonce."""
     nonce = request.cookies.get(AdminSessions.CSRF_COOKIE) or secrets.token_urlsafe(24)
-    response = templates.TemplateResponse(request, name, {**context, "csrf": helper.csrf_token(nonce)},
+    binding = getattr(request.state, "admin_session", None) or nonce
+    response = templates.TemplateResponse(request, name, {**context, "csrf": helper.csrf_token(binding)},
                                           status_code=status_code, headers=SECURITY_HEADERS)
     if AdminSessions.CSRF_COOKIE not in request.cookies:
         response.set_cookie(AdminSessions.CSRF_COOKIE, nonce, httponly=True, samesite="strict", path="/admin",
@@ -133,13 +137,16 @@ async def login(
                       "error": "That is not the admin token."}, status_code=401)
     await to_thread.run_sync(runtime.review.record, "admin", "login", None)
     response = back_to(_safe_next(next))
-    response.set_cookie(AdminSessions.COOKIE, helper.issue("admin"), max_age=helper.max_age, httponly=True,
+    cookie = await to_thread.run_sync(helper.issue, "admin")
+    response.set_cookie(AdminSessions.COOKIE, cookie, max_age=helper.max_age, httponly=True,
                         samesite="strict", path="/admin", secure=request.url.scheme == "https")
     return response
 
 
 @router.post("/logout")
-async def logout(actor: FormActor) -> Response:
+async def logout(actor: FormActor, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None) -> Response:
+    """End the session server-side (for every replica), then drop the cookie."""
+    await to_thread.run_sync(helper.revoke, sb_admin)
     response = back_to("/admin/login")
     response.delete_cookie(AdminSessions.COOKIE, path="/admin")
     return response
