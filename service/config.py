@@ -73,6 +73,8 @@ class Settings(BaseSettings):
 
     rate_limit_per_visitor: str = Field(default="20/minute", description="messages per conversation; 0 = off")
     rate_limit_per_ip: str = Field(default="600/minute", description="API requests per client IP; 0 = off")
+    rate_limit_conversations_per_ip: str = Field(default="30/minute",
+                                                 description="conversations started per client IP; 0 = off")
     rate_limit_storage: str = Field(default="memory://", description="redis://host:6379/0 to share across replicas")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="proxies whose X-Forwarded-For is believed (IPs or CIDRs)"
@@ -80,6 +82,7 @@ class Settings(BaseSettings):
 
     max_message_chars: int = Field(default=4000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_metadata_bytes: int = Field(default=4096, ge=256, description="a conversation's visitor metadata, as JSON")
     max_turns: int = Field(default=100, ge=1, description="user messages per conversation")
     history_max_messages: int = Field(default=20, ge=1)
     db_threads: int = Field(default=0, ge=0, description="worker threads for a turn's database calls; "
@@ -155,7 +158,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("rate_limit_per_visitor", "rate_limit_per_ip")
+    @field_validator("rate_limit_per_visitor", "rate_limit_per_ip", "rate_limit_conversations_per_ip")
     @classmethod
     def _valid_limit(cls, value: str) -> str:
         from limits import parse_many

@@ -17,8 +17,9 @@ from ..auth import AdminSessions
 from ..authorship import byline
 from ..charts import rate_chart
 from ..config import secret_key
-from ..errors import NotFound, SupportbotError, Unauthorized
+from ..errors import NotFound, RateLimited, SupportbotError, Unauthorized
 from ..inbox import VIEWS, InboxQuery
+from ..lockout import count_failure, refuse_if_locked_out, request_ip, sign_in_guard
 from ..markdown import render_markdown
 from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
@@ -127,14 +128,24 @@ async def login(
     csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/admin",
     sb_csrf: Annotated[str | None, Cookie()] = None,
 ) -> Response:
-    """Check the admin token; on success set the session cookie."""
+    """Check the admin token (failures counted per client IP, 429 when locked out); on success, a session."""
     if not helper.csrf_valid(sb_csrf, csrf):
         return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
                       "error": "The form expired. Please try again."}, status_code=400)
-    if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
-        await to_thread.run_sync(runtime.review.record, "anonymous", "login.failed", None)
-        return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
-                      "error": "That is not the admin token."}, status_code=401)
+    guard, ip = sign_in_guard(request), request_ip(request, runtime.limits)
+    try:
+        await refuse_if_locked_out(guard, runtime.limits, ip)
+        if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
+            # Counted, not audited: one audit row when a lockout starts, never one per failure.
+            await count_failure(guard, runtime.limits, runtime.review, ip, "sign-in")
+            return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
+                          "error": "That is not the admin token."}, status_code=401)
+    except RateLimited as locked:
+        page = render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
+                      "error": f"Too many wrong tokens from your network. Try again in {locked.retry_after} s."},
+                      status_code=429)
+        page.headers["Retry-After"] = str(locked.retry_after)
+        return page
     await to_thread.run_sync(runtime.review.record, "admin", "login", None)
     response = back_to(_safe_next(next))
     cookie = await to_thread.run_sync(helper.issue, "admin")

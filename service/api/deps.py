@@ -19,6 +19,7 @@ from pydantic import BeforeValidator
 
 from ..errors import NotFound, Unauthorized
 from ..inbox import MAX_ID
+from ..lockout import count_failure, refuse_if_locked_out, request_ip, sign_in_guard
 from ..ratelimit import RateLimits
 from ..runtime import Runtime
 
@@ -56,9 +57,12 @@ async def visitor_conversation(
 VisitorConversation = Annotated[str, Depends(visitor_conversation)]
 
 
-async def admin_actor(runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]) -> str:
-    """The acting admin, once the admin token is shown; 401 otherwise."""
+async def admin_actor(request: Request, runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]) -> str:
+    """The acting admin, once the admin token is shown; 401 otherwise, 429 while the client is locked out."""
+    guard, ip = sign_in_guard(request), request_ip(request, runtime.limits)
+    await refuse_if_locked_out(guard, runtime.limits, ip)
     if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
+        await count_failure(guard, runtime.limits, runtime.review, ip, "bearer")
         raise Unauthorized("invalid admin token", code="invalid_admin_token")
     return "admin"
 
