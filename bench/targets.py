@@ -139,6 +139,7 @@ def supportbot_env(data_dir: Path, database_url: str, upstream: str) -> dict[str
         "SUPPORTBOT_OPENAI_API_KEY": "sk-bench", "SUPPORTBOT_OPENAI_BASE_URL": upstream,
         "SUPPORTBOT_MODEL": "gpt-4o-mini", "SUPPORTBOT_LOG_LEVEL": "WARNING", "SUPPORTBOT_MAX_TURNS": "100000",
         "SUPPORTBOT_RATE_LIMIT_PER_VISITOR": "0", "SUPPORTBOT_RATE_LIMIT_PER_IP": "0",
+        "SUPPORTBOT_RATE_LIMIT_CONVERSATIONS_PER_IP": "0",
         "SUPPORTBOT_ADMIN_TOKEN": "bench-admin-token-0123456789",
         # It runs in its data directory; the defaults (./prompts, ./knowledge) are relative to that.
         "SUPPORTBOT_PROMPTS_DIR": str(ROOT / "prompts"), "SUPPORTBOT_KNOWLEDGE_DIR": str(ROOT / "knowledge"),

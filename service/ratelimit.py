@@ -61,6 +61,7 @@ class RateLimits:
     def __init__(self, settings: Settings) -> None:
         self.per_visitor = parse_rate(settings.rate_limit_per_visitor)
         self.per_ip = parse_rate(settings.rate_limit_per_ip)
+        self.conversations_per_ip = parse_rate(settings.rate_limit_conversations_per_ip)
         storage = storage_from_string(settings.rate_limit_storage)
         self.limiter = MovingWindowRateLimiter(storage)
         # Counting in this process's memory never blocks; a network store (Redis) does.
@@ -97,6 +98,11 @@ class RateLimits:
     def check_ip(self, ip: str) -> None:
         """Count one API request from `ip` (IPv6: its /64); RateLimited (429) past the limit."""
         self._check(self.per_ip, "ip", limit_key(ip))
+
+    def check_conversation_start(self, ip: str) -> None:
+        """Count one new conversation from `ip` (IPv6: its /64); RateLimited (429) past the limit."""
+        # Its own budget: starting a conversation needs no credential and stores a row each time.
+        self._check(self.conversations_per_ip, "conversations", limit_key(ip))
 
     def check_visitor(self, conversation_id: str) -> None:
         """Count one message in a conversation; RateLimited (429) past the limit."""

@@ -236,3 +236,24 @@ async def test_identity_verification_with_user_hash(tmp_path: Path, sqlite_url: 
     visitor = runtime.log.get_conversation(good.json()["conversation_id"]).visitor
     assert visitor == {"user_id": "u-42", "url": "https://shop.example/cart", "verified": True}
     await runtime.aclose()
+
+
+async def test_oversized_metadata_is_refused_and_nothing_is_stored(tmp_path: Path, sqlite_url: str) -> None:
+    runtime = Runtime.build(make_settings(tmp_path, sqlite_url, max_metadata_bytes=4096))
+    transport = httpx.ASGITransport(app=create_app(runtime=runtime))
+    # 20 keys of 2,000 characters each: every value within its own limit, 40 KB in all
+    flood = {f"k{n}": "x" * 2000 for n in range(20)}
+    page = {"url": "https://shop.example/cart", "title": "Cart", "locale": "de-DE", "note": "ü" * 1000}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        refused = await client.post("/api/conversations", json={"metadata": flood})
+        accepted = await client.post("/api/conversations", json={"metadata": page})
+
+    assert refused.status_code == 413
+    error = refused.json()["error"]
+    assert error["code"] == "metadata_too_large"
+    assert "4096" in error["message"]
+    assert accepted.status_code == 201, "ordinary page context (2 KB of UTF-8) still fits"
+    with runtime.log.sessions() as session:
+        stored = session.scalars(select(Conversation)).all()
+    assert [c.id for c in stored] == [accepted.json()["conversation_id"]], "the refused one left no row"
+    await runtime.aclose()

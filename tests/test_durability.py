@@ -26,7 +26,8 @@ def _service(tmp_path: Path, database_url: str, upstream: str) -> ServiceProcess
     """The service against `database_url` and the mock upstream, limits off (this is load, not abuse)."""
     return ServiceProcess(tmp_path, SUPPORTBOT_DATABASE_URL=database_url, SUPPORTBOT_OPENAI_API_KEY="sk-test",
                           SUPPORTBOT_OPENAI_BASE_URL=upstream, SUPPORTBOT_RATE_LIMIT_PER_IP="0",
-                          SUPPORTBOT_RATE_LIMIT_PER_VISITOR="0", SUPPORTBOT_MAX_TURNS="100000",
+                          SUPPORTBOT_RATE_LIMIT_PER_VISITOR="0", SUPPORTBOT_RATE_LIMIT_CONVERSATIONS_PER_IP="0",
+                          SUPPORTBOT_MAX_TURNS="100000",
                           SUPPORTBOT_LOG_LEVEL="WARNING")
 
 

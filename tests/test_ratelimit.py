@@ -147,3 +147,31 @@ def test_a_trusted_proxy_seen_through_a_dual_stack_socket_is_still_trusted(tmp_p
 
     assert limits.client_ip("::ffff:10.1.2.3", "2001:db8::5") == "2001:db8::5"
     assert limits.client_ip("::ffff:198.51.100.4", "2001:db8::5") == "::ffff:198.51.100.4"
+
+
+async def test_starting_conversations_has_its_own_per_ip_limit(tmp_path: Path, sqlite_url: str, storage: str) -> None:
+    runtime = Runtime.build(make_settings(tmp_path, sqlite_url, rate_limit_conversations_per_ip="30/minute",
+                                          rate_limit_storage=storage))
+    visitor = f"198.51.100.{uuid.uuid4().int % 250}"
+    other = f"192.0.2.{uuid.uuid4().int % 250}"
+    async with _client(runtime, peer=visitor) as flooder, _client(runtime, peer=other) as neighbour:
+        statuses = [(await flooder.post("/api/conversations")).status_code for _ in range(31)]
+        refused = await flooder.post("/api/conversations")
+        conversation_id, auth = await start_conversation(neighbour)
+        still_talking = await send(neighbour, conversation_id, auth, "How do I reset my password?")
+
+    # 30 conversations a minute from one address, far below the 600 requests a minute it may send
+    assert statuses == [201] * 30 + [429]
+    assert (refused.status_code, refused.json()["error"]["code"]) == (429, "rate_limited")
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert still_talking.status_code == 200, "another address still starts and uses a conversation"
+    await runtime.aclose()
+
+
+async def test_conversation_limit_zero_switches_it_off(tmp_path: Path, sqlite_url: str) -> None:
+    runtime = Runtime.build(make_settings(tmp_path, sqlite_url, rate_limit_conversations_per_ip="0"))
+    async with _client(runtime) as client:
+        statuses = {(await client.post("/api/conversations")).status_code for _ in range(40)}
+
+    assert statuses == {201}
+    await runtime.aclose()

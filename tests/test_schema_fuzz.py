@@ -35,7 +35,8 @@ def fuzz_runtime(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
     shutil.copytree(PROJECT_ROOT / "knowledge", knowledge)
     # Rate limits off: the fuzzer sends hundreds of requests from one client on purpose.
     runtime = Runtime.build(make_settings(workdir, f"sqlite:///{database}", rate_limit_per_ip="0",
-                                          rate_limit_per_visitor="0", knowledge_dir=knowledge))
+                                          rate_limit_per_visitor="0", rate_limit_conversations_per_ip="0",
+                                          knowledge_dir=knowledge))
     yield runtime
     asyncio.run(runtime.aclose())
 

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Body, Depends, Header, Response
 from fastapi.responses import StreamingResponse
 
 from ..auth import verified_visitor
-from ..errors import SupportbotError
+from ..errors import PayloadTooLarge, SupportbotError
 from ..llm import TextDelta
 from ..turns import Turn, TurnOutcome, check_message, start_turn
-from .deps import LimitedVisitor, MessageId, RuntimeDep, VisitorConversation, limit_ip
+from .deps import LimitedVisitor, MessageId, RuntimeDep, VisitorConversation, limit_conversation_start, limit_ip
 from .schemas import (
     ConversationCreate,
     ConversationCreated,
@@ -46,15 +46,29 @@ VISITOR_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("", status_code=201, response_model=ConversationCreated,
+             dependencies=[Depends(limit_conversation_start)],
              responses={401: {"model": ErrorBody, "description": "user_hash does not match user_id"},
+                        413: {"model": ErrorBody, "description": "Metadata larger than SUPPORTBOT_MAX_METADATA_BYTES"},
                         422: {"model": ErrorBody}})
 async def create_conversation(
     runtime: RuntimeDep, body: Annotated[ConversationCreate | None, Body()] = None
 ) -> ConversationCreated:
     """Start a conversation; the token returned grants access to it alone."""
-    visitor = verified_visitor(body.metadata if body else None, runtime.settings.identity_secret)
+    metadata = body.metadata if body else None
+    _check_metadata_size(metadata, runtime.settings.max_metadata_bytes)
+    visitor = verified_visitor(metadata, runtime.settings.identity_secret)
     conversation = await runtime.db_threads.run(runtime.log.create_conversation, visitor)
     return ConversationCreated(conversation_id=conversation.id, token=runtime.tokens.issue(conversation.id))
+
+
+def _check_metadata_size(metadata: dict[str, str] | None, limit: int) -> None:
+    # Anyone may start a conversation, and each one stores its metadata: the total is capped, not only
+    # each value, so a flood of conversations cannot fill the disk at 40 KB a row.
+    if not metadata:
+        return
+    size = len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > limit:
+        raise PayloadTooLarge(f"metadata is {size} bytes as JSON; the limit is {limit}", code="metadata_too_large")
 
 
 @router.post(

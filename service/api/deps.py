@@ -73,9 +73,20 @@ AdminActor = Annotated[str, Depends(admin_actor)]
 async def limit_ip(request: Request, runtime: RuntimeDep) -> None:
     """Count the request against its client IP (429 past SUPPORTBOT_RATE_LIMIT_PER_IP)."""
     limits = runtime.limits
-    peer = request.client.host if request.client else None
-    ip = limits.client_ip(peer, request.headers.get("x-forwarded-for"))
+    ip = _client_ip(request, limits)
     await _count(limits, lambda: limits.check_ip(ip))
+
+
+async def limit_conversation_start(request: Request, runtime: RuntimeDep) -> None:
+    """Count a new conversation against its client IP (429 past SUPPORTBOT_RATE_LIMIT_CONVERSATIONS_PER_IP)."""
+    limits = runtime.limits
+    ip = _client_ip(request, limits)
+    await _count(limits, lambda: limits.check_conversation_start(ip))
+
+
+def _client_ip(request: Request, limits: RateLimits) -> str:
+    peer = request.client.host if request.client else None
+    return limits.client_ip(peer, request.headers.get("x-forwarded-for"))
 
 
 async def limited_visitor(conversation_id: VisitorConversation, runtime: RuntimeDep) -> str:

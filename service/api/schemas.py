@@ -25,7 +25,8 @@ class ConversationCreate(BaseModel):
     metadata: dict[str, Annotated[str, Field(max_length=2000)]] | None = Field(
         default=None, max_length=20,
         description="Page context the widget passes: url, title, locale, user_id and user_hash (HMAC-SHA256 of "
-                    "user_id with SUPPORTBOT_IDENTITY_SECRET, for identity verification), ...",
+                    "user_id with SUPPORTBOT_IDENTITY_SECRET, for identity verification), ... "
+                    "At most SUPPORTBOT_MAX_METADATA_BYTES (4096) bytes as JSON in all, else 413 metadata_too_large.",
     )
 
 
