@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,10 +70,38 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _login(_request: Request, error: admin_pages.LoginRequired) -> RedirectResponse:
         return RedirectResponse(f"/admin/login?{urlencode({'next': error.next_url})}", status_code=303)
 
+    async def _database_down(request: Request, error: Exception) -> JSONResponse:
+        # One line, not a traceback per request: an outage fails every request the same way.
+        log.error("database unavailable on %s %s: %s", request.method, request.url.path,
+                  getattr(error, "orig", None) or error)
+        return error_response(503, "database_unavailable", _database_down_message(request.method),
+                              headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal error; nothing you sent was lost")
+        # No promise about what was stored: the failure may have come before or after a write.
+        return error_response(500, "internal_error", "internal error: the request did not complete; "
+                                                     "the details are in the server log")
+
+
+# The database cannot be reached or used right now (down, restarting, locked, pool exhausted); a
+# constraint violation or a bug is not in this list and stays an internal error.
+DATABASE_DOWN: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+DATABASE_RETRY_AFTER = 5
+
+
+def _database_down_message(method: str) -> str:
+    """What a client is told when the database is down: nothing is promised that may not be true."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return "the database is unavailable right now; try again in a moment"
+    # Usually the first write failed; when the database went down mid-turn, the message may be stored
+    # without its reply. Either way a resend (same client_message_id) completes it exactly once.
+    return ("the database is unavailable, so what you sent could not be stored (or not completely); "
+            "send it again in a moment")
 
 
 class BodyLimit:
