@@ -26,6 +26,11 @@ class Unauthorized(SupportbotError):
     code = "unauthorized"
 
 
+class Forbidden(SupportbotError):
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(SupportbotError):
     status_code = 404
     code = "not_found"

@@ -119,3 +119,57 @@ async def test_wrong_admin_bearer_tokens_lock_out_that_network_only(runtime: Run
     assert right.status_code == 429
     assert elsewhere.status_code == 200
     assert audit_actions(runtime).count("admin.locked_out") == 1
+
+
+async def test_an_anonymous_csrf_pair_does_not_work_with_a_signed_in_session(runtime: Runtime) -> None:
+    app = create_app(runtime=runtime)
+    async with client_at(app, "203.0.113.7") as attacker:
+        anonymous_token = csrf_of((await attacker.get("/admin/login")).text)
+        anonymous_nonce = attacker.cookies["sb_csrf"]
+    async with client_at(app, "198.51.100.9") as admin:
+        await sign_in(admin, runtime)
+        admin.cookies.set("sb_csrf", anonymous_nonce, domain="supportbot.test", path="/admin")
+        planted = await admin.post("/admin/logout", data={"csrf": anonymous_token})
+
+        assert planted.status_code == 401 and planted.json()["error"]["code"] == "csrf_failed"
+        assert (await admin.get("/admin")).status_code == 200, "still signed in"
+
+
+async def test_an_admin_form_posted_from_another_site_is_refused(runtime: Runtime) -> None:
+    async with client_at(create_app(runtime=runtime), "198.51.100.9") as admin:
+        await sign_in(admin, runtime)
+        csrf = csrf_of((await admin.get("/admin")).text)
+        foreign = await admin.post("/admin/logout", data={"csrf": csrf}, headers={"Origin": "https://evil.example"})
+        opaque = await admin.post("/admin/logout", data={"csrf": csrf}, headers={"Origin": "null"})
+        referred = await admin.post("/admin/logout", data={"csrf": csrf},
+                                    headers={"Referer": "https://evil.example/page"})
+        sign_in_form = await admin.post("/admin/login", data={"token": runtime.admin_token, "csrf": csrf},
+                                        headers={"Origin": "https://evil.example"})
+        assert [r.status_code for r in (foreign, opaque, referred, sign_in_form)] == [403] * 4
+        assert foreign.json()["error"]["code"] == "foreign_origin"
+        assert (await admin.get("/admin")).status_code == 200, "none of them signed the admin out"
+
+        own = await admin.post("/admin/logout", data={"csrf": csrf}, headers={"Origin": "http://supportbot.test"})
+        assert own.status_code == 303
+
+
+async def test_session_cookie_is_secure_behind_a_trusted_tls_proxy_only(tmp_path: Path, database_url: str) -> None:
+    settings = make_settings(tmp_path, database_url, trusted_proxies=["10.0.0.5"])
+    runtime = Runtime.build(settings)
+    app = create_app(runtime=runtime)
+    set_cookies = {}
+    for peer in ["10.0.0.5", "203.0.113.7"]:
+        async with client_at(app, peer) as client:
+            client.headers["X-Forwarded-Proto"] = "https"
+            form = await client.get("/admin/login")
+            # The client's side of the proxy is https: it sends the (Secure) nonce cookie back.
+            sign_in_form = {"token": runtime.admin_token, "csrf": csrf_of(form.text)}
+            response = await client.post("/admin/login", data=sign_in_form,
+                                         headers={"Cookie": f"sb_csrf={form.cookies['sb_csrf']}"})
+            assert response.status_code == 303
+            set_cookies[peer] = form.headers["set-cookie"].lower() + " | " + response.headers["set-cookie"].lower()
+    await runtime.aclose()
+
+    assert "sb_admin=" in set_cookies["10.0.0.5"] and set_cookies["10.0.0.5"].count("; secure") == 2
+    assert "sb_admin=" in set_cookies["203.0.113.7"] and "secure" not in set_cookies["203.0.113.7"], \
+        "X-Forwarded-Proto from an untrusted client is ignored"

@@ -18,6 +18,7 @@ from ..authorship import byline
 from ..charts import rate_chart
 from ..config import secret_key
 from ..errors import NotFound, RateLimited, SupportbotError, Unauthorized
+from ..forwarded import request_scheme, require_same_origin
 from ..inbox import VIEWS, InboxQuery
 from ..lockout import count_failure, refuse_if_locked_out, request_ip, sign_in_guard
 from ..markdown import render_markdown
@@ -41,7 +42,9 @@ SECURITY_HEADERS = {
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser posts forms with `Origin: null`, and the
+    # Origin check needs the real one; other sites still get no referrer.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -68,6 +71,17 @@ def sessions(request: Request) -> AdminSessions:
 SessionsDep = Annotated[AdminSessions, Depends(sessions)]
 
 
+def is_https(request: Request) -> bool:
+    """The client's scheme is https (a trusted proxy's X-Forwarded-Proto counts): cookies get Secure."""
+    return request_scheme(request, request.app.state.runtime.limits.trusted) == "https"
+
+
+def same_origin_post(request: Request) -> None:
+    """Refuse (403) an admin form posted from another site (Origin or Referer not this service)."""
+    runtime = request.app.state.runtime
+    require_same_origin(request, runtime.limits.trusted, runtime.settings.public_url)
+
+
 async def page_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None) -> str:
     """The signed-in reviewer; pages without a live session redirect to the sign-in form."""
     live = await to_thread.run_sync(helper.signed_in, sb_admin)
@@ -81,6 +95,7 @@ async def page_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[
 async def form_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None,
                      csrf: Annotated[str, Form()] = "") -> str:
     """The reviewer posting a form: a live session, a same-site origin and a CSRF token made for this session."""
+    same_origin_post(request)
     live = await to_thread.run_sync(helper.signed_in, sb_admin)
     if live is None:
         raise Unauthorized("sign in first", code="not_signed_in")
@@ -103,7 +118,7 @@ def render(request: Request, helper: AdminSessions, name: str, context: dict[str
                                           status_code=status_code, headers=SECURITY_HEADERS)
     if AdminSessions.CSRF_COOKIE not in request.cookies:
         response.set_cookie(AdminSessions.CSRF_COOKIE, nonce, httponly=True, samesite="strict", path="/admin",
-                            secure=request.url.scheme == "https")
+                            secure=is_https(request))
     return response
 
 
@@ -129,6 +144,7 @@ async def login(
     sb_csrf: Annotated[str | None, Cookie()] = None,
 ) -> Response:
     """Check the admin token (failures counted per client IP, 429 when locked out); on success, a session."""
+    same_origin_post(request)
     if not helper.csrf_valid(sb_csrf, csrf):
         return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
                       "error": "The form expired. Please try again."}, status_code=400)
@@ -150,7 +166,7 @@ async def login(
     response = back_to(_safe_next(next))
     cookie = await to_thread.run_sync(helper.issue, "admin")
     response.set_cookie(AdminSessions.COOKIE, cookie, max_age=helper.max_age, httponly=True,
-                        samesite="strict", path="/admin", secure=request.url.scheme == "https")
+                        samesite="strict", path="/admin", secure=is_https(request))
     return response
 
 
