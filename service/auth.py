@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
@@ -106,6 +106,8 @@ class AdminSessions:
         session_id = secrets.token_urlsafe(32)
         now = utcnow()
         with transaction(self._sessions) as db:
+            # Sign-ins are rare: sweeping expired rows here keeps the table to live sessions without a job.
+            db.execute(delete(AdminSession).where(AdminSession.expires_at < now))
             db.add(AdminSession(id=session_id, actor=actor, token_fingerprint=self._fingerprint, created_at=now,
                                 expires_at=now + timedelta(seconds=self.max_age)))
         return str(self._serializer.dumps(session_id))

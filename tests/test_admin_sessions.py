@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
 from service.api import create_app
 from service.config import Settings
-from service.models import AuditEntry
+from service.models import AdminSession, AuditEntry, utcnow
 from service.runtime import Runtime
 
-from .conftest import make_settings
+from .conftest import IN_CI, make_settings
 from .test_admin_pages import csrf_of, sign_in
+from .test_ratelimit import REDIS_URL, _redis_available
 
 BASE = "http://supportbot.test"
 
@@ -66,7 +70,8 @@ async def test_a_logged_out_session_cookie_is_refused(settings: Settings) -> Non
         assert not await opens_inbox(client, cookie), "a copy of the cookie kept before logout is dead"
 
 
-async def test_a_replica_on_the_same_database_refuses_a_logged_out_session(settings: Settings) -> None:
+async def test_a_replica_on_the_same_database_refuses_a_logged_out_session(
+        settings: Settings, reliability: list[dict[str, object]]) -> None:
     async with replica(settings) as (first, runtime), replica(settings) as (second, _):
         cookie = await signed_in_cookie(first, runtime)
         assert await opens_inbox(second, cookie), "the other replica knows the session"
@@ -74,6 +79,8 @@ async def test_a_replica_on_the_same_database_refuses_a_logged_out_session(setti
         await first.post("/admin/logout", data={"csrf": csrf_of(page.text)})
 
         assert not await opens_inbox(second, cookie)
+    reliability.append({"section": "attacks", "item": "admin session cookie replayed after logout, on another replica "
+                        f"({runtime.log.engine.dialect.name})", "result": "refused (the session row is revoked)"})
 
 
 async def test_a_new_admin_token_ends_sessions_made_with_the_old_one(tmp_path: Path, database_url: str) -> None:
@@ -88,7 +95,8 @@ async def test_a_new_admin_token_ends_sessions_made_with_the_old_one(tmp_path: P
         assert await opens_inbox(restarted, await signed_in_cookie(restarted, runtime))
 
 
-async def test_wrong_sign_ins_lock_out_that_network_only(runtime: Runtime) -> None:
+async def test_wrong_sign_ins_lock_out_that_network_only(runtime: Runtime,
+                                                        reliability: list[dict[str, object]]) -> None:
     app = create_app(runtime=runtime)
     async with client_at(app, "203.0.113.7") as attacker, client_at(app, "198.51.100.9") as colleague:
         csrf = csrf_of((await attacker.get("/admin/login")).text)
@@ -103,6 +111,11 @@ async def test_wrong_sign_ins_lock_out_that_network_only(runtime: Runtime) -> No
     actions = audit_actions(runtime)
     assert actions.count("admin.locked_out") == 1, "one row per lockout, not one per failed guess"
     assert actions == ["admin.locked_out", "login"]
+    first_refusal = [g.status_code for g in guesses].index(429) + 1
+    reliability.append({"section": "attacks",
+                        "item": f"20 wrong sign-ins from one IP ({runtime.log.engine.dialect.name})",
+                        "result": f"429 with Retry-After from attempt {first_refusal}, the right token refused "
+                                  "while locked out, other IPs unaffected, one audit row"})
 
 
 async def test_wrong_admin_bearer_tokens_lock_out_that_network_only(runtime: Runtime) -> None:
@@ -173,3 +186,36 @@ async def test_session_cookie_is_secure_behind_a_trusted_tls_proxy_only(tmp_path
     assert "sb_admin=" in set_cookies["10.0.0.5"] and set_cookies["10.0.0.5"].count("; secure") == 2
     assert "sb_admin=" in set_cookies["203.0.113.7"] and "secure" not in set_cookies["203.0.113.7"], \
         "X-Forwarded-Proto from an untrusted client is ignored"
+
+
+async def test_replicas_sharing_redis_count_failures_together(tmp_path: Path, sqlite_url: str) -> None:
+    if not _redis_available():
+        if IN_CI:
+            pytest.fail(f"Redis is required under CI=true but {REDIS_URL} is unreachable")
+        pytest.skip("Redis not reachable")
+    settings = make_settings(tmp_path, sqlite_url, rate_limit_storage=REDIS_URL)
+    # A network of its own per run: the day tier outlives the test in the shared Redis.
+    attacker = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"
+    async with replica(settings, attacker) as (first, _), replica(settings, attacker) as (second, _):
+        statuses = []
+        for n in range(12):
+            client = first if n % 2 else second
+            response = await client.get("/admin/api/escalations", headers={"Authorization": f"Bearer guess-{n}"})
+            statuses.append(response.status_code)
+
+    assert statuses[:9] == [401] * 9 and statuses[-1] == 429, "failures on either replica count together"
+
+
+async def test_signing_in_sweeps_expired_sessions(settings: Settings) -> None:
+    async with replica(settings) as (client, runtime):
+        await signed_in_cookie(client, runtime)
+        with runtime.log.sessions() as session, session.begin():
+            old = session.scalars(select(AdminSession)).one()
+            old.expires_at = utcnow() - timedelta(seconds=1)
+            old_id = old.id
+        client.cookies.clear()
+        await signed_in_cookie(client, runtime)
+
+        with runtime.log.sessions() as session:
+            ids = list(session.scalars(select(AdminSession.id)))
+    assert len(ids) == 1 and old_id not in ids
