@@ -34,12 +34,15 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from .serving import raise_open_file_limit, uvicorn_options
+
     if not _schema_ok(settings):
         return 2
+    raise_open_file_limit()
     uvicorn.run(
         "service.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
         log_config=None, log_level=settings.log_level.lower(), proxy_headers=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds, **uvicorn_options(settings),
     )
     return 0
 

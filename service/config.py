@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     )
     leak_reply: str = "Sorry, I can't help with that. Is there anything about the product I can help you with?"
 
+    max_header_bytes: int = Field(default=64 * 1024, ge=8 * 1024, description="request line and headers; "
+                                  "431 past it")
+    header_timeout: float = Field(default=10.0, gt=0, description="seconds a client has to send a request's "
+                                  "headers; 408 past it")
+    keep_alive_timeout: float = Field(default=5.0, gt=0, description="seconds an idle keep-alive connection stays")
+    limit_concurrency: int = Field(default=1000, ge=0, description="connections per process before new requests "
+                                   "get 503; 0 = off")
     shutdown_grace_seconds: int = Field(default=30, ge=0, description="on SIGTERM, wait this long for "
                                           "streams in flight; then they are stored as partial")
 
