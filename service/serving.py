@@ -67,6 +67,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         # A connection starts waiting for its first request's headers.
         self._awaiting_headers = True
+        self._request_begun = False
         self._header_timer: asyncio.TimerHandle | None = None
         self._drained = -1  # >= 0 once refused: bytes read and dropped since
 
@@ -97,6 +98,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         """A request starts: its headers must arrive within the header timeout."""
         super().on_message_begin()
+        self._request_begun = True
         if not self._awaiting_headers:
             self._awaiting_headers = True
             self._header_bytes = 0
@@ -120,9 +122,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _headers_timed_out(self) -> None:
         self._header_timer = None
-        if self._awaiting_headers and not self.transport.is_closing():
-            self._refuse(408, "Request Timeout", "header_timeout",
-                         f"request headers did not arrive within {self._header_timeout:g} s")
+        if not self._awaiting_headers or self.transport.is_closing():
+            return
+        if not self._request_begun:
+            # Nothing sent yet (a browser's preconnect, say): close quietly, as nginx does; a 408 there
+            # could be read as the answer to the request the browser writes next.
+            self.transport.close()
+            return
+        self._refuse(408, "Request Timeout", "header_timeout",
+                     f"request headers did not arrive within {self._header_timeout:g} s")
 
     def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
         self.logger.warning("%s: refused with %d (%s)", self.client and self.client[0], status, code)

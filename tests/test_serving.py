@@ -169,3 +169,12 @@ def test_serve_raises_the_open_file_limit_and_logs_it(tmp_path: Path) -> None:
 
     assert in_force == str(hard)
     assert f"open-file limit: {hard}" in log
+
+
+def test_an_idle_connection_that_never_sends_is_closed_quietly(service: ServiceProcess) -> None:
+    with _connect(service) as sock:
+        sock.settimeout(HEADER_TIMEOUT + 20)
+        answer = _read_until_closed(sock)
+
+    # a browser's unused preconnect: closed after the header timeout, with no 408 to misread later
+    assert answer == b""
