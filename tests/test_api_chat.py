@@ -238,7 +238,9 @@ async def test_identity_verification_with_user_hash(tmp_path: Path, sqlite_url: 
     await runtime.aclose()
 
 
-async def test_oversized_metadata_is_refused_and_nothing_is_stored(tmp_path: Path, sqlite_url: str) -> None:
+async def test_oversized_metadata_is_refused_and_nothing_is_stored(
+    tmp_path: Path, sqlite_url: str, reliability: list[dict[str, object]]
+) -> None:
     runtime = Runtime.build(make_settings(tmp_path, sqlite_url, max_metadata_bytes=4096))
     transport = httpx.ASGITransport(app=create_app(runtime=runtime))
     # 20 keys of 2,000 characters each: every value within its own limit, 40 KB in all
@@ -256,4 +258,6 @@ async def test_oversized_metadata_is_refused_and_nothing_is_stored(tmp_path: Pat
     with runtime.log.sessions() as session:
         stored = session.scalars(select(Conversation)).all()
     assert [c.id for c in stored] == [accepted.json()["conversation_id"]], "the refused one left no row"
+    reliability.append({"section": "attacks", "item": "conversation with 40 KB of metadata (20 keys x 2,000 chars)",
+                        "result": "413 metadata_too_large (4096-byte limit), nothing stored"})
     await runtime.aclose()

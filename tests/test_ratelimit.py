@@ -120,7 +120,9 @@ def test_ipv6_clients_count_by_their_64_and_ipv4_by_address(address: str, key: s
     assert limit_key(address) == key
 
 
-async def test_addresses_in_one_ipv6_64_share_the_per_ip_limit(tmp_path: Path, sqlite_url: str, storage: str) -> None:
+async def test_addresses_in_one_ipv6_64_share_the_per_ip_limit(
+    tmp_path: Path, sqlite_url: str, storage: str, reliability: list[dict[str, object]]
+) -> None:
     runtime = Runtime.build(make_settings(tmp_path, sqlite_url, rate_limit_per_ip="2/minute",
                                           rate_limit_storage=storage, trusted_proxies="10.0.0.0/8"))
     # a fresh /64 per run: the Redis store outlives the test
@@ -139,6 +141,8 @@ async def test_addresses_in_one_ipv6_64_share_the_per_ip_limit(tmp_path: Path, s
     assert rotated == [201, 201, 429]
     assert rotated_direct == 429
     assert neighbour == 201, "another /64 has its own budget"
+    reliability.append({"section": "attacks", "item": f"rotating IPv6 addresses within one /64 ({storage})",
+                        "result": "counted as one client; another /64 keeps its own budget"})
     await runtime.aclose()
 
 
@@ -149,7 +153,9 @@ def test_a_trusted_proxy_seen_through_a_dual_stack_socket_is_still_trusted(tmp_p
     assert limits.client_ip("::ffff:198.51.100.4", "2001:db8::5") == "::ffff:198.51.100.4"
 
 
-async def test_starting_conversations_has_its_own_per_ip_limit(tmp_path: Path, sqlite_url: str, storage: str) -> None:
+async def test_starting_conversations_has_its_own_per_ip_limit(
+    tmp_path: Path, sqlite_url: str, storage: str, reliability: list[dict[str, object]]
+) -> None:
     runtime = Runtime.build(make_settings(tmp_path, sqlite_url, rate_limit_conversations_per_ip="30/minute",
                                           rate_limit_storage=storage))
     visitor = f"198.51.100.{uuid.uuid4().int % 250}"
@@ -165,6 +171,8 @@ async def test_starting_conversations_has_its_own_per_ip_limit(tmp_path: Path, s
     assert (refused.status_code, refused.json()["error"]["code"]) == (429, "rate_limited")
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert still_talking.status_code == 200, "another address still starts and uses a conversation"
+    reliability.append({"section": "attacks", "item": f"31 conversations in a minute from one IP ({storage})",
+                        "result": "the 31st gets 429 with Retry-After; another IP still starts one"})
     await runtime.aclose()
 
 

@@ -51,7 +51,7 @@ def _read_until_closed(sock: socket.socket) -> bytes:
     return received
 
 
-def test_a_1_mb_header_gets_431_at_once(service: ServiceProcess) -> None:
+def test_a_1_mb_header_gets_431_at_once(service: ServiceProcess, reliability: list[dict[str, object]]) -> None:
     started = time.monotonic()
     with _connect(service) as sock:
         sock.sendall(REQUEST_START + b"X-Filler: " + b"a" * 1024 * 1024 + b"\r\n\r\n")
@@ -60,6 +60,8 @@ def test_a_1_mb_header_gets_431_at_once(service: ServiceProcess) -> None:
     assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer[:200]
     assert b'"code": "headers_too_large"' in answer
     assert time.monotonic() - started < 10
+    reliability.append({"section": "attacks", "item": "1 MB request header (64 KiB limit, real server)",
+                        "result": "431 headers_too_large, read to the end, no connection reset"})
 
 
 FLOOD = b"X-Filler: " + b"a" * 30 * 1024 * 1024
@@ -75,7 +77,9 @@ def _push_unfinished_header(service: ServiceProcess) -> None:
             pass
 
 
-def test_unfinished_huge_headers_do_not_grow_the_process(service: ServiceProcess) -> None:
+def test_unfinished_huge_headers_do_not_grow_the_process(
+    service: ServiceProcess, reliability: list[dict[str, object]]
+) -> None:
     before = _rss_kib(service)
     senders = [threading.Thread(target=_push_unfinished_header, args=(service,)) for _ in range(10)]
     for sender in senders:
@@ -88,6 +92,8 @@ def test_unfinished_huge_headers_do_not_grow_the_process(service: ServiceProcess
     # the issue measured +345 MiB for ten unfinished 30 MB headers, held for good
     assert grown_mib < 40, f"RSS grew by {grown_mib:.0f} MiB"
     assert httpx.get(f"{service.base}/healthz", timeout=5).status_code == 200
+    reliability.append({"section": "attacks", "item": "ten unfinished 30 MB headers at once (real server)",
+                        "result": f"each cut off with 431; process RSS grew {max(grown_mib, 0):.0f} MiB"})
 
 
 def test_ordinary_large_headers_still_pass(service: ServiceProcess) -> None:
@@ -96,7 +102,9 @@ def test_ordinary_large_headers_still_pass(service: ServiceProcess) -> None:
     assert response.status_code == 200
 
 
-def test_a_client_trickling_headers_is_cut_off_with_408(service: ServiceProcess) -> None:
+def test_a_client_trickling_headers_is_cut_off_with_408(
+    service: ServiceProcess, reliability: list[dict[str, object]]
+) -> None:
     with _connect(service) as sock:
         sock.sendall(REQUEST_START)
         sock.settimeout(0.2)
@@ -119,6 +127,8 @@ def test_a_client_trickling_headers_is_cut_off_with_408(service: ServiceProcess)
 
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200] or "the server kept the connection open"
     assert b'"code": "header_timeout"' in answer
+    reliability.append({"section": "attacks", "item": "headers trickled a byte at a time (2 s header timeout)",
+                        "result": "408 header_timeout, connection closed"})
 
 
 def _wait_for(condition: str, check: object, timeout: float = 30) -> None:
@@ -131,7 +141,7 @@ def _wait_for(condition: str, check: object, timeout: float = 30) -> None:
 
 
 def test_past_limit_concurrency_new_requests_get_503_until_slow_clients_are_cut_off(
-    service: ServiceProcess,
+    service: ServiceProcess, reliability: list[dict[str, object]]
 ) -> None:
     with ExitStack() as stack:
         # five connections that never finish their headers fill SUPPORTBOT_LIMIT_CONCURRENCY=5
@@ -145,6 +155,9 @@ def test_past_limit_concurrency_new_requests_get_503_until_slow_clients_are_cut_
 
     assert busy.status_code == 503
     assert busy.text == "Service Unavailable", "uvicorn's own answer, before the app is called"
+    reliability.append({"section": "attacks", "item": "slow connections filling limit_concurrency (5)",
+                        "result": "new requests 503 while they hold; /healthz 200 again once the header "
+                                  "timeout closes them, no restart"})
 
 
 def test_serve_raises_the_open_file_limit_and_logs_it(tmp_path: Path) -> None:
