@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,12 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from service.config import PROJECT_ROOT
+from service.config import PROJECT_ROOT, Settings
 from service.guard import LeakGuard, StreamGate, canary_line, shingles
 from service.models import Message
 from service.runtime import Runtime
 
 from . import fake_model
+from .conftest import MODEL_BASE_URL, make_settings
 from .factories import parse_sse, start_conversation
 
 CASES = [json.loads(line) for line in (PROJECT_ROOT / "tests" / "data" / "redteam_cases.jsonl").open()]
@@ -128,6 +130,13 @@ def _complying_reply(case: dict[str, Any], system: str, canary: str) -> str:
     if kind == "base64":
         return base64.b64encode(system.encode()).decode()
     return "I can't share my setup, but exports live under Share > Export."
+
+
+@pytest.fixture
+def hosted_settings(tmp_path: Path, database_url: str) -> Settings:
+    """The hosted model (mocked), without the per-IP limit on new conversations: one per attack, all from here."""
+    return make_settings(tmp_path, database_url, openai_api_key="sk-test-key", openai_base_url=MODEL_BASE_URL,
+                         model="gpt-4o-mini", rate_limit_conversations_per_ip="0")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
