@@ -143,6 +143,9 @@ def service(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> 
                 "/forged.html": _page(base, {"data-user-id": "user-42", "data-user-hash": "0" * 64}),
             })
             site.pages["/config.js"] = 'window.SupportBotConfig = {context: {plan: "pro"}};'
+            # A page with a long title and a big context: more than the service's 4 KB of metadata.
+            site.pages["/crowded.html"] = _page(base, {"data-context": json.dumps(
+                {f"k{n:02d}": "é" * 400 for n in range(20)})}).replace("Customer page", "T" * 3000)
             stranger.pages["/"] = _page(base)
             yield Service(base, runtime, site, stranger)
     finally:
@@ -550,6 +553,18 @@ def test_signed_in_visitor_is_verified_and_the_page_context_is_kept(page: Page, 
     visitor = service.admin("GET", f"/conversations/{conversation_id(page)}").json()["visitor"]
     assert visitor == {"url": url, "title": "Customer page", "locale": "en", "user_id": "user-42",
                        "plan": "pro", "verified": True}
+
+
+def test_a_crowded_page_still_starts_a_conversation_with_trimmed_metadata(page: Page, service: Service) -> None:
+    open_chat(page, service.site.origin + "/crowded.html")
+
+    send(page, CSV_QUESTION)
+    expect(replies(page)).to_have_count(1)
+
+    visitor = service.admin("GET", f"/conversations/{conversation_id(page)}").json()["visitor"]
+    assert visitor["url"].endswith("/crowded.html") and visitor["title"] == "T" * 300
+    assert len(json.dumps(visitor, ensure_ascii=False).encode()) <= service.runtime.settings.max_metadata_bytes
+    assert 1 <= sum(key.startswith("k") for key in visitor) < 20, "context kept while it fits, the rest left out"
 
 
 def test_wrong_user_hash_is_refused_and_the_message_kept(page: Page, service: Service) -> None:

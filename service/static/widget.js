@@ -1002,15 +1002,30 @@
 
   // ---------------------------------------------------------------- conversations
 
+  // The service refuses metadata over SUPPORTBOT_MAX_METADATA_BYTES (4096 bytes of JSON by default): the
+  // widget keeps well under it, cutting long values and leaving out keys that no longer fit, so a page with
+  // a long URL or a big context still gets its conversation.
+  var METADATA_BUDGET = 3800;
+
+  function jsonBytes(value) {
+    return new TextEncoder().encode(JSON.stringify(value)).length;
+  }
+
   function pageMetadata() {
     var metadata = {};
-    function put(key, value) {
+    function put(key, value, limit) {
       if (value === undefined || value === null || value === "") return;
       if (!(key in metadata) && Object.keys(metadata).length >= 20) return; // the service accepts 20 keys
-      metadata[String(key).slice(0, 100)] = String(value).slice(0, 2000);
+      var name = String(key).slice(0, 100);
+      var previous = metadata[name];
+      metadata[name] = String(value).slice(0, limit || 500);
+      if (jsonBytes(metadata) > METADATA_BUDGET) {
+        if (previous === undefined) delete metadata[name];
+        else metadata[name] = previous;
+      }
     }
-    put("url", location.href);
-    put("title", document.title);
+    put("url", location.href, 1000);
+    put("title", document.title, 300);
     put("locale", locale);
     if (identity.userId) {
       put("user_id", identity.userId);
