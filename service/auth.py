@@ -125,11 +125,6 @@ class AdminSessions:
                 return None
             return SignedIn(row.actor, row.id)
 
-    def actor(self, cookie: str | None) -> str | None:
-        """The signed-in actor, or None when the cookie names no live session."""
-        live = self.signed_in(cookie)
-        return live.actor if live else None
-
     def revoke(self, cookie: str | None) -> None:
         """End the session a cookie names, for every replica (logout)."""
         session_id = self._session_id(cookie)

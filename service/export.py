@@ -19,6 +19,7 @@ from sqlalchemy import Row, Table, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import Unprocessable
+from .escalation import POLICY_PREFIX
 from .export_format import CHECKS, FORMATS
 from .inbox import day_end, day_start, split_ref
 from .llm import ESCALATE_TOOL
@@ -33,7 +34,6 @@ _MESSAGES = cast(Table, Message.__table__)
 _FEEDBACK = cast(Table, Feedback.__table__)
 _CORRECTIONS = cast(Table, Correction.__table__)
 _ESCALATIONS = cast(Table, Escalation.__table__)
-POLICY_REASON = "policy:"  # the reasons of deterministic policy handoffs (policy:refund, policy:legal, ...)
 _COLUMNS = tuple(_MESSAGES.c[name] for name in (
     "id", "conversation_id", "role", "origin", "content", "provider", "model_requested", "prompt_name",
     "prompt_version", "prompt_sha256", "reply_to_id",
@@ -174,7 +174,7 @@ class Exporter:
             for conversation_id, message_id in connection.execute(
                     select(_ESCALATIONS.c.conversation_id, _ESCALATIONS.c.message_id)
                     .where(_ESCALATIONS.c.conversation_id.in_(ids), _ESCALATIONS.c.message_id.is_not(None),
-                           _ESCALATIONS.c.reason.startswith(POLICY_REASON))):
+                           _ESCALATIONS.c.reason.startswith(POLICY_PREFIX))):
                 triggers.add(message_id)
                 wanted.add(conversation_id)
         for conversation_id, message_id, rating in connection.execute(

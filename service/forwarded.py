@@ -1,4 +1,4 @@
-"""What a request looked like to the client: its scheme behind a TLS proxy, and whether a form post is same-site.
+"""What a request looked like to the client: its address and scheme behind a proxy, and if a form is same-site.
 
 `X-Forwarded-Proto` is believed only from SUPPORTBOT_TRUSTED_PROXIES (as `X-Forwarded-For` is): from
 anyone else it would let a client switch cookie flags or the allowed origin at will.
@@ -6,29 +6,27 @@ anyone else it would let a client switch cookie flags or the allowed origin at w
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from .errors import Forbidden
-from .ratelimit import Network
+from .ratelimit import RateLimits
 
 
-def _trusted(peer: str | None, trusted: list[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(peer or "")
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in trusted)
+def _peer(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
-def request_scheme(request: Request, trusted: list[Network]) -> str:
+def client_ip(request: Request, limits: RateLimits) -> str:
+    """The client's address (X-Forwarded-For believed only from SUPPORTBOT_TRUSTED_PROXIES)."""
+    return limits.client_ip(_peer(request), request.headers.get("x-forwarded-for"))
+
+
+def request_scheme(request: Request, limits: RateLimits) -> str:
     """`https` or `http` as the client used it: the trusted proxy's X-Forwarded-Proto, else the connection's."""
     forwarded = request.headers.get("x-forwarded-proto")
-    if forwarded and _trusted(request.client.host if request.client else None, trusted):
+    if forwarded and limits.is_trusted(_peer(request)):
         # Each proxy appends its own: the first value is what the client spoke to the outermost one.
         scheme = forwarded.split(",")[0].strip().lower()
         if scheme in {"http", "https"}:
@@ -41,9 +39,9 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def require_same_origin(request: Request, trusted: list[Network], public_url: str) -> None:
+def require_same_origin(request: Request, limits: RateLimits, public_url: str) -> None:
     """Refuse (403) a form post whose Origin (or, without one, Referer) is another site."""
-    own = {_origin(public_url), f"{request_scheme(request, trusted)}://{request.headers.get('host', '')}".lower()}
+    own = {_origin(public_url), f"{request_scheme(request, limits)}://{request.headers.get('host', '')}".lower()}
     origin = request.headers.get("origin")
     referer = request.headers.get("referer")
     # A browser always sends Origin on a form post ("null" from sandboxes and opaque pages: refused too);

@@ -89,9 +89,3 @@ async def count_failure(guard: SignInGuard, limits: RateLimits, review: ReviewDe
         await to_thread.run_sync(review.record, "anonymous", "admin.locked_out", limit_key(ip)[:100],
                                  {"via": via, "retry_after": wait})
         raise _refusal(wait)
-
-
-def request_ip(request: Request, limits: RateLimits) -> str:
-    """The client's address (X-Forwarded-For believed only from SUPPORTBOT_TRUSTED_PROXIES)."""
-    peer = request.client.host if request.client else None
-    return limits.client_ip(peer, request.headers.get("x-forwarded-for"))

@@ -68,17 +68,18 @@ class RateLimits:
         self.in_memory = isinstance(storage, MemoryStorage)
         self.trusted: list[Network] = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
 
-    def _is_trusted(self, address: str) -> bool:
-        ip = _parse_ip(address)
+    def is_trusted(self, address: str | None) -> bool:
+        """True when `address` is one of SUPPORTBOT_TRUSTED_PROXIES (whose forwarded headers are believed)."""
+        ip = _parse_ip(address or "")
         return ip is not None and any(ip in network for network in self.trusted)
 
     def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
         """The client's address: the peer, unless the peer is a trusted proxy that says who it forwards."""
         address = peer or "unknown"
-        if not forwarded_for or not self._is_trusted(address):
+        if not forwarded_for or not self.is_trusted(address):
             return address
         for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
-            if not self._is_trusted(hop):
+            if not self.is_trusted(hop):
                 return hop
         return address
 

@@ -112,55 +112,63 @@ def _figures(session: Session, now: datetime) -> list[VersionFigures]:
         .where(model_reply, has_correction(), Conversation.exclude_from_training.is_(False))
         .group_by(Conversation.prompt_version, model)
     )}
-    figures: list[VersionFigures] = []
+    totals: dict[tuple[str, str], _Totals] = {}
     for ref, name, first, conversations, *sums in rows:
         # PostgreSQL returns SUM() as Decimal: plain numbers from here on.
         recent, resolved_count, replies, misses, tokens = (int(v or 0) for v in sums[:5])
-        cost = float(sums[5] or 0.0)
-        cost_per = cost / conversations
-        figures.append(VersionFigures(
-            prompt_version=ref, model=name, first_seen=first, conversations=conversations,
-            conversations_30d=recent, resolution_rate=resolved_count / conversations,
-            replies=replies, misses=misses, miss_rate=misses / replies if replies else 0.0,
-            escalations=escalations.get((ref, name), {}),
-            tokens_per_conversation=tokens / conversations, cost_per_conversation=cost_per,
-            projected_monthly_cost=cost_per * recent, corrected_examples=corrected.get((ref, name), 0),
-        ))
-    return sorted(_without_modelless_rows(figures), key=lambda f: f.first_seen)
+        totals[(ref, name)] = _Totals(first, conversations, recent, resolved_count, replies, misses, tokens,
+                                      float(sums[5] or 0.0), escalations.get((ref, name), {}),
+                                      corrected.get((ref, name), 0))
+    return sorted((t.figures(ref, name) for (ref, name), t in _without_modelless_rows(totals).items()),
+                  key=lambda f: f.first_seen)
 
 
-def _without_modelless_rows(figures: list[VersionFigures]) -> list[VersionFigures]:
+@dataclass
+class _Totals:
+    """The sums behind one report row, before they become rates."""
+
+    first_seen: datetime
+    conversations: int
+    recent: int
+    resolved: int
+    replies: int
+    misses: int
+    tokens: int
+    cost: float
+    escalations: dict[str, int]
+    corrected: int
+
+    def add(self, other: _Totals) -> None:
+        """Count `other`'s conversations in this row too."""
+        self.first_seen = min(self.first_seen, other.first_seen)
+        for name in ("conversations", "recent", "resolved", "replies", "misses", "tokens", "cost", "corrected"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, count in other.escalations.items():
+            self.escalations[reason] = self.escalations.get(reason, 0) + count
+
+    def figures(self, ref: str, model: str) -> VersionFigures:
+        """The row as the report shows it."""
+        cost_per = self.cost / self.conversations
+        return VersionFigures(
+            prompt_version=ref, model=model, first_seen=self.first_seen, conversations=self.conversations,
+            conversations_30d=self.recent, resolution_rate=self.resolved / self.conversations,
+            replies=self.replies, misses=self.misses, miss_rate=self.misses / self.replies if self.replies else 0.0,
+            escalations=self.escalations, tokens_per_conversation=self.tokens / self.conversations,
+            cost_per_conversation=cost_per, projected_monthly_cost=cost_per * self.recent,
+            corrected_examples=self.corrected,
+        )
+
+
+def _without_modelless_rows(totals: dict[tuple[str, str], _Totals]) -> dict[tuple[str, str], _Totals]:
     """Conversations no model was asked in join their version's busiest model (they were served by it)."""
-    modelless = {f.prompt_version: f for f in figures if not f.model}
-    kept = [f for f in figures if f.model]
-    for ref, extra in modelless.items():
-        same = [f for f in kept if f.prompt_version == ref]
-        if not same:
-            extra.model = NO_MODEL
-            kept.append(extra)
-            continue
-        _merge_into(max(same, key=lambda f: f.conversations), extra)
+    kept = {key: row for key, row in totals.items() if key[1]}
+    for (ref, _), extra in ((key, row) for key, row in totals.items() if not key[1]):
+        same = [key for key in kept if key[0] == ref]
+        if same:
+            kept[max(same, key=lambda key: kept[key].conversations)].add(extra)
+        else:
+            kept[(ref, NO_MODEL)] = extra
     return kept
-
-
-def _merge_into(row: VersionFigures, extra: VersionFigures) -> None:
-    """Add `extra`'s conversations to `row`, recomputing its rates."""
-    resolved = row.resolution_rate * row.conversations + extra.resolution_rate * extra.conversations
-    tokens = row.tokens_per_conversation * row.conversations + extra.tokens_per_conversation * extra.conversations
-    cost = row.cost_per_conversation * row.conversations + extra.cost_per_conversation * extra.conversations
-    row.first_seen = min(row.first_seen, extra.first_seen)
-    row.conversations += extra.conversations
-    row.conversations_30d += extra.conversations_30d
-    row.replies += extra.replies
-    row.misses += extra.misses
-    row.miss_rate = row.misses / row.replies if row.replies else 0.0
-    row.resolution_rate = resolved / row.conversations
-    for reason, count in extra.escalations.items():
-        row.escalations[reason] = row.escalations.get(reason, 0) + count
-    row.tokens_per_conversation = tokens / row.conversations
-    row.cost_per_conversation = cost / row.conversations
-    row.projected_monthly_cost = row.cost_per_conversation * row.conversations_30d
-    row.corrected_examples += extra.corrected_examples
 
 
 @dataclass(frozen=True)

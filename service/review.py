@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Row, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from .db import transaction
@@ -27,7 +27,7 @@ MISS_REASONS = (THUMBS_DOWN, ESCALATED, NEXT_TURN_ESCALATED, DID_NOT_HELP, FLAGG
 VERDICTS = ("good", "flagged", "clear")
 
 
-def is_answer(message: Message | Said | Any) -> bool:
+def is_answer(message: Message | Said | Row[Any]) -> bool:
     """A bot reply whose text a model (hosted or offline) wrote: the only kind that is rated, missed or trained on.
 
     Fixed texts (handoff, escalated acknowledgement, budget, leak and model-unavailable replies) are not.
@@ -35,7 +35,7 @@ def is_answer(message: Message | Said | Any) -> bool:
     return bool(message.role == Role.ASSISTANT and message.origin == Origin.MODEL)
 
 
-def is_model_turn(message: Message | Any) -> bool:
+def is_model_turn(message: Message | Row[Any]) -> bool:
     """A bot reply for which a model was asked (it names the model): an answer, or a failed or blocked attempt.
 
     A correction (or an agent's answer) attaches to such a turn: the visitor's question and the prompt that

@@ -147,7 +147,8 @@ async def test_review_exclude_reply_and_resolve_forms(client: httpx.AsyncClient,
     with runtime.log.sessions() as session:
         agent = session.scalars(select(Message).where(Message.role == "agent")).one()
     # The bot only sent fixed texts (handoff, acknowledgement): there is no answer to correct.
-    assert agent.author == "Dana" and agent.corrects_id is None and first["reply"]["content"]
+    assert first["reply"]["content"] == runtime.settings.escalated_ack_reply
+    assert agent.author == "Dana" and agent.corrects_id is None
     assert runtime.log.get_conversation(conversation_id).exclude_from_training is True
 
 

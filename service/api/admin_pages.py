@@ -18,9 +18,9 @@ from ..authorship import byline
 from ..charts import rate_chart
 from ..config import secret_key
 from ..errors import NotFound, RateLimited, SupportbotError, Unauthorized
-from ..forwarded import request_scheme, require_same_origin
+from ..forwarded import client_ip, request_scheme, require_same_origin
 from ..inbox import VIEWS, InboxQuery
-from ..lockout import count_failure, refuse_if_locked_out, request_ip, sign_in_guard
+from ..lockout import count_failure, refuse_if_locked_out, sign_in_guard
 from ..markdown import render_markdown
 from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
@@ -73,13 +73,13 @@ SessionsDep = Annotated[AdminSessions, Depends(sessions)]
 
 def is_https(request: Request) -> bool:
     """The client's scheme is https (a trusted proxy's X-Forwarded-Proto counts): cookies get Secure."""
-    return request_scheme(request, request.app.state.runtime.limits.trusted) == "https"
+    return request_scheme(request, request.app.state.runtime.limits) == "https"
 
 
 def same_origin_post(request: Request) -> None:
     """Refuse (403) an admin form posted from another site (Origin or Referer not this service)."""
     runtime = request.app.state.runtime
-    require_same_origin(request, runtime.limits.trusted, runtime.settings.public_url)
+    require_same_origin(request, runtime.limits, runtime.settings.public_url)
 
 
 async def page_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None) -> str:
@@ -148,7 +148,7 @@ async def login(
     if not helper.csrf_valid(sb_csrf, csrf):
         return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
                       "error": "The form expired. Please try again."}, status_code=400)
-    guard, ip = sign_in_guard(request), request_ip(request, runtime.limits)
+    guard, ip = sign_in_guard(request), client_ip(request, runtime.limits)
     try:
         await refuse_if_locked_out(guard, runtime.limits, ip)
         if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):

@@ -18,8 +18,9 @@ from fastapi import Depends, Header, Path, Query, Request
 from pydantic import BeforeValidator
 
 from ..errors import NotFound, Unauthorized
+from ..forwarded import client_ip
 from ..inbox import MAX_ID
-from ..lockout import count_failure, refuse_if_locked_out, request_ip, sign_in_guard
+from ..lockout import count_failure, refuse_if_locked_out, sign_in_guard
 from ..ratelimit import RateLimits
 from ..runtime import Runtime
 
@@ -59,7 +60,7 @@ VisitorConversation = Annotated[str, Depends(visitor_conversation)]
 
 async def admin_actor(request: Request, runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]) -> str:
     """The acting admin, once the admin token is shown; 401 otherwise, 429 while the client is locked out."""
-    guard, ip = sign_in_guard(request), request_ip(request, runtime.limits)
+    guard, ip = sign_in_guard(request), client_ip(request, runtime.limits)
     await refuse_if_locked_out(guard, runtime.limits, ip)
     if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
         await count_failure(guard, runtime.limits, runtime.review, ip, "bearer")
@@ -73,20 +74,15 @@ AdminActor = Annotated[str, Depends(admin_actor)]
 async def limit_ip(request: Request, runtime: RuntimeDep) -> None:
     """Count the request against its client IP (429 past SUPPORTBOT_RATE_LIMIT_PER_IP)."""
     limits = runtime.limits
-    ip = _client_ip(request, limits)
+    ip = client_ip(request, limits)
     await _count(limits, lambda: limits.check_ip(ip))
 
 
 async def limit_conversation_start(request: Request, runtime: RuntimeDep) -> None:
     """Count a new conversation against its client IP (429 past SUPPORTBOT_RATE_LIMIT_CONVERSATIONS_PER_IP)."""
     limits = runtime.limits
-    ip = _client_ip(request, limits)
+    ip = client_ip(request, limits)
     await _count(limits, lambda: limits.check_conversation_start(ip))
-
-
-def _client_ip(request: Request, limits: RateLimits) -> str:
-    peer = request.client.host if request.client else None
-    return limits.client_ip(peer, request.headers.get("x-forwarded-for"))
 
 
 async def limited_visitor(conversation_id: VisitorConversation, runtime: RuntimeDep) -> str:
