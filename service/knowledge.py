@@ -36,7 +36,8 @@ class KnownIssue:
     keywords: tuple[str, ...]
     solution: str
     escalate: bool
-    source: str
+    source: str  # where it was read: "file:line" for hand-written entries, the source's location when imported
+    url: str | None = None  # the page a reply cites; None for hand-written entries
 
     def as_context(self) -> dict[str, Any]:
         """The entry as template variables."""
@@ -46,6 +47,7 @@ class KnownIssue:
             "keywords": list(self.keywords),
             "solution": self.solution,
             "escalate": self.escalate,
+            "url": self.url,
         }
 
     @property

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -181,6 +182,8 @@ class Message(Base):
     known_issue: Mapped[str | None] = mapped_column(String(200), default=None)
     # What the model wrote when the leak guard replaced it: for reviewers, never shown to the visitor.
     blocked_content: Mapped[str | None] = mapped_column(Text, default=None)
+    # The knowledge entries the reply drew on, as shown under it: [{"title", "url"}]; NULL for fixed texts.
+    sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
@@ -286,3 +289,64 @@ class AdminSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class KnowledgeSource(Base):
+    """Where imported knowledge comes from: a help-center URL, a folder, or an articles export file."""
+
+    __tablename__ = "knowledge_sources"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20))  # web | folder | export
+    location: Mapped[str] = mapped_column(String(2000), unique=True)
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_sync_status: Mapped[str | None] = mapped_column(String(20), default=None)  # ok | partial | failed
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class KnowledgeDocument(Base):
+    """One imported page, file or article, with what is needed to tell whether it changed."""
+
+    __tablename__ = "knowledge_documents"
+    __table_args__ = (UniqueConstraint("source_id", "url", name="uq_knowledge_documents_source_url"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("knowledge_sources.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    title: Mapped[str] = mapped_column(String(500))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(String(500), default=None)
+    last_modified: Mapped[str | None] = mapped_column(String(100), default=None)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)  # the article's own time
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The last failure to load it; the last good copy keeps serving meanwhile.
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class KnowledgeEntry(Base):
+    """A section of an imported document, split at headings: what retrieval finds and replies cite."""
+
+    __tablename__ = "knowledge_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("knowledge_documents.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(500))
+    heading: Mapped[str | None] = mapped_column(String(500), default=None)
+    url: Mapped[str] = mapped_column(String(2000))
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class EmbeddingCache(Base):
+    """An embedding per model and content hash, so a sync embeds only what changed."""
+
+    __tablename__ = "embeddings"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dimensions: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
