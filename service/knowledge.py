@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 import threading
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,7 +21,8 @@ from bm25s.stopwords import STOPWORDS_EN
 from .errors import ConfigError
 from .watched import WatchedFiles
 
-ALLOWED_FIELDS = {"keywords", "escalate"}
+ALLOWED_FIELDS = {"keywords", "escalate", "url"}
+MAX_URL_CHARS = 2000
 _FIELD = re.compile(r"^([A-Za-z_][\w-]*)\s*:\s*(.*)$")
 _STEMMER = Stemmer.Stemmer("english")
 # bm25s sets its own logger to DEBUG on import; its progress chatter is not for operators.
@@ -37,7 +39,8 @@ class KnownIssue:
     solution: str
     escalate: bool
     source: str  # where it was read: "file:line" for hand-written entries, the source's location when imported
-    url: str | None = None  # the page a reply cites; None for hand-written entries
+    url: str | None = None  # the page a reply cites: the `url:` field of a hand-written entry, an imported page's URL
+    page_title: str | None = None  # the title of the page an imported section belongs to; a reply cites that
 
     def as_context(self) -> dict[str, Any]:
         """The entry as template variables."""
@@ -82,6 +85,7 @@ def _parse_entry(lines: list[str], start: int, end: int, source: str) -> KnownIs
     if not title:
         raise ConfigError(source, start + 1, "entry title is empty")
     fields: dict[str, str] = {}
+    field_lines: dict[str, int] = {}
     i = start + 1
     while i < end and lines[i].strip():
         match = _FIELD.match(lines[i].strip())
@@ -92,6 +96,7 @@ def _parse_entry(lines: list[str], start: int, end: int, source: str) -> KnownIs
             allowed = ", ".join(sorted(ALLOWED_FIELDS))
             raise ConfigError(source, i + 1, f"unknown field '{key}' (allowed: {allowed})")
         fields[key] = match.group(2).strip()
+        field_lines[key] = i + 1
         i += 1
     solution = "\n".join(lines[i:end]).strip()
     if not solution:
@@ -102,6 +107,11 @@ def _parse_entry(lines: list[str], start: int, end: int, source: str) -> KnownIs
     escalate_text = fields.get("escalate", "false").lower()
     if escalate_text not in {"true", "false", "yes", "no"}:
         raise ConfigError(source, start + 1, f"escalate must be true or false, not '{escalate_text}'")
+    url = fields.get("url") or None
+    if url is not None:
+        problem = url_problem(url)
+        if problem:
+            raise ConfigError(source, field_lines["url"], f"url {problem}")
     return KnownIssue(
         id=slugify(title),
         title=title,
@@ -109,7 +119,25 @@ def _parse_entry(lines: list[str], start: int, end: int, source: str) -> KnownIs
         solution=solution,
         escalate=escalate_text in {"true", "yes"},
         source=f"{source}:{start + 1}",
+        url=url,
     )
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be cited (None when it can): an http(s) URL with a host, or a path starting with '/'."""
+    if len(url) > MAX_URL_CHARS:
+        return f"is {len(url)} characters; the limit is {MAX_URL_CHARS}"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return f"'{url[:80]}' contains spaces or control characters"
+    if url.startswith("/") and not url.startswith("//"):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an unbalanced IPv6 bracket, a bad port
+        parts = urllib.parse.SplitResult("", "", "", "", "")
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        return f"'{url[:80]}' must be an http(s) URL like https://help.example.com/article or a path like /help/article"
+    return None
 
 
 def parse_knowledge_file(path: Path) -> list[KnownIssue]:
