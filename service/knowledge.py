@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -219,11 +219,18 @@ def merge_issues(files: Iterable[tuple[Path, list[KnownIssue]]]) -> tuple[Knowle
 
 
 class KnowledgeStore:
-    """The knowledge directory, re-read when a file changes; serves the last good version of each file."""
+    """The knowledge directory, re-read when a file changes; serves the last good version of each file.
 
-    def __init__(self, root: Path, interval: float = 1.0) -> None:
+    `imported`, when given, returns the entries imported into the database (service/imports): the same
+    tuple object while nothing changed, so the base is rebuilt only when the files or the imports change.
+    """
+
+    def __init__(self, root: Path, interval: float = 1.0,
+                 imported: Callable[[], tuple[KnownIssue, ...]] | None = None) -> None:
         self._files = WatchedFiles(root=root, pattern="**/*.md", parse=parse_knowledge_file, interval=interval)
+        self._imported = imported
         self._generation = -1
+        self._imported_seen: tuple[KnownIssue, ...] = ()
         self._base = KnowledgeBase(())
         self._errors: tuple[ConfigError, ...] = ()
         self._lock = threading.Lock()
@@ -233,14 +240,19 @@ class KnowledgeStore:
         return self._files.root
 
     def current(self) -> KnowledgeBase:
-        """The knowledge base as the files are now."""
+        """The knowledge base as the files (and the imported sources) are now."""
         loaded = self._files.current()
-        if loaded.generation != self._generation:
+        imported = self._imported() if self._imported is not None else ()
+        if loaded.generation != self._generation or imported is not self._imported_seen:
             with self._lock:
-                if loaded.generation != self._generation:
+                if loaded.generation != self._generation or imported is not self._imported_seen:
                     base, duplicates = merge_issues(sorted(loaded.items.items()))
+                    if imported:
+                        # Hand-written entries win an id clash; imported ids are `imported-<n>`, so clashes are rare.
+                        seen = {issue.id for issue in base.issues}
+                        base = KnowledgeBase(base.issues + tuple(i for i in imported if i.id not in seen))
                     self._base, self._errors = base, loaded.errors + tuple(duplicates)
-                    self._generation = loaded.generation
+                    self._generation, self._imported_seen = loaded.generation, imported
         return self._base
 
     def errors(self) -> tuple[ConfigError, ...]:
