@@ -304,6 +304,10 @@ class KnowledgeSource(Base):
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     last_sync_status: Mapped[str | None] = mapped_column(String(20), default=None)  # ok | partial | failed
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Changes (a new random value) whenever the source's entries change: replicas reload when it does.
+    revision: Mapped[str | None] = mapped_column(String(32), default=None)
+    # A replica syncing the source holds it until then, so scheduled syncs on several replicas do not overlap.
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class KnowledgeDocument(Base):
