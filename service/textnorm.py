@@ -44,9 +44,16 @@ def is_invisible(char: str) -> bool:
 @lru_cache(maxsize=4096)
 def unmask(text: str) -> str:
     """NFKC (full-width and styled letters), invisible characters removed, look-alikes as Latin, lower-case."""
+    return unmask_keep_case(text).lower()
+
+
+def unmask_keep_case(text: str) -> str:
+    """`unmask` without lower-casing, for callers that read case (a capitalized name is not a verb)."""
+    if text.isascii():  # nothing to undo: no wide, styled, invisible or look-alike characters
+        return text
     text = unicodedata.normalize("NFKC", text)
     text = "".join(char for char in text if not is_invisible(char))
-    return text.translate(_LOOK_ALIKES).lower()
+    return text.translate(_LOOK_ALIKES)
 
 
 def strip_accents(text: str) -> str:
