@@ -74,6 +74,7 @@ class ReplyRecord:
     miss_reasons: tuple[str, ...] = ()
     known_issue: str | None = None
     blocked_content: str | None = None
+    sources: list[dict[str, Any]] | None = None  # [{"title", "url"}]: what the reply drew on; None for fixed texts
     count_usage: bool = False
     previous_reply_id: int | None = None
     previous_reply_misses: tuple[str, ...] = ()
@@ -223,7 +224,7 @@ class ConversationLog:
                 prompt_sha256=record.prompt_sha256, tokens_in=record.tokens_in, tokens_out=record.tokens_out,
                 cost_usd=record.cost_usd, latency_ms=record.latency_ms, status=record.status,
                 tool_calls=record.tool_calls, miss_reasons=",".join(sorted(record.miss_reasons)) or None,
-                known_issue=record.known_issue, blocked_content=record.blocked_content,
+                known_issue=record.known_issue, blocked_content=record.blocked_content, sources=record.sources,
             )).scalar_one()
             escalation = None
             if record.escalation_reason is not None:
@@ -345,14 +346,16 @@ _HISTORY = (
 def _message_row(**values: Any) -> dict[str, Any]:
     """Every column of a new message as the INSERT binds them: `values`, the rest at their defaults.
 
-    No tool calls is stored as SQL NULL (a bound None would become the JSON text `null`).
+    No tool calls (or sources) is stored as SQL NULL (a bound None would become the JSON text `null`).
     """
     row = {**_MESSAGE_DEFAULTS, "created_at": utcnow(), **values}
-    if row["tool_calls"] is None:
-        del row["tool_calls"]
+    for column in _JSON_COLUMNS:
+        if row[column] is None:
+            del row[column]
     return row
 
 
+_JSON_COLUMNS = ("tool_calls", "sources")
 # The model's scalar column defaults (status "ok", the rest NULL); created_at is stamped per row.
 _MESSAGE_DEFAULTS: dict[str, Any] = {
     column.key: column.default.arg if isinstance(column.default, ScalarElementColumnDefault) else None

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import chain
 from typing import Any
 
 import anyio
@@ -36,6 +37,7 @@ from .prompts import PromptVersion, RenderedPrompt
 from .resilience import CircuitOpen
 from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, is_answer
 from .runtime import Runtime
+from .sources import MAX_SOURCES, Source, answered_from, relevant_in_prompt, sources_from_json
 from .store import ReplyRecord, TurnStart
 
 log = logging.getLogger(__name__)
@@ -55,16 +57,7 @@ class TurnOutcome:
     escalation: EscalationSignal | None
     prompt_version: str | None
     timings: dict[str, float] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The public JSON shape of a turn."""
-        return {
-            "message_id": self.message_id,
-            "reply": {"message_id": self.reply_id, "content": self.reply, "status": self.status},
-            "escalated": self.escalation is not None,
-            "escalation": self.escalation.public() if self.escalation else None,
-            "prompt_version": self.prompt_version,
-        }
+    sources: tuple[Source, ...] = ()  # the knowledge the reply drew on (service/sources.py); () for fixed texts
 
 
 def check_message(runtime: Runtime, content: str) -> str:
@@ -197,8 +190,12 @@ class Turn:
         extra = text[len("".join(self._text_sent)):] if text.startswith("".join(self._text_sent)) else ""
         if stream and extra:
             yield TextDelta(extra)
+        sources: tuple[Source, ...] = ()
+        if completion is not None and completion.text.strip() and not leak and text.startswith(completion.text):
+            # Only the model's own words cite sources; a handoff or leak text standing in for them draws on nothing.
+            sources = self._sources(prompt, completion)
         yield await self._store(prompt, request, completion, status, signal, began, text, origin,
-                                blocked=completion.text if leak and completion else None)
+                                blocked=completion.text if leak and completion else None, sources=sources)
 
     def _fixed_reply(self) -> tuple[str, EscalationSignal, bool] | None:
         """The reply when no model is asked: (text, escalation, whether it is a new escalation)."""
@@ -237,10 +234,22 @@ class Turn:
         return None
 
     @cached_property
+    def _hits(self) -> list[tuple[KnownIssue, float]]:
+        """The known issues the user's message matches best (one query per turn, shared), best first."""
+        return self.runtime.knowledge.current().search(self.start.user_message.content, k=MAX_SOURCES)
+
+    @property
     def _top_hit(self) -> tuple[KnownIssue, float] | None:
-        """The known issue the user's message matches best (one BM25 query per turn, shared)."""
-        hits = self.runtime.knowledge.current().search(self.start.user_message.content, k=1)
-        return hits[0] if hits else None
+        return self._hits[0] if self._hits else None
+
+    def _sources(self, prompt: RenderedPrompt, completion: Completion) -> tuple[Source, ...]:
+        """What the reply drew on: the offline provider's entry, or a hosted model's relevant prompt entries."""
+        if completion.matched_issue is not None:
+            issues = chain((issue for issue, _ in self._hits), self.runtime.knowledge.current().issues)
+            return answered_from(issues, completion.matched_issue)
+        if self._provider_name == self.runtime.offline.name:
+            return ()  # a greeting or a thank-you: no entry behind it
+        return relevant_in_prompt(self._hits, prompt.known_issue_ids, self.runtime.settings.offline_min_score)
 
     def _known_issue(self) -> str | None:
         hit = self._top_hit
@@ -315,6 +324,7 @@ class Turn:
     async def _store(
         self, prompt: RenderedPrompt, request: ChatRequest, completion: Completion | None, status: str,
         signal: EscalationSignal | None, began: float, text: str, origin: Origin, blocked: str | None = None,
+        sources: tuple[Source, ...] = (),
     ) -> TurnOutcome:
         latency = time.perf_counter() - began
         self.timings["upstream"] = latency
@@ -338,6 +348,7 @@ class Turn:
             escalation_summary=signal.summary if signal else None,
             miss_reasons=tuple(r for r, on in ((ESCALATED, signal), (LEAK_BLOCKED, blocked)) if on),
             known_issue=self._known_issue(), blocked_content=blocked,
+            sources=[source.as_json() for source in sources] or None,
             # One shared row per day is a hot spot on PostgreSQL: counted only when a daily budget is set.
             count_usage=bool(self.runtime.settings.daily_token_budget or self.runtime.settings.daily_cost_budget_usd),
             **self._previous_reply_misses(handed_over=False),
@@ -361,7 +372,7 @@ class Turn:
         return TurnOutcome(
             conversation_id=self.start.conversation_id, message_id=self.start.user_message.id,
             reply_id=reply_id, reply=record.content, status=record.status, escalation=signal,
-            prompt_version=prompt_ref, timings=dict(self.timings),
+            prompt_version=prompt_ref, timings=dict(self.timings), sources=sources_from_json(record.sources),
         )
 
     def _cost(self, model: str, completion: Completion | None) -> float | None:
@@ -400,5 +411,6 @@ def _stored_outcome(start: TurnStart, reply: Message, escalation: Escalation | N
     return TurnOutcome(
         conversation_id=start.conversation_id, message_id=start.user_message.id, reply_id=reply.id,
         reply=reply.content, status=reply.status, escalation=signal, prompt_version=version,
+        sources=sources_from_json(reply.sources),
     )
 

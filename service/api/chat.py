@@ -28,6 +28,7 @@ from .schemas import (
     MessageCreate,
     MessagePublic,
     ReplyPublic,
+    SourcePublic,
     TranscriptPublic,
     TurnPublic,
     error_responses,
@@ -98,8 +99,20 @@ async def send_message(
         )
     outcome = await turn.run()
     timing = _server_timing(outcome, time.perf_counter() - began)
-    return Response(json.dumps(outcome.as_json()), media_type="application/json",
+    return Response(turn_public(outcome).model_dump_json(), media_type="application/json",
                     headers={"Server-Timing": timing})
+
+
+def turn_public(outcome: TurnOutcome) -> TurnPublic:
+    """A turn's outcome in its public shape: the JSON response and the SSE `done` event alike."""
+    return TurnPublic(
+        message_id=outcome.message_id,
+        reply=ReplyPublic(message_id=outcome.reply_id, content=outcome.reply, status=outcome.status,
+                          sources=[SourcePublic.model_validate(source) for source in outcome.sources]),
+        escalated=outcome.escalation is not None,
+        escalation=EscalationPublic(**outcome.escalation.public()) if outcome.escalation else None,
+        prompt_version=outcome.prompt_version,
+    )
 
 
 @router.get("/{conversation_id}", response_model=TranscriptPublic, responses=VISITOR_ERRORS)
@@ -112,7 +125,7 @@ async def get_transcript(conversation_id: VisitorConversation, runtime: RuntimeD
         created_at=conversation.created_at,
         messages=[
             MessagePublic(id=m.id, role=m.role, content=m.content, status=m.status,
-                          created_at=m.created_at)
+                          created_at=m.created_at, sources=m.sources)
             for m in messages
         ],
     )
@@ -128,7 +141,7 @@ async def _sse(turn: Turn) -> AsyncIterator[str]:
             if isinstance(event, TextDelta):
                 yield _event("delta", {"text": event.text})
             elif isinstance(event, TurnOutcome):
-                yield _event("done", event.as_json())
+                yield _event("done", turn_public(event).model_dump(mode="json"))
     except SupportbotError as error:
         yield _event("error", error.to_dict())
     except Exception:

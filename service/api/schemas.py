@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class ErrorDetail(BaseModel):
@@ -45,10 +45,26 @@ class MessageCreate(BaseModel):
     )
 
 
+class SourcePublic(BaseModel):
+    """A page the reply drew on (service/sources.py says which entries count)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    title: str = Field(examples=["Export your data to CSV"])
+    url: str | None = Field(description="An http(s) URL or a site-relative path; null for an entry without a "
+                                        "`url:` field.", examples=["https://help.example.com/articles/csv-export"])
+
+
+# Messages stored before replies cited sources, and every fixed text, hold NULL: shown as no sources.
+Sources = Annotated[list[SourcePublic], BeforeValidator(lambda value: value or [])]
+SOURCES_DESCRIPTION = "The knowledge entries the reply drew on, one per page, best first; empty for fixed texts."
+
+
 class ReplyPublic(BaseModel):
     message_id: int
     content: str
     status: Literal["ok", "partial", "failed"]
+    sources: Sources = Field(default_factory=list, description=SOURCES_DESCRIPTION)
 
 
 class EscalationPublic(BaseModel):
@@ -70,6 +86,7 @@ class MessagePublic(BaseModel):
     content: str
     status: str
     created_at: datetime
+    sources: Sources = Field(default_factory=list, description=SOURCES_DESCRIPTION + " Bot replies only.")
 
 
 class TranscriptPublic(BaseModel):
@@ -136,6 +153,7 @@ class AdminMessage(BaseModel):
     miss_reasons: str | None = Field(description="Why this bot reply counts as a miss, comma-separated")
     review: Literal["good", "flagged"] | None
     feedback: Literal["up", "down"] | None = None
+    sources: Sources = Field(default_factory=list, description=SOURCES_DESCRIPTION)
 
 
 class EscalationAdmin(BaseModel):

@@ -1,0 +1,66 @@
+"""The sources a reply drew on: the knowledge entries behind it, cited as one link per page.
+
+What "drew on" means, by provider:
+- the offline provider answers with one entry's text: that entry is the source;
+- a hosted model is given entries in its prompt and may use any of them: the sources are the entries
+  that retrieval ranks best for the visitor's message (at most MAX_SOURCES, each scoring at least the
+  offline answer threshold) and that were in the prompt. The model is not asked to cite; an entry that
+  matches the question well is taken as one the answer drew on.
+A fixed text (handoff, budget, leak guard, model unavailable) draws on nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .knowledge import KnownIssue, url_problem
+
+MAX_SOURCES = 3
+
+
+@dataclass(frozen=True)
+class Source:
+    """One cited page: its title and its URL (None for a hand-written entry without a `url:` field)."""
+
+    title: str
+    url: str | None
+
+    def as_json(self) -> dict[str, str | None]:
+        """The stored and public shape, `{"title", "url"}`."""
+        return {"title": self.title, "url": self.url}
+
+
+def cite(issues: Iterable[KnownIssue], limit: int = MAX_SOURCES) -> tuple[Source, ...]:
+    """One source per page, best first: sections of one article become one source with the article's title."""
+    cited: dict[str, Source] = {}
+    for issue in issues:
+        url = issue.url if issue.url and url_problem(issue.url) is None else None
+        # Sections of one page differ at most in their #fragment; the first (best) one's link is kept.
+        key = "url:" + url.partition("#")[0] if url else "title:" + issue.title
+        if key not in cited:
+            cited[key] = Source(title=(issue.page_title or issue.title) if url else issue.title, url=url)
+    return tuple(cited.values())[:limit]
+
+
+def answered_from(issues: Iterable[KnownIssue], issue_id: str) -> tuple[Source, ...]:
+    """The offline provider's source: the entry it answered from (the first in `issues` with that id)."""
+    issue = next((issue for issue in issues if issue.id == issue_id), None)
+    return cite([issue]) if issue else ()
+
+
+def relevant_in_prompt(
+    hits: Sequence[tuple[KnownIssue, float]], prompt_issue_ids: Iterable[str], min_score: float
+) -> tuple[Source, ...]:
+    """A hosted model's sources: the message's best hits above `min_score` that its prompt held."""
+    given = set(prompt_issue_ids)
+    return cite(issue for issue, score in hits[:MAX_SOURCES] if score >= min_score and issue.id in given)
+
+
+def sources_from_json(value: Any) -> tuple[Source, ...]:
+    """Sources as stored on a message (NULL for messages older than sources, and for fixed texts)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(Source(title=str(item.get("title") or ""), url=item.get("url") or None)
+                 for item in value if isinstance(item, dict))
