@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     knowledge_top_k: int = Field(default=8, ge=1)
     offline_min_score: float = Field(default=3.0, ge=0, description="BM25 score an entry needs to be answered offline")
     reload_interval: float = Field(default=1.0, ge=0, description="seconds between file change checks")
+    knowledge_sync_interval: float = Field(default=0, ge=0, description="seconds between syncs of imported "
+                                           "knowledge sources by the service; 0 = off")
+    knowledge_import_max_pages: int = Field(default=200, ge=1, description="pages one web import reads at most")
+    knowledge_import_timeout: float = Field(default=10.0, gt=0, description="seconds per request of an import")
+    knowledge_import_delay: float = Field(default=0.5, ge=0, description="seconds between requests to a help center")
+    knowledge_import_max_page_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, description="bytes per page or file")
+    knowledge_import_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024,
+                                            description="bytes one import or sync reads in all")
 
     model_unavailable_reply: str = (
         "Sorry, I can't answer right now. I've passed your message to our support team, "
