@@ -1,0 +1,127 @@
+"""Retrieval quality on a labeled question set: recall@1, recall@8 and MRR per mode, and the offline answer rate.
+
+    python -m bench.retrieval [--help-center DIR] [--questions FILE] [--min-match 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trafilatura
+
+from service.embeddings import LocalEmbedder
+from service.knowledge import KnowledgeBase, KnownIssue, slugify
+from service.retrieval import MIN_MATCH, RetrievalMode, Retriever
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+SPLIT_CHARS = 1500  # articles longer than this become one entry per section, like an import splits them
+
+
+@dataclass(frozen=True)
+class Question:
+    """A customer's question and the path of the article that answers it."""
+
+    text: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Ranking quality over a question set; `answered_right` is the offline provider's rate."""
+
+    recall_at_1: float
+    recall_at_8: float
+    mrr: float
+    answered_right: float
+    answered_wrong: float
+
+
+def load_questions(path: Path) -> list[Question]:
+    """The labeled questions of a JSON-lines file ({"question", "url"})."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Question(row["question"], row["url"]) for row in rows]
+
+
+def load_help_center(root: Path) -> KnowledgeBase:
+    """The articles under root/articles as entries (main content only, long ones split at their h2 sections)."""
+    issues: list[KnownIssue] = []
+    for page in sorted((root / "articles").glob("*.html")):
+        issues.extend(_article_entries(page.read_text(encoding="utf-8"), f"/articles/{page.name}"))
+    return KnowledgeBase(tuple(issues))
+
+
+def _article_entries(html: str, url: str) -> list[KnownIssue]:
+    text = trafilatura.extract(html, output_format="markdown") or ""
+    first, _, body = text.partition("\n")
+    title = first.lstrip("# ").strip()
+    parts = re.split(r"(?m)^## ", body.strip())
+    if len(body) <= SPLIT_CHARS or len(parts) < 2:
+        return [_entry(title, title, body.strip(), url)]
+    lead = parts[0].strip()
+    return [_entry(f"{title}: {head.strip()}", title, f"{lead}\n\n{rest.strip()}", url)
+            for head, _, rest in (part.partition("\n") for part in parts[1:])]
+
+
+def _entry(title: str, page_title: str, text: str, url: str) -> KnownIssue:
+    return KnownIssue(id=slugify(title), title=title, keywords=(), solution=text, escalate=False,
+                      source=url, url=url, page_title=page_title)
+
+
+def rank_of(hits: Sequence[KnownIssue], url: str) -> int | None:
+    """1-based rank of the first entry from the page at `url` (fragment ignored), or None."""
+    return next((n for n, issue in enumerate(hits, 1) if (issue.url or "").split("#")[0] == url), None)
+
+
+def score(ranks: Sequence[int | None], answered: Sequence[bool]) -> Metrics:
+    """Metrics from each question's rank of its right article and whether the top hit passed the threshold."""
+    n = len(ranks) or 1
+    right = sum(1 for rank, ok in zip(ranks, answered, strict=True) if ok and rank == 1)
+    return Metrics(
+        recall_at_1=sum(1 for r in ranks if r == 1) / n,
+        recall_at_8=sum(1 for r in ranks if r is not None and r <= 8) / n,
+        mrr=sum(1 / r for r in ranks if r is not None) / n,
+        answered_right=right / n,
+        answered_wrong=(sum(answered) - right) / n,
+    )
+
+
+async def evaluate(retriever: Retriever, knowledge: KnowledgeBase, questions: Sequence[Question],
+                   min_match: float) -> Metrics:
+    """Run every question through `retriever`."""
+    ranks: list[int | None] = []
+    answered: list[bool] = []
+    for question in questions:
+        hits = await retriever.search(knowledge, question.text, k=8)
+        ranks.append(rank_of([issue for issue, _ in hits], question.url))
+        answered.append(bool(hits) and hits[0][1] >= min_match)
+    return score(ranks, answered)
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    """Print the table for BM25 and hybrid (local embeddings)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--help-center", type=Path, default=DATA / "helpcenter")
+    parser.add_argument("--questions", type=Path, default=DATA / "helpcenter_questions.jsonl")
+    parser.add_argument("--min-match", type=float, default=MIN_MATCH, help="the offline answer threshold")
+    args = parser.parse_args(argv)
+    min_match = args.min_match
+    knowledge = load_help_center(args.help_center)
+    questions = load_questions(args.questions)
+    print(f"{len(questions)} questions, {len(knowledge.issues)} entries, offline threshold {min_match}")
+    print("| mode | embeddings | recall@1 | recall@8 | MRR | offline answered right | answered wrong |")
+    print("|---|---|---|---|---|---|---|")
+    modes = [(RetrievalMode.BM25, None, "none"), (RetrievalMode.HYBRID, LocalEmbedder(), "local (wordllama)")]
+    for mode, embedder, label in modes:
+        m = await evaluate(Retriever(mode, embedder), knowledge, questions, min_match)
+        print(f"| {mode} | {label} | {m.recall_at_1:.1%} | {m.recall_at_8:.1%} | {m.mrr:.3f} | "
+              f"{m.answered_right:.1%} | {m.answered_wrong:.1%} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
