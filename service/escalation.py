@@ -17,6 +17,17 @@ from functools import lru_cache
 from .knowledge import KnownIssue
 from .llm import ESCALATE_TOOL_NAME, Completion
 from .policies import PolicyRule
+from .spelling import (
+    FUNCTION_WORDS,
+    Token,
+    Vocabulary,
+    is_english_word,
+    join_spelled_out,
+    leet_reading,
+    pattern_words,
+    proper_names,
+)
+from .textnorm import unmask_keep_case
 
 log = logging.getLogger(__name__)
 
@@ -57,40 +68,72 @@ class Turnlet:
 
 
 # Words worth repairing when misspelled ("humen", "speek", "agnet", "suport persn"). Only words of five
-# letters or more are targets, so short everyday words ("sure", "tale") are never turned into others.
+# letters or more are targets, so short everyday words ("sure", "tale") are never turned into others, and a
+# common English word is never a target's misspelling ("hacker", "packed", "layer", "contact").
 _VOCABULARY = (
     "human", "humans", "person", "people", "agent", "agents", "speak", "representative", "operator",
     "someone", "somebody", "support", "customer", "service", "transfer", "connect", "escalate",
     "refund", "chargeback", "cancel", "subscription", "account", "lawyer", "attorney", "delete",
     "personal", "hacked", "security", "vulnerability", "unauthorized", "compromised", "contract",
 )
-# Real words one letter away from a vocabulary word: never "repaired" ("contact" is not "contract").
-_REAL_WORDS = frozenset({
-    "contact", "contacts", "contacted", "agenda", "speaker", "speaks", "humane", "persona", "personas",
-    "supports", "services", "connects", "canceled", "cancels", "secure", "deleted", "deletes",
-    "accounts", "operate", "operated", "contracts", "counsel",
-})
 _TOKEN = re.compile(r"[a-z]+")
+# A word as written, with the digits and symbols leetspeak uses for letters ("r3fund", "@ttorney", "$ue").
+_WORD = re.compile(r"[\w@$|!+]+")
+_SENTENCE_END = re.compile(r"[.!?\n]")
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+# A capitalized rule word read as a name keeps this mark, so no rule's `\bsue\b` sees "Sue Miller".
+NAME_MARK = "_"
 
 
 @lru_cache(maxsize=4096)
 def _repair(word: str) -> str:
-    if len(word) < 4 or word in _VOCABULARY or word in _REAL_WORDS:
+    if len(word) < 4 or word in _VOCABULARY:
         return word
     close = difflib.get_close_matches(word, _VOCABULARY, n=1, cutoff=0.8)
-    return close[0] if close and len(close[0]) >= 5 else word
+    if not close or len(close[0]) < 5 or is_english_word(word):
+        return word
+    return close[0]
 
 
 @lru_cache(maxsize=1024)
-def normalize(text: str) -> str:
-    """Lower-case, plain quotes, single spaces, common misspellings of key words repaired.
+def normalize(text: str, vocabulary: Vocabulary | None = None) -> str:
+    """The message as the rules read it: disguises undone, lower-case, misspellings of key words repaired.
 
-    Cached: a turn normalizes its conversation's earlier user messages again (failure counting), and
-    did so twice per turn before (bench/findings.md).
+    Undoes full-width and styled letters, invisible characters, look-alike letters, letters spelled out
+    with spaces, dots or dashes, and digits for letters, each only where the result spells a word the rules
+    care about (`vocabulary`); capitalized names that are rule words ("Sue Miller") are marked, not read.
+    Cached: a turn normalizes its conversation's earlier user messages again (failure counting).
     """
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
-    text = re.sub(r"\s+", " ", text).strip()
-    return _TOKEN.sub(lambda m: _repair(m.group(0)), text)
+    vocabulary = vocabulary or BASE_VOCABULARY
+    text = unmask_keep_case(text).translate(_QUOTES)
+    text = join_spelled_out(re.sub(r"\s+", " ", text).strip(), vocabulary)
+    return _read_words(text, vocabulary)
+
+
+def _read_words(text: str, vocabulary: Vocabulary) -> str:
+    found = list(_WORD.finditer(text))
+    tokens = [
+        Token(m.group(0).rstrip("!|+"), sentence_start=index == 0 or bool(
+            _SENTENCE_END.search(text, found[index - 1].end(), m.start())),
+            possessive=text[m.end():m.end() + 2].lower() == "'s")
+        for index, m in enumerate(found)
+    ]
+    names = proper_names(tokens, vocabulary.knows)
+    pieces, last = [], 0
+    for index, m in enumerate(found):
+        word = m.group(0).lower()
+        pieces += [text[last:m.start()].lower(), NAME_MARK + word if index in names else _read_word(word, vocabulary)]
+        last = m.end()
+    pieces.append(text[last:].lower())
+    return "".join(pieces)
+
+
+def _read_word(word: str, vocabulary: Vocabulary) -> str:
+    core = word.rstrip("!|+") or word
+    tail = word[len(core):]
+    if core.isalpha():
+        return _repair(core) + tail
+    return (leet_reading(core, vocabulary) or core) + tail
 
 
 # Phrases where the words for people are harmless: removed before looking for a request for a human.
@@ -160,6 +203,22 @@ def is_failure_report(text: str) -> bool:
     return bool(_FAILURE.search(text)) and not _SUCCESS.search(text)
 
 
+# Words the detector itself looks for: a reading (leetspeak, spelled-out letters) must spell one of these
+# or a rule's word to be accepted.
+BASE_VOCABULARY = Vocabulary.of(
+    {word for pattern in (_LOOK_ALIKES, _STRONG_HUMAN, _WEAK_HUMAN, _INTENT, _SHORT_POLITE, _NOT_A_BOT,
+                          _FAILURE, _SUCCESS) for word in pattern_words(pattern.pattern)}
+    | set(_VOCABULARY) | FUNCTION_WORDS
+)
+
+
+@lru_cache(maxsize=8)
+def vocabulary_for(rules: tuple[PolicyRule, ...]) -> Vocabulary:
+    """The detector's words and every word the policy rules' expressions spell."""
+    patterns = [pattern for rule in rules for pattern in (*rule.match, *rule.unless)]
+    return BASE_VOCABULARY | Vocabulary.of({word for pattern in patterns for word in pattern_words(pattern.pattern)})
+
+
 def _similar(a: str, b: str) -> bool:
     words_a, words_b = set(_TOKEN.findall(a)), set(_TOKEN.findall(b))
     if len(words_a) < 3 or len(words_b) < 3:
@@ -197,7 +256,7 @@ def detect_before(
     top_hit: tuple[KnownIssue, float] | None = None, min_score: float = 0.0,
 ) -> EscalationSignal | None:
     """Deterministic signals on the user's message: asked for a human, a policy topic, repeated failure."""
-    text = normalize(content)
+    text = normalize(content, vocabulary_for(tuple(rules)))
     phrase = asks_for_human(text)
     if phrase:
         return EscalationSignal(USER_REQUEST, detail=f"asked for a person: {phrase!r}")

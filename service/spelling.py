@@ -1,0 +1,169 @@
+"""Words written to dodge a rule: letters spelled out, digits for letters, misspellings, and names.
+
+Each reading is accepted only when it spells a word some rule cares about (a `Vocabulary`), so "4k", "a b
+test" or "v3" stay as written; and a real English word is never "repaired" into a rule word ("hacker" is not
+"hacked", "layer" is not "lawyer"). The vocabulary is read out of the rules' own regular expressions, so
+rules stay data and a new rule's words are protected without code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import Stemmer
+
+from .textnorm import unleet
+
+# Short words a spelled-out phrase may contain besides rule words ("a r e f u n d" is "a refund").
+FUNCTION_WORDS = frozenset({"a", "i", "an", "to", "me", "my", "us", "we", "of", "in", "on", "it", "is", "no"})
+# An English word seen fewer times than this in the dictionary's corpus may be a typo ("refound").
+_MIN_COUNT = 100
+_STEMMER = Stemmer.Stemmer("english")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Words the rules care about, and their stems, so "refunded" counts when a rule says "refund"."""
+
+    words: frozenset[str]
+    stems: frozenset[str]
+
+    @classmethod
+    def of(cls, words: Iterable[str]) -> Vocabulary:
+        """A vocabulary of `words` (lower-case)."""
+        kept = frozenset(words)
+        return cls(kept, frozenset(_STEMMER.stemWords(sorted(w for w in kept if len(w) >= 4))))
+
+    def knows(self, word: str) -> bool:
+        """True when `word` is one of the words, or shares a stem with one (four letters or more)."""
+        return word in self.words or (len(word) >= 4 and _STEMMER.stemWord(word) in self.stems)
+
+    def __or__(self, other: Vocabulary) -> Vocabulary:
+        return Vocabulary(self.words | other.words, self.stems | other.stems)
+
+
+_ESCAPE = re.compile(r"\\[a-z]")
+_CLASS = re.compile(r"\[([a-z]{2,6})\]")
+_OPTIONAL_GAP = re.compile(r"(?:\[[- ]+\]| |-)\?")
+_LETTERS = re.compile(r"[a-z]{3,}")
+
+
+def pattern_words(source: str) -> set[str]:
+    """The words a regular expression spells: `authori[sz]ed` gives both spellings, `charge ?backs?` both forms."""
+    text = _ESCAPE.sub(" ", source.lower())
+    variants = [text, _OPTIONAL_GAP.sub("", text)]
+    words: set[str] = set()
+    for variant in variants:
+        for expanded in _expand_classes(variant):
+            words.update(_LETTERS.findall(expanded))
+    return words
+
+
+def _expand_classes(text: str, limit: int = 8) -> list[str]:
+    found = _CLASS.search(text)
+    if found is None:
+        return [text]
+    heads = [text[:found.start()] + letter for letter in found.group(1)]
+    tails = _expand_classes(text[found.end():], limit)
+    return [head + tail for head, tail in itertools.islice(itertools.product(heads, tails), limit)]
+
+
+# A run of three or more single letters (or leet symbols) split by spaces, dots, dashes or similar.
+_SPELLED = re.compile(r"(?<![^\W_])[^\W_@$](?:(?:[ \t]*[.\-_*·•/][ \t]*|[ \t]+)[^\W_@$]){2,}(?![^\W_])")
+_GAP = re.compile(r"[\s.\-_*·•/]+")
+
+
+def join_spelled_out(text: str, vocabulary: Vocabulary) -> str:
+    """Letters split by spaces, dots or dashes, joined where they spell rule words ("r e f u n d" -> "refund")."""
+    return _SPELLED.sub(lambda m: _spelled_reading(m.group(0), vocabulary) or m.group(0), text)
+
+
+def _spelled_reading(run: str, vocabulary: Vocabulary) -> str | None:
+    joined = _GAP.sub("", run).lower()
+    for reading in [joined, *unleet(joined)]:
+        words = segment(reading, vocabulary)
+        if words:
+            return " ".join(words)
+    return None
+
+
+@lru_cache(maxsize=1024)
+def segment(letters: str, vocabulary: Vocabulary) -> tuple[str, ...] | None:
+    """`letters` as the fewest known words, one of them four letters or more ("humanplease"), else None."""
+    best: list[tuple[str, ...] | None] = [()] + [None] * len(letters)
+    for end in range(1, len(letters) + 1):
+        for start in range(end):
+            before, piece = best[start], letters[start:end]
+            if before is None or not (piece in FUNCTION_WORDS or (len(piece) >= 3 and vocabulary.knows(piece))):
+                continue
+            current = best[end]
+            if current is None or len(before) + 1 < len(current):
+                best[end] = (*before, piece)
+    words = best[-1]
+    return words if words and any(len(word) >= 4 for word in words) else None
+
+
+def leet_reading(token: str, vocabulary: Vocabulary) -> str | None:
+    """The reading of a token with digits or symbols for letters that spells a rule word ("r3fund"), else None."""
+    return next((reading for reading in unleet(token) if vocabulary.knows(reading)), None)
+
+
+@lru_cache(maxsize=1)
+def _english_counts() -> Mapping[str, int]:
+    # Loaded on the first near-miss only (about half a second): most messages never need it.
+    from spellchecker import SpellChecker
+
+    return SpellChecker(language="en", distance=1).word_frequency.dictionary
+
+
+def is_english_word(word: str) -> bool:
+    """True for a common English word (a repair must never turn one into another: "layer" is not "lawyer")."""
+    return _english_counts().get(word, 0) >= _MIN_COUNT
+
+
+def is_title_case(word: str) -> bool:
+    """True for "Sue" or "Miller": a capital, then lower-case letters."""
+    return len(word) >= 2 and word[0].isupper() and word[1:].islower()
+
+
+@dataclass(frozen=True)
+class Token:
+    """A word of the original text: its text, and whether it starts a sentence or ends in a possessive 's."""
+
+    text: str
+    sentence_start: bool
+    possessive: bool
+
+
+# Words after which a capitalized rule word is still that word ("talk to a Human", "I want a Refund").
+_BEFORE_A_NOUN = frozenset({
+    "a", "an", "the", "my", "our", "your", "to", "with", "for", "of", "some", "any", "real", "live", "actual",
+})
+
+
+def proper_names(tokens: list[Token], cares: Callable[[str], bool]) -> set[int]:
+    """Positions of capitalized words the rules care about that are names here ("Our customer Sue Miller").
+
+    A rule word is read as a name when capitalized mid-sentence (not after "a", "the", "my" ...), when a
+    capitalized word it does not care about follows ("Sue Miller"), or with a possessive ("Sue's"). Text in
+    Title Case or capitals throughout says nothing about names, so nothing is a name there.
+    """
+    words = [t.text for t in tokens if t.text.isalpha() and len(t.text) >= 2]
+    if len(words) >= 3 and all(is_title_case(w) or w.isupper() for w in words):
+        return set()
+    names = set()
+    for index, token in enumerate(tokens):
+        if not is_title_case(token.text) or not cares(token.text.lower()):
+            continue
+        before = tokens[index - 1].text.lower() if index > 0 else ""
+        after = tokens[index + 1] if index + 1 < len(tokens) else None
+        mid_sentence = not token.sentence_start and before not in _BEFORE_A_NOUN
+        surname = (after is not None and not after.sentence_start and is_title_case(after.text)
+                   and not cares(after.text.lower()))
+        if mid_sentence or surname or token.possessive:
+            names.add(index)
+    return names
