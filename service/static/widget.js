@@ -63,6 +63,7 @@
       helpful: "Helpful",
       notHelpful: "Not helpful",
       thanksFeedback: "Thanks for your feedback!",
+      sources: "Sources",
       retry: "Retry",
       retryIn: "Retry in {seconds} s",
       errorNetwork: "We can't reach support right now. Check your connection and try again.",
@@ -101,6 +102,7 @@
       helpful: "Hilfreich",
       notHelpful: "Nicht hilfreich",
       thanksFeedback: "Danke f\u00fcr Ihr Feedback!",
+      sources: "Quellen",
       retry: "Erneut versuchen",
       retryIn: "Erneut in {seconds} s",
       errorNetwork: "Der Support ist gerade nicht erreichbar. Pr\u00fcfen Sie Ihre Verbindung und versuchen Sie es erneut.",
@@ -388,6 +390,35 @@
     }
   }
 
+  // A source may be an http(s) URL or a path on the customer's own site ("/help/refunds"), which is resolved
+  // against the page the widget runs on. Anything else (javascript:, data:, "//other.host") is shown as text.
+  function sourceUrl(raw) {
+    var text = String(raw || "").trim();
+    var relative = /^\/(?![\/\\])/.test(text);
+    if (/[\s\\]/.test(text)) return null; // a backslash reads as "/" in URLs: "/\evil.example" is another host
+    try {
+      var url = relative ? new URL(text, location.href) : new URL(text);
+      return /^https?:$/.test(url.protocol) ? url.href : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function sourcesElement(sources) {
+    var list = (Array.isArray(sources) ? sources : []).filter(function (source) {
+      return source && typeof source.title === "string" && source.title.trim();
+    }).slice(0, 5);
+    if (!list.length) return null;
+    return h("div", { class: "sb-sources" }, [
+      h("span", { class: "sb-sources-label", text: t.sources + ": " }),
+      h("ul", { "aria-label": t.sources }, list.map(function (source) {
+        var url = sourceUrl(source.url);
+        return h("li", null, url ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, source.title)
+          : source.title);
+      })),
+    ]);
+  }
+
   function link(href, label) {
     var url = safeUrl(href);
     if (!url) return document.createTextNode(label);
@@ -621,6 +652,10 @@
     ".sb-feedback button[aria-pressed='true'] { color: var(--sb-primary); background: color-mix(in srgb, var(--sb-primary) 12%, transparent); }",
     ".sb-feedback button[aria-pressed='true'] .sb-icon { fill: color-mix(in srgb, var(--sb-primary) 25%, transparent); }",
     ".sb-feedback-thanks { margin-left: 4px; }",
+    ".sb-sources { margin: 4px 0 0 4px; font-size: 12px; color: var(--sb-muted); max-width: 100%; overflow-wrap: anywhere; }",
+    ".sb-sources ul { display: inline; margin: 0; padding: 0; list-style: none; }",
+    ".sb-sources li { display: inline; } .sb-sources li + li::before { content: \" \\00b7  \"; }",
+    ".sb-sources a { color: var(--sb-primary); text-decoration: underline; text-underline-offset: 2px; }",
 
     ".sb-handoff { flex: none; padding: 12px 16px; border-top: 1px solid #fde68a; background: #fffbeb; color: #78350f; font-size: 13px; }",
     ".sb-handoff-title { margin: 0; display: flex; align-items: center; gap: 8px; font-weight: 600; }",
@@ -816,6 +851,7 @@
     if (role === "user") bubble.textContent = message.content;
     else bubble.append(renderBotText(message.content));
     wrapper.append(bubble);
+    if (role === "assistant") showSources(wrapper, message.sources);
     if (message.id !== undefined && message.id !== null) {
       wrapper.setAttribute("data-id", String(message.id));
       known.add(message.id);
@@ -836,6 +872,13 @@
     var bubble = wrapper.querySelector(".sb-bubble");
     bubble.replaceChildren(renderBotText(text));
     wrapper.classList.remove("sb-msg--typing");
+  }
+
+  function showSources(wrapper, sources) {
+    var old = wrapper.querySelector(".sb-sources");
+    if (old) old.remove();
+    var element = sourcesElement(sources);
+    if (element) wrapper.querySelector(".sb-bubble").after(element);
   }
 
   function bubbleText(wrapper) {
@@ -1187,6 +1230,7 @@
       known.add(turn.message_id);
     }
     showBotText(reply, turn.reply.content);
+    showSources(reply, turn.reply.sources);
     reply.setAttribute("data-id", String(turn.reply.message_id));
     known.add(turn.reply.message_id);
     if (!turn.escalated && state.status !== "escalated") addFeedback(reply, turn.reply.message_id);
