@@ -131,7 +131,7 @@ def test_a_source_that_is_not_a_web_address_is_shown_as_text_and_runs_nothing(pa
     page.route("**/messages", tamper)
     send(page, CURRENCY_QUESTION)
 
-    sources = replies(page).last.locator(".sb-sources li")
+    sources = replies(page).last.get_by_role("list", name="Sources").get_by_role("listitem")
     expect(sources).to_have_text([s["title"] for s in hostile])
     links = replies(page).last.locator(".sb-sources a")
     expect(links).to_have_count(1)  # only the https one, its title kept as text

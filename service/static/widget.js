@@ -409,12 +409,13 @@
       return source && typeof source.title === "string" && source.title.trim();
     }).slice(0, 5);
     if (!list.length) return null;
+    // A list by its ARIA roles: <ul>/<li> would mix with the lists of the reply's own Markdown.
     return h("div", { class: "sb-sources" }, [
       h("span", { class: "sb-sources-label", text: t.sources + ": " }),
-      h("ul", { "aria-label": t.sources }, list.map(function (source) {
+      h("span", { role: "list", "aria-label": t.sources }, list.map(function (source) {
         var url = sourceUrl(source.url);
-        return h("li", null, url ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, source.title)
-          : source.title);
+        return h("span", { class: "sb-source", role: "listitem" },
+          url ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, source.title) : source.title);
       })),
     ]);
   }
@@ -653,8 +654,7 @@
     ".sb-feedback button[aria-pressed='true'] .sb-icon { fill: color-mix(in srgb, var(--sb-primary) 25%, transparent); }",
     ".sb-feedback-thanks { margin-left: 4px; }",
     ".sb-sources { margin: 4px 0 0 4px; font-size: 12px; color: var(--sb-muted); max-width: 100%; overflow-wrap: anywhere; }",
-    ".sb-sources ul { display: inline; margin: 0; padding: 0; list-style: none; }",
-    ".sb-sources li { display: inline; } .sb-sources li + li::before { content: \" \\00b7  \"; }",
+    ".sb-source + .sb-source::before { content: \" \\00b7  \"; }",
     ".sb-sources a { color: var(--sb-primary); text-decoration: underline; text-underline-offset: 2px; }",
 
     ".sb-handoff { flex: none; padding: 12px 16px; border-top: 1px solid #fde68a; background: #fffbeb; color: #78350f; font-size: 13px; }",
