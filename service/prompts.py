@@ -219,7 +219,7 @@ class PromptRegistry:
         self, version: PromptVersion, knowledge: KnowledgeBase, issues: tuple[KnownIssue, ...],
         *, complete: bool, company: str, product: str, canary: str | None = None,
     ) -> RenderedPrompt:
-        """The system prompt for `version` with `issues` injected (and the canary line), cached per inputs."""
+        """The system prompt for `version` with `issues` injected (and the canary lines), cached per inputs."""
         key = (version.path, id(version), knowledge.revision, tuple(i.id for i in issues), company, product, canary)
         with self._lock:
             cached = self._cache.get(key)
@@ -233,7 +233,8 @@ class PromptRegistry:
             "knowledge_complete": complete,
         })
         if canary:
-            text += canary_line(canary) + "\n"
+            # First as well as last: a model echoing its prompt from the top trips the guard before any of it.
+            text = f"{canary_line(canary)}\n{text}{canary_line(canary)}\n"
         rendered = RenderedPrompt(
             name=version.name, version=version.version, text=text,
             sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),

@@ -37,7 +37,10 @@ def test_prompt_show_prints_the_assembled_prompt_with_hash_and_estimate(tmp_path
     result = run(["prompt", "show", "support@v1", "--query", "dashboard slow"], tmp_path)
 
     assert result.returncode == 0
-    assert result.stdout.startswith("You are a helpful support agent for Acme Analytics.")
+    first, second = result.stdout.splitlines()[:2]
+    assert first.startswith("Internal reference sbc-"), "the canary opens the prompt (and closes it)"
+    assert second == "You are a helpful support agent for Acme Analytics."
+    assert result.stdout.rstrip().endswith(first)
     assert "Slow dashboard loads" in result.stdout
     header = result.stderr.strip().splitlines()[-1]
     assert header.startswith("# support@v1 sha256=") and "tokens" in header
