@@ -80,6 +80,7 @@ _TOKEN = re.compile(r"[a-z]+")
 # A word as written, with the digits and symbols leetspeak uses for letters ("r3fund", "@ttorney", "$ue").
 _WORD = re.compile(r"[\w@$|!+]+")
 _SENTENCE_END = re.compile(r"[.!?\n]")
+_CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 # A capitalized rule word read as a name keeps this mark, so no rule's `\bsue\b` sees "Sue Miller".
 NAME_MARK = "_"
@@ -106,29 +107,44 @@ def normalize(text: str, vocabulary: Vocabulary | None = None) -> str:
     """
     vocabulary = vocabulary or BASE_VOCABULARY
     text = unmask_keep_case(text).translate(_QUOTES)
-    text = join_spelled_out(re.sub(r"\s+", " ", text).strip(), vocabulary)
+    text = join_spelled_out(" ".join(text.split()), vocabulary)
     return _read_words(text, vocabulary)
 
 
 def _read_words(text: str, vocabulary: Vocabulary) -> str:
+    names = _name_starts(text, vocabulary)
+    lowered = text.lower()
+    if not names or len(lowered) != len(text):  # (a rare letter may change length lower-cased)
+        return _WORD.sub(lambda m: _repair(w) if (w := m.group(0)).isalpha() else _read_word(w, vocabulary), lowered)
+    return _WORD.sub(
+        lambda m: NAME_MARK + m.group(0) if m.start() in names else _read_word(m.group(0), vocabulary), lowered
+    )
+
+
+def _name_starts(text: str, vocabulary: Vocabulary) -> set[int]:
+    """Where the capitalized rule words that are names here begin ("Sue" in "Our customer Sue Miller")."""
+    if not any(_could_be_name(text, m) and vocabulary.knows(m.group(0).lower()) for m in _CAPITALIZED.finditer(text)):
+        return set()  # the common case, checked cheaply: no capital beyond a sentence's first word
     found = list(_WORD.finditer(text))
     tokens = [
-        Token(m.group(0).rstrip("!|+"), sentence_start=index == 0 or bool(
-            _SENTENCE_END.search(text, found[index - 1].end(), m.start())),
-            possessive=text[m.end():m.end() + 2].lower() == "'s")
+        Token(m.group(0).rstrip("!|+"), possessive=text[m.end():m.end() + 2] == "'s", sentence_start=index == 0
+              or bool(_SENTENCE_END.search(text, found[index - 1].end(), m.start())))
         for index, m in enumerate(found)
     ]
-    names = proper_names(tokens, vocabulary.knows)
-    pieces, last = [], 0
-    for index, m in enumerate(found):
-        word = m.group(0).lower()
-        pieces += [text[last:m.start()].lower(), NAME_MARK + word if index in names else _read_word(word, vocabulary)]
-        last = m.end()
-    pieces.append(text[last:].lower())
-    return "".join(pieces)
+    return {found[index].start() for index in proper_names(tokens, vocabulary.knows)}
+
+
+def _could_be_name(text: str, capitalized: re.Match[str]) -> bool:
+    after = text[capitalized.end():capitalized.end() + 2]
+    if after == "'s" or (after[:1] == " " and after[1:].isupper()):
+        return True
+    before = text[max(0, capitalized.start() - 4):capitalized.start()].rstrip()
+    return bool(before) and before[-1] not in ".!?"
 
 
 def _read_word(word: str, vocabulary: Vocabulary) -> str:
+    if word.isalpha():
+        return _repair(word)
     core = word.rstrip("!|+") or word
     tail = word[len(core):]
     if core.isalpha():

@@ -31,19 +31,24 @@ class Vocabulary:
 
     words: frozenset[str]
     stems: frozenset[str]
+    # First three letters of every word and stem: most strings are rejected by one look-up, without stemming.
+    openings: frozenset[str]
 
     @classmethod
     def of(cls, words: Iterable[str]) -> Vocabulary:
         """A vocabulary of `words` (lower-case)."""
         kept = frozenset(words)
-        return cls(kept, frozenset(_STEMMER.stemWords(sorted(w for w in kept if len(w) >= 4))))
+        stems = frozenset(_STEMMER.stemWords(sorted(w for w in kept if len(w) >= 4)))
+        return cls(kept, stems, frozenset(w[:3] for w in itertools.chain(stems, kept) if len(w) >= 3))
 
     def knows(self, word: str) -> bool:
         """True when `word` is one of the words, or shares a stem with one (four letters or more)."""
-        return word in self.words or (len(word) >= 4 and _STEMMER.stemWord(word) in self.stems)
+        if word in self.words:
+            return True
+        return len(word) >= 4 and word[:3] in self.openings and _STEMMER.stemWord(word) in self.stems
 
     def __or__(self, other: Vocabulary) -> Vocabulary:
-        return Vocabulary(self.words | other.words, self.stems | other.stems)
+        return Vocabulary(self.words | other.words, self.stems | other.stems, self.openings | other.openings)
 
 
 _ESCAPE = re.compile(r"\\[a-z]")
@@ -73,8 +78,15 @@ def _expand_classes(text: str, limit: int = 8) -> list[str]:
 
 
 # A run of three or more single letters (or leet symbols) split by spaces, dots, dashes or similar.
-_SPELLED = re.compile(r"(?<![^\W_])[^\W_@$](?:(?:[ \t]*[.\-_*·•/][ \t]*|[ \t]+)[^\W_@$]){2,}(?![^\W_])")
+_SPELLED = re.compile(
+    r"(?<![^\W_])(?:[^\W_]|[@$])(?:(?:[ \t]*[.\-_*·•/][ \t]*|[ \t]+)(?:[^\W_]|[@$])){2,}(?![^\W_])"
+)
 _GAP = re.compile(r"[\s.\-_*·•/]+")
+_MAX_WORD = 20
+# Leetspeak readings multiply (16 per run); past this many letters only the run as written is read.
+_MAX_LEET_RUN = 40
+# A letter left as it was costs more than any number of words, so the reading covering most letters wins.
+_LEFTOVER = 1000
 
 
 def join_spelled_out(text: str, vocabulary: Vocabulary) -> str:
@@ -84,7 +96,8 @@ def join_spelled_out(text: str, vocabulary: Vocabulary) -> str:
 
 def _spelled_reading(run: str, vocabulary: Vocabulary) -> str | None:
     joined = _GAP.sub("", run).lower()
-    for reading in [joined, *unleet(joined)]:
+    readings = [joined, *(unleet(joined) if len(joined) <= _MAX_LEET_RUN else [])]
+    for reading in readings:
         words = segment(reading, vocabulary)
         if words:
             return " ".join(words)
@@ -93,18 +106,27 @@ def _spelled_reading(run: str, vocabulary: Vocabulary) -> str | None:
 
 @lru_cache(maxsize=1024)
 def segment(letters: str, vocabulary: Vocabulary) -> tuple[str, ...] | None:
-    """`letters` as the fewest known words, one of them four letters or more ("humanplease"), else None."""
-    best: list[tuple[str, ...] | None] = [()] + [None] * len(letters)
+    """`letters` as known words, fewest letters left over, then fewest words ("xhumanplease" -> x human please).
+
+    None unless one of the words has four letters or more: "a b c" spells nothing worth joining.
+    """
+    if not any(letters[i:i + 3] in vocabulary.openings for i in range(len(letters) - 3)):
+        return None  # no word of four letters or more can start anywhere
+    cost = [0] + [_LEFTOVER * (len(letters) + 1)] * len(letters)
+    start_of = list(range(-1, len(letters)))
     for end in range(1, len(letters) + 1):
-        for start in range(end):
-            before, piece = best[start], letters[start:end]
-            if before is None or not (piece in FUNCTION_WORDS or (len(piece) >= 3 and vocabulary.knows(piece))):
-                continue
-            current = best[end]
-            if current is None or len(before) + 1 < len(current):
-                best[end] = (*before, piece)
-    words = best[-1]
-    return words if words and any(len(word) >= 4 for word in words) else None
+        cost[end], start_of[end] = cost[end - 1] + _LEFTOVER, end - 1
+        for start in range(max(0, end - _MAX_WORD), end):
+            piece = letters[start:end]
+            known = piece in FUNCTION_WORDS or (len(piece) >= 3 and vocabulary.knows(piece))
+            if known and cost[start] + 1 < cost[end]:
+                cost[end], start_of[end] = cost[start] + 1, start
+    words: list[str] = []
+    end = len(letters)
+    while end > 0:
+        words.append(letters[start_of[end]:end])
+        end = start_of[end]
+    return tuple(reversed(words)) if any(len(word) >= 4 for word in words) else None
 
 
 def leet_reading(token: str, vocabulary: Vocabulary) -> str | None:
