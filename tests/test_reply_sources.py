@@ -200,12 +200,12 @@ async def test_hosted_answer_cites_the_relevant_entries_it_was_given(
 async def test_hosted_answer_to_a_question_the_knowledge_does_not_cover_cites_nothing(
     hosted_client: httpx.AsyncClient, model_mock: respx.MockRouter
 ) -> None:
-    model_mock.post("/chat/completions").mock(return_value=fake_model.completion("Our office is in Berlin."))
+    model_mock.post("/chat/completions").mock(return_value=fake_model.completion("La la la, penguins on ice."))
     conversation_id, auth = await start_conversation(hosted_client)
 
-    body = (await send(hosted_client, conversation_id, auth, "Where is your office?")).json()
+    body = (await send(hosted_client, conversation_id, auth, "Sing me a song about penguins")).json()
 
-    assert body["reply"]["content"] == "Our office is in Berlin."
+    assert body["reply"]["content"] == "La la la, penguins on ice."
     assert body["reply"]["sources"] == []
 
 

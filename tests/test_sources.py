@@ -89,6 +89,15 @@ def test_hosted_answer_cites_the_relevant_entries_that_were_in_its_prompt() -> N
     assert cited == (Source("Refunds", "/r"),)
 
 
+def test_hosted_answer_cites_only_hits_that_match_about_as_well_as_the_best() -> None:
+    refunds, pause, seats = issue("Refunds", "/r"), issue("Pause", "/p"), issue("Seats", "/s")
+    hits = [(refunds, 0.9), (pause, 0.75), (seats, 0.5)]  # all above the threshold; seats far below the best
+
+    cited = relevant_in_prompt(hits, prompt_issue_ids=["refunds", "pause", "seats"], min_score=0.3)
+
+    assert cited == (Source("Refunds", "/r"), Source("Pause", "/p"))
+
+
 def test_stored_sources_are_read_back_and_null_means_none() -> None:
     stored = [{"title": "Refunds", "url": "https://help.example.com/refunds"}, {"title": "Pause", "url": None}]
 
