@@ -106,6 +106,14 @@ async def test_offline_answer_in_json_cites_its_entry_and_stores_it(
     assert stored_sources(runtime, body["reply"]["message_id"]) == [CURRENCY]
 
 
+async def test_an_entry_without_a_page_is_cited_by_its_title(client: httpx.AsyncClient) -> None:
+    conversation_id, auth = await start_conversation(client)
+
+    body = (await send(client, conversation_id, auth, "Export to CSV fails with an error")).json()
+
+    assert body["reply"]["sources"] == [{"title": "CSV export fails with an error", "url": None}]
+
+
 async def test_offline_answer_streamed_cites_its_entry_in_the_done_event(client: httpx.AsyncClient) -> None:
     conversation_id, auth = await start_conversation(client)
 

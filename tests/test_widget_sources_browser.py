@@ -15,7 +15,7 @@ from service.runtime import Runtime
 
 from .conftest import make_settings, site_files
 from .test_reply_sources import CITED_PAGES, CURRENCY, CURRENCY_QUESTION, PAUSE, PAUSE_QUESTION
-from .test_widget_browser import HostSite, _page, open_chat, replies, send
+from .test_widget_browser import CSV_QUESTION, CSV_TITLE, HostSite, _page, open_chat, replies, send
 from .upstream_server import serving
 
 
@@ -95,12 +95,14 @@ def test_json_reply_shows_its_source_too(page: Page, site: Site) -> None:
     expect(replies(page).last.get_by_role("link", name=CURRENCY["title"])).to_have_attribute("href", CURRENCY["url"])
 
 
-def test_a_fixed_text_shows_no_sources(page: Page, site: Site) -> None:
+def test_a_fixed_text_and_an_entry_without_a_page_show_no_sources(page: Page, site: Site) -> None:
     open_chat(page, site.site.origin + "/")
 
+    send(page, CSV_QUESTION)  # a shipped entry: no `url:` field
+    expect(replies(page).last.locator("strong")).to_have_text(CSV_TITLE)
     send(page, "I want to talk to a human")
 
-    expect(replies(page)).to_have_count(1)
+    expect(replies(page)).to_have_count(2)
     expect(page.locator(".sb-sources")).to_have_count(0)
 
 

@@ -404,9 +404,10 @@
     }
   }
 
+  // Sources without a page (hand-written entries with no `url:`) are left out: the reply already is their text.
   function sourcesElement(sources) {
     var list = (Array.isArray(sources) ? sources : []).filter(function (source) {
-      return source && typeof source.title === "string" && source.title.trim();
+      return source && typeof source.title === "string" && source.title.trim() && typeof source.url === "string";
     }).slice(0, 5);
     if (!list.length) return null;
     // A list by its ARIA roles: <ul>/<li> would mix with the lists of the reply's own Markdown.
