@@ -79,7 +79,9 @@ _VOCABULARY = (
 _TOKEN = re.compile(r"[a-z]+")
 # A word as written, with the digits and symbols leetspeak uses for letters ("r3fund", "@ttorney", "$ue").
 _WORD = re.compile(r"[\w@$|!+]+")
-_SENTENCE_END = re.compile(r"[.!?\n]")
+# What starts a sentence or a quotation: a capital after it is the usual capital, not a name.
+_OPENERS = ".!?:;\"'(\u201c\u2018["
+_SENTENCE_END = re.compile(f"[\\n{re.escape(_OPENERS)}]")
 _CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 # A capitalized rule word read as a name keeps this mark, so no rule's `\bsue\b` sees "Sue Miller".
@@ -139,7 +141,7 @@ def _could_be_name(text: str, capitalized: re.Match[str]) -> bool:
     if after == "'s" or (after[:1] == " " and after[1:].isupper()):
         return True
     before = text[max(0, capitalized.start() - 4):capitalized.start()].rstrip()
-    return bool(before) and before[-1] not in ".!?"
+    return bool(before) and before[-1] not in _OPENERS
 
 
 def _read_word(word: str, vocabulary: Vocabulary) -> str:

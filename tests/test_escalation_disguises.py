@@ -84,7 +84,7 @@ def test_account_takeover_escalates(text: str) -> None:
     "How do I reverse a sort order?", "How do I take over a teammate's dashboards when they leave?",
     "How do I export the reimbursement report?", "How do I change my password?",
     "Can someone reset my password?", "The 4k export is blurry", "v3 of the API returns 401",
-    "how do I s.o.r.t by date", "Our plan is the S.M.B. tier",
+    "how do I s.o.r.t by date", "Our plan is the S.M.B. tier", "Do you apply the reverse charge for EU VAT?",
 ])
 def test_look_alikes_stay_with_the_bot(text: str) -> None:
     assert _reason(text) is None
@@ -95,6 +95,7 @@ def test_look_alikes_stay_with_the_bot(text: str) -> None:
     ("I Want A Refund", "policy:refund"), ("I want a Refund", "policy:refund"), ("Talk To A Human", "user_request"),
     ("my lawyer will be in touch", "policy:legal"), ("our counsel will be in touch", "policy:legal"),
     ("Sue Miller says we will sue you", "policy:legal"),
+    ('I clicked "Talk to a human" and nothing happened', "user_request"),
 ])
 def test_capitals_and_roles_do_not_hide_real_requests(text: str, reason: str) -> None:
     assert _reason(text) == reason
