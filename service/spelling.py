@@ -89,9 +89,23 @@ _MAX_LEET_RUN = 40
 _LEFTOVER = 1000
 
 
+# A word cut by hyphens or dots ("re-fund", "law.yer"), joined when the whole is a rule word.
+_CUT_WORD = re.compile(r"(?<![^\W_])[^\W_]+(?:[-.·][^\W_]+)+(?![^\W_])")
+
+
 def join_spelled_out(text: str, vocabulary: Vocabulary) -> str:
-    """Letters split by spaces, dots or dashes, joined where they spell rule words ("r e f u n d" -> "refund")."""
-    return _SPELLED.sub(lambda m: _spelled_reading(m.group(0), vocabulary) or m.group(0), text)
+    """Letters split by spaces, dots or dashes, joined where they spell rule words ("r e f u n d" -> "refund").
+
+    A word cut by hyphens or dots is joined the same way ("re-fund", "charge-back"); one cut by a space
+    ("ref und") is not: too many pairs of real words make a third ("any one", "can cel").
+    """
+    text = _SPELLED.sub(lambda m: _spelled_reading(m.group(0), vocabulary) or m.group(0), text)
+    return _CUT_WORD.sub(lambda m: _cut_word_reading(m.group(0), vocabulary) or m.group(0), text)
+
+
+def _cut_word_reading(word: str, vocabulary: Vocabulary) -> str | None:
+    joined = _GAP.sub("", word).lower()
+    return joined if len(joined) >= 4 and joined.isalpha() and vocabulary.knows(joined) else None
 
 
 def _spelled_reading(run: str, vocabulary: Vocabulary) -> str | None:

@@ -38,6 +38,8 @@ def test_leetspeak_does_not_dodge_escalation(text: str, reason: str) -> None:
     ("H U M A N  N O W", "user_request"),
     ("i want a r e f u n d", "policy:refund"),
     ("a l4wyer? y.e.s, l.a.w.y.e.r", "policy:legal"),
+    ("re-fund please", "policy:refund"),
+    ("we filed a charge-back", "policy:refund"),
 ])
 def test_spelled_out_letters_do_not_dodge_escalation(text: str, reason: str) -> None:
     assert _reason(text) == reason
@@ -61,7 +63,7 @@ def test_invisible_look_alike_and_wide_characters_do_not_dodge_escalation(text: 
     "I'd like to be reimbursed for March", "please reimburse me for the extra seats",
     "We are asking for a reimbursement of the setup fee", "Can you reverse the payment from Friday?",
     "please reverse the charge on my card", "just give me my money back", "credit my card back please",
-    "credit it back to my card", "pay us back for the outage",
+    "credit it back to my card", "pay us back for the outage", "we expect to be compensated for the downtime",
 ])
 def test_refund_synonyms_escalate(text: str) -> None:
     assert _reason(text) == "policy:refund"
@@ -85,6 +87,8 @@ def test_account_takeover_escalates(text: str) -> None:
     "How do I export the reimbursement report?", "How do I change my password?",
     "Can someone reset my password?", "The 4k export is blurry", "v3 of the API returns 401",
     "how do I s.o.r.t by date", "Our plan is the S.M.B. tier", "Do you apply the reverse charge for EU VAT?",
+    "Please forward this to our legal counsel with the renewal contract", "The employee compensation dashboard is slow",
+    "e-mail me the invoice", "sign-in with SSO fails",
 ])
 def test_look_alikes_stay_with_the_bot(text: str) -> None:
     assert _reason(text) is None
