@@ -189,7 +189,10 @@ class LeakGuard:
                 high = middle - 1
         if low == RUN_LETTERS or (low and low == len(folded)):
             return 0  # a run this long is a leak in the making: hold all of it until the check decides
-        return _start_of_last_letters(text, low)
+        start = _start_of_last_letters(text, low)
+        while start > 0 and _SPACED[ord(text[start - 1])].strip():
+            start -= 1  # from the start of its word: a word is never sent in pieces
+        return start
 
     def _words_start(self, text: str) -> int:
         """Where the end of `text` whose words (or every other word) begin a protected run starts."""

@@ -44,7 +44,8 @@ async def test_request_carries_versioned_prompt_max_tokens_auth_and_tool(
     assert sent["temperature"] == 0.2
     assert [t["function"]["name"] for t in sent["tools"]] == ["escalate_to_human"]
     system, user = sent["messages"]
-    assert system["role"] == "system" and system["content"].startswith("You are a helpful support agent for Acme")
+    assert system["role"] == "system" and system["content"].startswith("Internal reference sbc-")
+    assert system["content"].splitlines()[1].startswith("You are a helpful support agent for Acme")
     assert "Slow dashboard loads" in system["content"], "retrieved known issue is in the prompt"
     assert user == {"role": "user", "content": "My dashboard takes forever to load"}
     assert body["reply"]["content"] == "Clear your cache."
