@@ -116,6 +116,14 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return eval_cli.run(settings, args)
 
 
+def cmd_knowledge(args: argparse.Namespace, settings: Settings) -> int:
+    from . import knowledge_cli
+
+    if not _schema_ok(settings):
+        return 2
+    return knowledge_cli.run(args, settings)
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -199,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--min-pass", type=float, default=0.0, help="exit 1 when a column passes less")
     evaluate.add_argument("--concurrency", type=int, default=1, help="cases in flight at once")
     evaluate.set_defaults(handler=cmd_eval)
+
+    from .knowledge_cli import add_parser as add_knowledge_parser
+
+    add_knowledge_parser(commands)
+    commands.choices["knowledge"].set_defaults(handler=cmd_knowledge)
 
     report = commands.add_parser("report", help="where prompting stands, and whether to fine-tune")
     report.add_argument("--json", action="store_true")

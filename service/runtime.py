@@ -14,6 +14,9 @@ from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import DatabaseThreads, create_db_engine, make_session_factory
 from .guard import make_canary
 from .handoff import HandoffDesk
+from .imports.schedule import ScheduledSync
+from .imports.storing import ImportedKnowledge
+from .imports.syncing import KnowledgeImports, fetch_limits
 from .inbox import Inbox
 from .knowledge import KnowledgeStore
 from .llm import OfflineProvider, OpenAIProvider, Provider
@@ -70,12 +73,13 @@ class Runtime:
     def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
         """Wire the parts together; the hosted model is used only when an API key is configured."""
         engine = create_db_engine(settings.resolved_database_url)
-        knowledge = KnowledgeStore(settings.knowledge_dir, interval=settings.reload_interval)
+        sessions = make_session_factory(engine)
+        knowledge = KnowledgeStore(settings.knowledge_dir, interval=settings.reload_interval,
+                                   imported=ImportedKnowledge(sessions, interval=settings.reload_interval))
         offline = OfflineProvider(knowledge.current, min_score=settings.offline_min_score)
         provider: Provider = offline
         if settings.hosted_model_configured:
             provider = hosted_provider(settings, http_client)
-        sessions = make_session_factory(engine)
         notice = HandoffNotice(enabled=bool(settings.handoff_webhook_url), public_url=settings.public_url)
         return cls(
             settings=settings,
@@ -104,6 +108,13 @@ class Runtime:
         return WebhookSender(self.outbox, settings.handoff_webhook_url, webhook_secret(settings),
                              timeout=settings.webhook_timeout, max_attempts=settings.webhook_max_attempts,
                              clock=clock)
+
+    def knowledge_sync(self) -> ScheduledSync | None:
+        """The periodic sync of imported knowledge sources, when SUPPORTBOT_KNOWLEDGE_SYNC_INTERVAL is set."""
+        interval = self.settings.knowledge_sync_interval
+        if not interval:
+            return None
+        return ScheduledSync(KnowledgeImports(self.log.sessions, fetch_limits(self.settings)), interval)
 
     @property
     def model(self) -> str:

@@ -196,6 +196,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             log.error("invalid file: %s", problem)
         sender = runtime.webhook_sender()
         worker = asyncio.create_task(sender.run(runtime.settings.outbox_poll_interval)) if sender else None
+        sync = runtime.knowledge_sync()
+        syncer = asyncio.create_task(sync.run()) if sync else None
         # What start-up built (modules, the runtime, its caches) lives as long as the process. Frozen
         # out of the collector's reach, a full collection scans only what turns allocate: unfrozen it
         # took up to 80 ms and stalled every stream in flight (bench/findings.md, streaming).
@@ -207,6 +209,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
             await sender.aclose()
+        if syncer is not None:
+            syncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await syncer
         await runtime.aclose()
 
     app = FastAPI(

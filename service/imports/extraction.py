@@ -17,6 +17,10 @@ from .errors import PageFailed, PageSkipped
 # trafilatura logs every page it finds too short at WARNING; the import reports those itself.
 logging.getLogger("trafilatura").setLevel(logging.ERROR)
 _SPACE = re.compile(r"\s+")
+# Page chrome dropped before extraction: on a short article trafilatura's fallbacks may otherwise keep
+# the header and navigation next to the few paragraphs of content.
+CHROME_XPATHS = ["//header", "//nav", "//footer", "//aside", "//*[@role='navigation' or @role='banner']",
+                 "//*[contains(@class, 'cookie') or contains(@id, 'cookie') or contains(@class, 'consent')]"]
 
 
 def _text(value: str | None) -> str:
@@ -54,7 +58,7 @@ def extract_html(html: str | bytes, url: str) -> tuple[str, str, dict[str, str]]
         raise PageFailed(url, f"not readable as HTML ({error})") from None
     markdown = trafilatura.extract(html, url=url, output_format="markdown", include_links=False,
                                    include_comments=False, include_tables=True, include_images=False,
-                                   favor_recall=True, deduplicate=False)
+                                   favor_precision=True, deduplicate=False, prune_xpath=CHROME_XPATHS)
     if not markdown or not markdown.strip():
         raise PageSkipped(url, "no main content found (an index or empty page)")
     title = html_title(tree) or url

@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..config import Settings
 from ..db import transaction
 from ..models import KnowledgeDocument, KnowledgeEntry, KnowledgeSource, utcnow
 from .crawling import crawl
@@ -35,6 +36,14 @@ class SourceSummary:
     last_sync_at: datetime | None
     status: str | None
     last_error: str | None
+
+
+def fetch_limits(settings: Settings, max_pages: int | None = None) -> FetchLimits:
+    """The import limits the settings ask for."""
+    return FetchLimits(timeout=settings.knowledge_import_timeout, delay=settings.knowledge_import_delay,
+                       max_page_bytes=settings.knowledge_import_max_page_bytes,
+                       max_total_bytes=settings.knowledge_import_max_bytes,
+                       max_pages=max_pages or settings.knowledge_import_max_pages)
 
 
 def classify(source: str) -> tuple[str, str]:
@@ -85,13 +94,13 @@ class KnowledgeImports:
         except ImportFailed as error:
             return SyncReport(source, error=error.reason)
         options = {"max_pages": max_pages} if max_pages else None
-        with transaction(self.sessions) as session:
-            row = session.scalar(select(KnowledgeSource).where(KnowledgeSource.location == location))
-            if row is None:
-                return self._first_import(kind, location, options)
-            if options:
-                row.options = options
-            source_id = row.id
+        with self.sessions() as session:
+            source_id = session.scalar(select(KnowledgeSource.id).where(KnowledgeSource.location == location))
+        if source_id is None:
+            return self._first_import(kind, location, options)
+        if options:
+            with transaction(self.sessions) as session:
+                session.execute(update(KnowledgeSource).where(KnowledgeSource.id == source_id).values(options=options))
         return self.sync_source(source_id)
 
     def _first_import(self, kind: str, location: str, options: dict[str, Any] | None) -> SyncReport:
