@@ -1,6 +1,6 @@
 """Retrieval quality on a labeled question set: recall@1, recall@8 and MRR per mode, and the offline answer rate.
 
-    python -m bench.retrieval [--help-center DIR] [--questions FILE] [--min-match 0.3]
+    python -m bench.retrieval [--help-center DIR] [--questions FILE] [--min-match 0.35]
 """
 
 from __future__ import annotations

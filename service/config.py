@@ -7,9 +7,9 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The source checkout, for the tests and tools that live in it. Nothing the service runs reads from it:
@@ -27,6 +27,8 @@ DEFAULT_MODEL_PRICES: dict[str, tuple[float, float]] = {
     "ft:gpt-4o-mini": (0.30, 1.20),
     "offline": (0.0, 0.0),
 }
+
+LOCAL_EMBEDDING_MODEL = "wordllama-l2-supercat-256"  # service.embeddings.LOCAL_MODEL, without importing it
 
 
 class Settings(BaseSettings):
@@ -93,7 +95,15 @@ class Settings(BaseSettings):
         default=12000, ge=0, description="knowledge bases larger than this are retrieved top-k"
     )
     knowledge_top_k: int = Field(default=8, ge=1)
-    offline_min_score: float = Field(default=3.0, ge=0, description="BM25 score an entry needs to be answered offline")
+    offline_min_score: float = Field(default=0.35, ge=0, le=1, description="match (0-1) an entry needs to be "
+                                     "answered offline or cited; the same on any size of knowledge")
+    retrieval: Literal["bm25", "hybrid"] = Field(default="hybrid", description="how known issues are found: "
+                                                 "BM25 alone, or fused with embeddings")
+    # The model whose weights ship inside the `wordllama` wheel (service/embeddings/_local.py): no key, no network.
+    embedding_model: str = Field(default=LOCAL_EMBEDDING_MODEL, description="any other name is asked of the "
+                                 "OpenAI-compatible /v1/embeddings endpoint")
+    embedding_base_url: str | None = Field(default=None, description="unset = SUPPORTBOT_OPENAI_BASE_URL")
+    embedding_api_key: str | None = Field(default=None, description="unset = SUPPORTBOT_OPENAI_API_KEY")
     reload_interval: float = Field(default=1.0, ge=0, description="seconds between file change checks")
     knowledge_sync_interval: float = Field(default=0, ge=0, description="seconds between syncs of imported "
                                            "knowledge sources by the service; 0 = off")
@@ -193,6 +203,15 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
 
+    @model_validator(mode="after")
+    def _embeddings_reachable(self) -> Settings:
+        if self.retrieval == "hybrid" and not self.local_embeddings and not (
+                self.embedding_api_key or self.openai_api_key or self.embedding_base_url or self.openai_base_url):
+            raise ValueError(f"SUPPORTBOT_EMBEDDING_MODEL={self.embedding_model} is asked of an OpenAI-compatible "
+                             "endpoint: set SUPPORTBOT_EMBEDDING_API_KEY (or SUPPORTBOT_OPENAI_API_KEY) or "
+                             "SUPPORTBOT_EMBEDDING_BASE_URL")
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""
@@ -211,6 +230,11 @@ class Settings(BaseSettings):
     def hosted_model_configured(self) -> bool:
         """True when a hosted model can be called (an API key is set)."""
         return bool(self.openai_api_key)
+
+    @property
+    def local_embeddings(self) -> bool:
+        """True when embeddings come from the model packaged with supportbot rather than an endpoint."""
+        return self.embedding_model == LOCAL_EMBEDDING_MODEL
 
     def price_per_token(self, model: str) -> tuple[float, float] | None:
         """(input, output) USD per token for a model, matching dated variants by prefix."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,8 +18,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .config import Settings
 from .errors import ModelUnavailable
-from .knowledge import KnowledgeBase
 from .prompts import estimate_tokens
+from .retrieval import Search
 
 log = logging.getLogger(__name__)
 
@@ -264,14 +264,14 @@ class OfflineProvider:
     name = "offline"
     model = "offline"
 
-    def __init__(self, knowledge: Callable[[], KnowledgeBase], min_score: float) -> None:
-        self._knowledge = knowledge
+    def __init__(self, search: Search, min_score: float) -> None:
+        self._search = search
         self._min_score = min_score
 
-    def answer(self, request: ChatRequest) -> Completion:
+    async def answer(self, request: ChatRequest) -> Completion:
         """The reply for the last user message of `request`."""
         question = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
-        text, matched, no_answer = self._reply_for(str(question))
+        text, matched, no_answer = await self._reply_for(str(question))
         prompt_chars = sum(len(str(m.get("content") or "")) for m in request.messages)
         return Completion(
             text=text,
@@ -283,12 +283,12 @@ class OfflineProvider:
             matched_issue=matched,
         )
 
-    def _reply_for(self, question: str) -> tuple[str, str | None, bool]:
+    async def _reply_for(self, question: str) -> tuple[str, str | None, bool]:
         if _GREETING.match(question):
             return "Hello! What can I help you with today?", None, False
         if _THANKS.search(question) and len(question) < 80:
             return "Glad that helped! Is there anything else I can do for you?", None, False
-        hits = self._knowledge().search(question, k=1)
+        hits = await self._search(question, 1)
         if hits and hits[0][1] >= self._min_score:
             issue = hits[0][0]
             return f"**{issue.title}**\n\n{issue.solution}", issue.id, False
@@ -300,10 +300,10 @@ class OfflineProvider:
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
-        return self.answer(request)
+        return await self.answer(request)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[TextDelta | Completion]:
-        completion = self.answer(request)
+        completion = await self.answer(request)
         for piece in re.findall(r"(?:\S+\s*){1,3}", completion.text):
             yield TextDelta(piece)
         yield completion

@@ -26,6 +26,7 @@ from .policies import PolicyStore
 from .prompts import PromptRegistry
 from .ratelimit import RateLimits
 from .resilience import CircuitBreaker, ResilientProvider
+from .retrieval import Hits, Retriever, retriever_for, searcher
 from .review import ReviewDesk
 from .store import ConversationLog
 from .webhooks import WebhookSender
@@ -56,6 +57,7 @@ class Runtime:
     log: ConversationLog
     prompts: PromptRegistry
     knowledge: KnowledgeStore
+    retriever: Retriever
     provider: Provider
     offline: OfflineProvider
     tokens: VisitorTokens
@@ -76,7 +78,8 @@ class Runtime:
         sessions = make_session_factory(engine)
         knowledge = KnowledgeStore(settings.knowledge_dir, interval=settings.reload_interval,
                                    imported=ImportedKnowledge(sessions, interval=settings.reload_interval))
-        offline = OfflineProvider(knowledge.current, min_score=settings.offline_min_score)
+        retriever = retriever_for(settings, sessions, http_client)
+        offline = OfflineProvider(searcher(retriever, knowledge.current), min_score=settings.offline_min_score)
         provider: Provider = offline
         if settings.hosted_model_configured:
             provider = hosted_provider(settings, http_client)
@@ -86,6 +89,7 @@ class Runtime:
             log=ConversationLog(engine, sessions, notice),
             prompts=PromptRegistry(settings.prompts_dir, interval=settings.reload_interval),
             knowledge=knowledge,
+            retriever=retriever,
             provider=provider,
             offline=offline,
             tokens=VisitorTokens(secret_key(settings), settings.token_max_age_days * 86400),
@@ -115,6 +119,10 @@ class Runtime:
         if not interval:
             return None
         return ScheduledSync(KnowledgeImports(self.log.sessions, fetch_limits(self.settings)), interval)
+
+    async def search(self, query: str, k: int) -> Hits:
+        """The `k` known issues that match `query` best, with their matches (0 to 1), best first."""
+        return await self.retriever.search(self.knowledge.current(), query, k)
 
     @property
     def model(self) -> str:

@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
 from itertools import chain
 from typing import Any
 
@@ -95,6 +94,7 @@ class Turn:
         self.timings: dict[str, float] = {"db": db_seconds, "upstream": 0.0}
         self._text_sent: list[str] = []
         self._provider_name = runtime.provider.name
+        self._hits: list[tuple[KnownIssue, float]] = []  # the entries the message matches best, found once per turn
 
     async def run(self) -> TurnOutcome:
         """The whole turn without streaming."""
@@ -114,6 +114,7 @@ class Turn:
             version = self.runtime.prompts.resolve(self.runtime.settings.prompt)
         except LookupError as error:
             raise ServiceUnavailable(f"prompt not available: {error}", code="prompt_unavailable") from None
+        self._hits = await self.runtime.search(self.start.user_message.content, MAX_SOURCES)
         fixed = self._fixed_reply()
         if fixed is not None:
             text, handover, new = fixed
@@ -126,7 +127,7 @@ class Turn:
 
     async def _model_turn(self, version: PromptVersion, stream: bool) -> AsyncIterator[TextDelta | TurnOutcome]:
         """Ask the provider; every failure ends in a stored reply and, where due, a handover."""
-        prompt = self._assemble_prompt(version)
+        prompt = await self._assemble_prompt(version)
         request = self._request(version, prompt)
         settings = self.runtime.settings
         guard = self.runtime.prompts.guard(version, company=settings.company_name, product=settings.product_name,
@@ -154,7 +155,7 @@ class Turn:
             signal = EscalationSignal(MODEL_UNAVAILABLE, detail=str(error))
         except CircuitOpen as error:
             # The model is being skipped: answer from the knowledge base when it knows, else hand over.
-            completion = self.runtime.offline.answer(request)
+            completion = await self.runtime.offline.answer(request)
             self._provider_name = self.runtime.offline.name
             if completion.no_answer:
                 completion, status = None, FinishStatus.FAILED
@@ -233,11 +234,6 @@ class Turn:
             return f"deployment spent ${start.day_cost:.2f} today (budget ${settings.daily_cost_budget_usd:.2f})"
         return None
 
-    @cached_property
-    def _hits(self) -> list[tuple[KnownIssue, float]]:
-        """The known issues the user's message matches best (one query per turn, shared), best first."""
-        return self.runtime.knowledge.current().search(self.start.user_message.content, k=MAX_SOURCES)
-
     @property
     def _top_hit(self) -> tuple[KnownIssue, float] | None:
         return self._hits[0] if self._hits else None
@@ -294,7 +290,7 @@ class Turn:
             return completion.text + INTERRUPTED_NOTE
         return completion.text
 
-    def _assemble_prompt(self, version: PromptVersion) -> RenderedPrompt:
+    async def _assemble_prompt(self, version: PromptVersion) -> RenderedPrompt:
         runtime = self.runtime
         settings = runtime.settings
         knowledge = runtime.knowledge.current()
@@ -303,7 +299,8 @@ class Turn:
         else:
             query = " ".join(m.content for m in [*self.start.history[-3:], self.start.user_message]
                              if m.role == Role.USER)
-            issues = tuple(issue for issue, _ in knowledge.search(query, settings.knowledge_top_k))
+            issues = tuple(issue for issue, _ in await runtime.retriever.search(knowledge, query,
+                                                                                 settings.knowledge_top_k))
             complete = False
         return runtime.prompts.assemble(version, knowledge, issues, complete=complete,
                                         company=settings.company_name, product=settings.product_name,

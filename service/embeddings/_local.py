@@ -34,30 +34,36 @@ def _load() -> Any:
     return WordLlamaInference(embedding, tokenizer)
 
 
+_model: Any = None  # one per process, whatever the number of LocalEmbedder objects
+_model_lock = threading.Lock()
+
+
+def _shared_model() -> Any:
+    global _model
+    with _model_lock:
+        if _model is None:
+            _model = _load()
+        return _model
+
+
 class LocalEmbedder:
-    """Embeds in process with no network and no API key (loaded on first use, about a second)."""
+    """Embeds in process with no network and no API key (loaded once per process on first use, about a second)."""
 
     model = LOCAL_MODEL
-
-    def __init__(self) -> None:
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def _loaded(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                self._model = _load()
-            return self._model
 
     def embed_now(self, texts: Sequence[str]) -> Vectors:
         """The vectors, computed in the calling thread."""
         if not texts:
             return numpy.zeros((0, 0), dtype=numpy.float32)
-        vectors = self._loaded().embed(list(texts), norm=False)
+        vectors = _shared_model().embed(list(texts), norm=False)
         return numpy.asarray(vectors, dtype=numpy.float32)
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
-        """The vectors; a long batch runs on a worker thread so the event loop keeps serving."""
-        if len(texts) <= 4 and self._model is not None:
+        """The vectors; loading the model or a long batch runs on a worker thread so the event loop keeps serving.
+
+        A message or two embeds in well under a millisecond once loaded (a lookup and a mean), less than a
+        thread hop costs, so those stay on the loop.
+        """
+        if len(texts) <= 4 and _model is not None:
             return self.embed_now(texts)
         return await asyncio.to_thread(self.embed_now, texts)
