@@ -108,7 +108,9 @@ def normalize(text: str, vocabulary: Vocabulary | None = None) -> str:
     Cached: a turn normalizes its conversation's earlier user messages again (failure counting).
     """
     vocabulary = vocabulary or BASE_VOCABULARY
-    text = unmask_keep_case(text).translate(_QUOTES)
+    text = unmask_keep_case(text)
+    if not text.isascii():
+        text = text.translate(_QUOTES)
     text = join_spelled_out(" ".join(text.split()), vocabulary)
     return _read_words(text, vocabulary)
 
@@ -125,7 +127,8 @@ def _read_words(text: str, vocabulary: Vocabulary) -> str:
 
 def _name_starts(text: str, vocabulary: Vocabulary) -> set[int]:
     """Where the capitalized rule words that are names here begin ("Sue" in "Our customer Sue Miller")."""
-    if not any(_could_be_name(text, m) and vocabulary.knows(m.group(0).lower()) for m in _CAPITALIZED.finditer(text)):
+    if not any(_could_be_name(text, m) and _nameable(m.group(0).lower(), vocabulary)
+               for m in _CAPITALIZED.finditer(text)):
         return set()  # the common case, checked cheaply: no capital beyond a sentence's first word
     found = list(_WORD.finditer(text))
     tokens = [
@@ -133,7 +136,14 @@ def _name_starts(text: str, vocabulary: Vocabulary) -> set[int]:
               or bool(_SENTENCE_END.search(text, found[index - 1].end(), m.start())))
         for index, m in enumerate(found)
     ]
-    return {found[index].start() for index in proper_names(tokens, vocabulary.knows)}
+    names = proper_names(tokens, lambda word: _nameable(word, vocabulary), vocabulary.knows)
+    return {found[index].start() for index in names}
+
+
+def _nameable(word: str, vocabulary: Vocabulary) -> bool:
+    # Only a policy rule's own words can be names here ("sue"): the detector's words ("human", "acme",
+    # "can", "the") are read as written, so "someone from Acme" still asks for a person.
+    return vocabulary.knows(word) and not BASE_VOCABULARY.knows(word)
 
 
 def _could_be_name(text: str, capitalized: re.Match[str]) -> bool:

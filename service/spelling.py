@@ -176,31 +176,36 @@ class Token:
     possessive: bool
 
 
-# Words after which a capitalized rule word is still that word ("talk to a Human", "I want a Refund").
-_BEFORE_A_NOUN = frozenset({
-    "a", "an", "the", "my", "our", "your", "to", "with", "for", "of", "some", "any", "real", "live", "actual",
+# Words that introduce a person: a capitalized rule word after one is a name ("our customer Sue", "ask Sue").
+_INTRODUCERS = frozenset({
+    "customer", "client", "colleague", "coworker", "teammate", "manager", "boss", "user", "admin", "named",
+    "called", "dear", "hi", "hello", "hey", "thanks", "cc", "ask", "asked", "tell", "told", "and", "with", "from",
+    "mr", "mrs", "ms", "dr",
 })
+# Opening a question, these put a name next ("Can Sue get access?"); mid-sentence they are "I will Sue you".
+_QUESTION_OPENERS = frozenset({"can", "could", "will", "would", "did", "does", "has", "is", "should", "may"})
 
 
-def proper_names(tokens: list[Token], cares: Callable[[str], bool]) -> set[int]:
-    """Positions of capitalized words the rules care about that are names here ("Our customer Sue Miller").
+def proper_names(tokens: list[Token], nameable: Callable[[str], bool], known: Callable[[str], bool]) -> set[int]:
+    """Positions of capitalized `nameable` words that are names here ("Sue" in "Our customer Sue Miller").
 
-    A rule word is read as a name when capitalized mid-sentence (not after "a", "the", "my" ...), when a
-    capitalized word it does not care about follows ("Sue Miller"), or with a possessive ("Sue's"). Text in
-    Title Case or capitals throughout says nothing about names, so nothing is a name there.
+    Such a word is a name after a word introducing a person ("customer Sue", "Can Sue ...?"), before a
+    capitalized word that is not `known` ("Sue Miller"), or with a possessive ("Sue's"). A capital alone
+    says little ("delete all Data"), and Title Case or capitals throughout say nothing: no names there.
     """
     words = [t.text for t in tokens if t.text.isalpha() and len(t.text) >= 2]
     if len(words) >= 3 and all(is_title_case(w) or w.isupper() for w in words):
         return set()
     names = set()
     for index, token in enumerate(tokens):
-        if not is_title_case(token.text) or not cares(token.text.lower()):
+        if not is_title_case(token.text) or not nameable(token.text.lower()):
             continue
-        before = tokens[index - 1].text.lower() if index > 0 else ""
+        before = tokens[index - 1] if index > 0 and not token.sentence_start else None
         after = tokens[index + 1] if index + 1 < len(tokens) else None
-        mid_sentence = not token.sentence_start and before not in _BEFORE_A_NOUN
+        introduced = before is not None and (before.text.lower() in _INTRODUCERS or (
+            before.sentence_start and before.text.lower() in _QUESTION_OPENERS))
         surname = (after is not None and not after.sentence_start and is_title_case(after.text)
-                   and not cares(after.text.lower()))
-        if mid_sentence or surname or token.possessive:
+                   and not known(after.text.lower()))
+        if introduced or surname or token.possessive:
             names.add(index)
     return names

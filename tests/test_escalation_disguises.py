@@ -100,6 +100,8 @@ def test_look_alikes_stay_with_the_bot(text: str) -> None:
     ("my lawyer will be in touch", "policy:legal"), ("our counsel will be in touch", "policy:legal"),
     ("Sue Miller says we will sue you", "policy:legal"),
     ('I clicked "Talk to a human" and nothing happened', "user_request"),
+    ("I will Sue you", "policy:legal"), ("Please delete all Data about me", "policy:privacy"),
+    ("Can I talk to someone from Acme?", "user_request"),
 ])
 def test_capitals_and_roles_do_not_hide_real_requests(text: str, reason: str) -> None:
     assert _reason(text) == reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from service.spelling import (
@@ -11,8 +13,10 @@ from service.spelling import (
     join_spelled_out,
     leet_reading,
     pattern_words,
-    proper_names,
     segment,
+)
+from service.spelling import (
+    proper_names as find_names,
 )
 
 WORDS = Vocabulary.of({"refund", "human", "please", "lawyers", "unauthorized", "chargebacks", "sue"})
@@ -59,15 +63,21 @@ def test_common_english_words_are_known_and_typos_are_not() -> None:
 
 
 def _tokens(*words: str, starts: tuple[int, ...] = (0,)) -> list[Token]:
-    return [Token(w.removesuffix("'s"), sentence_start=i in starts, possessive=w.endswith("'s")) for i, w in enumerate(words)]
+    return [Token(w.removesuffix("'s"), sentence_start=i in starts, possessive=w.endswith("'s"))
+            for i, w in enumerate(words)]
 
 
-def test_capitalized_rule_words_are_names_beside_a_surname_mid_sentence_or_possessive() -> None:
+def test_capitalized_rule_words_are_names_when_introduced_beside_a_surname_or_possessive() -> None:
     cares = WORDS.knows
+
+    def proper_names(tokens: list[Token], cares: Callable[[str], bool]) -> set[int]:
+        return find_names(tokens, cares, cares)
 
     assert proper_names(_tokens("Our", "customer", "Sue", "Miller"), cares) == {2}
     assert proper_names(_tokens("Sue", "Miller", "called"), cares) == {0}
     assert proper_names(_tokens("Sue's", "invoice"), cares) == {0}
+    assert proper_names(_tokens("Can", "Sue", "get", "access"), cares) == {1}
+    assert proper_names(_tokens("I", "will", "Sue", "you"), cares) == set()
     assert proper_names(_tokens("I", "want", "a", "Refund"), cares) == set()
     assert proper_names(_tokens("Human", "please"), cares) == set()
     assert proper_names(_tokens("I", "Want", "A", "Human", "Now"), cares) == set()
