@@ -21,6 +21,7 @@ from .errors import ImportCapReached, PageFailed
 
 USER_AGENT = f"supportbot/{__version__} (knowledge import)"
 Resolver = Callable[[str], Iterable[str]]
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ class Fetcher:
         deadline = self._clock() + self.limits.timeout
         try:
             with self._client.stream("GET", url, headers=headers) as response:
-                if response.is_redirect:
+                if response.status_code in REDIRECTS:
                     location = response.headers.get("location")
                     if not location:
                         raise PageFailed(url, f"HTTP {response.status_code} without a Location")
