@@ -255,7 +255,8 @@ def test_a_public_source_is_never_led_to_a_private_address() -> None:
 
 def test_long_articles_split_at_headings_small_ones_stay_whole() -> None:
     assert len(split_sections("Short answer.\n\n## Heading\n\nMore.")) == 1
-    sections = split_sections(f"Intro. {LONG}\n\n## First\n\n{LONG}\n\n### Deeper\n\n{LONG}\n\n```\n## not a heading\n```")
+    text = f"Intro. {LONG}\n\n## First\n\n{LONG}\n\n### Deeper\n\n{LONG}\n\n```\n## not a heading\n```"
+    sections = split_sections(text)
     assert [s.heading for s in sections] == [None, "First", "Deeper"]
     assert "## not a heading" in sections[-1].text
 
