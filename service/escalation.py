@@ -81,7 +81,6 @@ _TOKEN = re.compile(r"[a-z]+")
 _WORD = re.compile(r"[\w@$|!+]+")
 # What starts a sentence or a quotation: a capital after it is the usual capital, not a name.
 _OPENERS = ".!?:;\"'(\u201c\u2018["
-_SENTENCE_END = re.compile(f"[\\n{re.escape(_OPENERS)}]")
 _CAPITALIZED = re.compile(r"\b[A-Z][a-z]+\b")
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 # A capitalized rule word read as a name keeps this mark, so no rule's `\bsue\b` sees "Sue Miller".
@@ -131,9 +130,10 @@ def _name_starts(text: str, vocabulary: Vocabulary) -> set[int]:
                for m in _CAPITALIZED.finditer(text)):
         return set()  # the common case, checked cheaply: no capital beyond a sentence's first word
     found = list(_WORD.finditer(text))
+    ends = [0, *(m.end() for m in found)]
     tokens = [
-        Token(m.group(0).rstrip("!|+"), possessive=text[m.end():m.end() + 2] == "'s", sentence_start=index == 0
-              or bool(_SENTENCE_END.search(text, found[index - 1].end(), m.start())))
+        Token(m.group(0).rstrip("!|+"), sentence_start=index == 0 or _starts_sentence(text[ends[index]:m.start()]),
+              possessive=text[m.end():m.end() + 2] == "'s")
         for index, m in enumerate(found)
     ]
     names = proper_names(tokens, lambda word: _nameable(word, vocabulary), vocabulary.knows)
@@ -144,6 +144,10 @@ def _nameable(word: str, vocabulary: Vocabulary) -> bool:
     # Only a policy rule's own words can be names here ("sue"): the detector's words ("human", "acme",
     # "can", "the") are read as written, so "someone from Acme" still asks for a person.
     return vocabulary.knows(word) and not BASE_VOCABULARY.knows(word)
+
+
+def _starts_sentence(gap: str) -> bool:
+    return gap != " " and any(char in _OPENERS or char == "\n" for char in gap)
 
 
 def _could_be_name(text: str, capitalized: re.Match[str]) -> bool:

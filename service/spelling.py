@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import Stemmer
 
@@ -167,8 +168,7 @@ def is_title_case(word: str) -> bool:
     return len(word) >= 2 and word[0].isupper() and word[1:].islower()
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """A word of the original text: its text, and whether it starts a sentence or ends in a possessive 's."""
 
     text: str
