@@ -3,13 +3,14 @@
 Each reading is accepted only when it spells a word some rule cares about (a `Vocabulary`), so "4k", "a b
 test" or "v3" stay as written; and a real English word is never "repaired" into a rule word ("hacker" is not
 "hacked", "layer" is not "lawyer"). The vocabulary is read out of the rules' own regular expressions, so
-rules stay data and a new rule's words are protected without code.
+rules stay data: a new rule's words are read through disguises without a change of code.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,7 +24,14 @@ from .textnorm import unleet
 FUNCTION_WORDS = frozenset({"a", "i", "an", "to", "me", "my", "us", "we", "of", "in", "on", "it", "is", "no"})
 # An English word seen fewer times than this in the dictionary's corpus may be a typo ("refound").
 _MIN_COUNT = 100
-_STEMMER = Stemmer.Stemmer("english")
+_STEMMERS = threading.local()  # a PyStemmer stemmer must not be shared between threads
+
+
+def _stem(word: str) -> str:
+    stemmer = getattr(_STEMMERS, "english", None)
+    if stemmer is None:
+        stemmer = _STEMMERS.english = Stemmer.Stemmer("english")
+    return str(stemmer.stemWord(word))
 
 
 @dataclass(frozen=True)
@@ -39,14 +47,14 @@ class Vocabulary:
     def of(cls, words: Iterable[str]) -> Vocabulary:
         """A vocabulary of `words` (lower-case)."""
         kept = frozenset(words)
-        stems = frozenset(_STEMMER.stemWords(sorted(w for w in kept if len(w) >= 4)))
+        stems = frozenset(_stem(w) for w in kept if len(w) >= 4)
         return cls(kept, stems, frozenset(w[:3] for w in itertools.chain(stems, kept) if len(w) >= 3))
 
     def knows(self, word: str) -> bool:
         """True when `word` is one of the words, or shares a stem with one (four letters or more)."""
         if word in self.words:
             return True
-        return len(word) >= 4 and word[:3] in self.openings and _STEMMER.stemWord(word) in self.stems
+        return len(word) >= 4 and word[:3] in self.openings and _stem(word) in self.stems
 
     def __or__(self, other: Vocabulary) -> Vocabulary:
         return Vocabulary(self.words | other.words, self.stems | other.stems, self.openings | other.openings)
