@@ -1,6 +1,7 @@
 """One user message -> one reply: the only place that orchestrates a turn.
 
-store user message (committed) -> assemble prompt -> provider -> detect escalation -> store reply.
+store user message (committed) -> retrieve knowledge -> deterministic escalation -> assemble prompt
+-> provider (through the leak guard) -> detect escalation -> cite sources -> store reply.
 """
 
 from __future__ import annotations
