@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+import anyio
 import httpx
 
 from .auth import VisitorTokens
@@ -26,8 +27,9 @@ from .policies import PolicyStore
 from .prompts import PromptRegistry
 from .ratelimit import RateLimits
 from .resilience import CircuitBreaker, ResilientProvider
-from .retrieval import Hits, Retriever, retriever_for, searcher
+from .retrieval import Hits, RetrievalMode, Retriever, retriever_for, searcher
 from .review import ReviewDesk
+from .spelling import is_english_word
 from .store import ConversationLog
 from .webhooks import WebhookSender
 
@@ -146,6 +148,16 @@ class Runtime:
             f"knowledge={self.settings.knowledge_dir} ({len(base.issues)} known issues) "
             f"admin_token={admin} handoff_webhook={webhook}"
         )
+
+    async def warm_up(self) -> None:
+        """Load what the first turns would otherwise wait for: the English word list and the knowledge's vectors."""
+        await anyio.to_thread.run_sync(is_english_word, "support")
+        if self.retriever.mode is not RetrievalMode.HYBRID:
+            return
+        try:
+            await self.retriever.index(self.knowledge.current())
+        except Exception as error:  # a turn retries it, and falls back to BM25 if it fails again
+            log.warning("could not index the knowledge at start-up (%s); the first turn will try again", error)
 
     async def aclose(self) -> None:
         """Release connections."""

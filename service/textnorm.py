@@ -25,6 +25,9 @@ def _latin_look_alikes() -> dict[int, str]:
         latin = [h["c"] for h in homoglyphs if len(h["c"]) == 1 and h["c"].isascii() and h["c"].isalnum()]
         if latin:
             table[ord(char)] = latin[0]
+    # Emoji letters with no compatibility form: negative circled, negative squared, regional indicators.
+    for first in (0x1F150, 0x1F170, 0x1F1E6):
+        table.update({first + n: chr(ord("A") + n) for n in range(26)})
     return table
 
 

@@ -198,6 +198,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         worker = asyncio.create_task(sender.run(runtime.settings.outbox_poll_interval)) if sender else None
         sync = runtime.knowledge_sync()
         syncer = asyncio.create_task(sync.run()) if sync else None
+        await runtime.warm_up()
         # What start-up built (modules, the runtime, its caches) lives as long as the process. Frozen
         # out of the collector's reach, a full collection scans only what turns allocate: unfrozen it
         # took up to 80 ms and stalled every stream in flight (bench/findings.md, streaming).
