@@ -36,7 +36,9 @@ def _assert_thresholds(table: str, scores: dict[str, object]) -> None:
         assert score.recall >= 0.90, f"{name} recall below 0.90\n{table}"  # type: ignore[attr-defined]
 
 
-async def test_own_labeled_set_meets_precision_and_recall(tmp_path: Path, sqlite_url: str) -> None:
+async def test_own_labeled_set_meets_precision_and_recall(
+    tmp_path: Path, sqlite_url: str, reliability: list[dict[str, object]],
+) -> None:
     runtime = Runtime.build(make_settings(tmp_path, sqlite_url))
     cases = load_cases(OWN_CASES)
     assert len(cases) >= 150
@@ -47,6 +49,17 @@ async def test_own_labeled_set_meets_precision_and_recall(tmp_path: Path, sqlite
     print(table)
     _assert_thresholds(table, scores)
     await runtime.aclose()
+    dodges = [c for c in cases if c.id.startswith(("disguise", "synonym", "takeover"))]
+    overall = scores["overall"]
+    reliability.append({
+        "section": "attacks",
+        "item": f"escalation dodges through the turn pipeline: {len(dodges)} of the {len(cases)} labeled cases in "
+                "tests/data/escalation_cases.jsonl are leetspeak, spelled-out letters, zero-width characters, "
+                "look-alike and full-width letters, synonyms and account takeover, "
+                f"{sum(1 for c in dodges if not c.expect.get('escalate'))} of them look-alikes that must stay",
+        "result": f"precision {overall.precision:.2f}, recall {overall.recall:.2f} "  # type: ignore[attr-defined]
+                  f"on the whole file",
+    })
 
 
 @pytest.mark.skipif(not SHARED_CASES.exists(), reason="shared eval cases not beside the checkout")
