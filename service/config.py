@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -105,6 +106,10 @@ class Settings(BaseSettings):
     embedding_base_url: str | None = Field(default=None, description="unset = SUPPORTBOT_OPENAI_BASE_URL")
     embedding_api_key: str | None = Field(default=None, description="unset = SUPPORTBOT_OPENAI_API_KEY")
     reload_interval: float = Field(default=1.0, ge=0, description="seconds between file change checks")
+    # Languages visitors are expected to write in (ISO 639-1): detection is limited to them, and the
+    # escalation rules of each (knowledge/languages/<code>.yaml) run on every message.
+    languages: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["en", "de", "es", "fr", "pt", "it", "nl"])
     knowledge_sync_interval: float = Field(default=0, ge=0, description="seconds between syncs of imported "
                                            "knowledge sources by the service; 0 = off")
     knowledge_import_max_pages: int = Field(default=200, ge=1, description="pages one web import reads at most")
@@ -193,6 +198,19 @@ class Settings(BaseSettings):
                 parse_many(value)
             except ValueError:
                 raise ValueError(f"{value!r} is not a rate like '20/minute' (or 0 to switch it off)") from None
+        return value
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _split_languages(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            codes = [str(code).strip().lower() for code in value if str(code).strip()]
+            bad = [code for code in codes if not re.fullmatch(r"[a-z]{2,3}", code)]
+            if bad:
+                raise ValueError(f"language codes are ISO 639-1, like en or de: {', '.join(bad)}")
+            return codes
         return value
 
     @field_validator("log_level")
