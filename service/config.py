@@ -172,6 +172,9 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    knowledge_language: str = Field(default="en", description="the language the knowledge is written in; the "
+                                    "offline provider hands a question in another language over")
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
@@ -212,6 +215,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"language codes are ISO 639-1, like en or de: {', '.join(bad)}")
             return codes
         return value
+
+    @field_validator("languages")
+    @classmethod
+    def _known_languages(cls, value: list[str]) -> list[str]:
+        from .language import is_supported
+
+        unknown = [code for code in value if not is_supported(code)]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not ISO 639-1 language codes (such as en, de, sv)")
+        if not value:
+            raise ValueError("name at least one language, such as en")
+        return list(dict.fromkeys(value))
+
+    @field_validator("knowledge_language")
+    @classmethod
+    def _knowledge_language(cls, value: str) -> str:
+        from .language import is_supported
+
+        code = value.strip().lower()
+        if not is_supported(code):
+            raise ValueError(f"{value!r} is not an ISO 639-1 language code (such as en)")
+        return code
 
     @field_validator("log_level")
     @classmethod

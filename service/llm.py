@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .config import Settings
 from .errors import ModelUnavailable
+from .fixed_texts import BUILT_IN
 from .prompts import estimate_tokens
 from .retrieval import Search
 
@@ -54,6 +55,7 @@ class ChatRequest:
     max_tokens: int
     temperature: float | None = None
     tools: list[dict[str, Any]] = field(default_factory=lambda: [ESCALATE_TOOL])
+    language: str | None = None  # the visitor's (ISO 639-1), for the offline provider's own texts
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Completion:
     finish_reason: str | None = None
     no_answer: bool = False
     matched_issue: str | None = None
+    wrong_language: bool = False  # no answer because the question is not in the knowledge's language
 
 
 @dataclass(frozen=True)
@@ -258,20 +261,30 @@ _GREETING = re.compile(r"^\s*(hi|hello|hey|hallo|good (morning|afternoon|evening
 _THANKS = re.compile(r"\b(thanks|thank you|thx|cheers|that (worked|fixed it|helped)|works now|all good)\b", re.I)
 
 
+def _english_text(key: str, _language: str | None) -> str:
+    return BUILT_IN[key]
+
+
 class OfflineProvider:
     """Answers from the knowledge base alone: the best-matching known issue, or a handover."""
 
     name = "offline"
     model = "offline"
 
-    def __init__(self, search: Search, min_score: float) -> None:
+    def __init__(self, search: Search, min_score: float, knowledge_language: str = "en",
+                 texts: Callable[[str, str | None], str] | None = None) -> None:
         self._search = search
         self._min_score = min_score
+        self._knowledge_language = knowledge_language
+        self._texts = texts or _english_text
 
     async def answer(self, request: ChatRequest) -> Completion:
-        """The reply for the last user message of `request`."""
+        """The reply for the last user message of `request`, in the visitor's language when it hands over."""
         question = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
         text, matched, no_answer = await self._reply_for(str(question))
+        other_language = request.language is not None and request.language != self._knowledge_language
+        if no_answer:
+            text = self._texts("wrong_language" if other_language else "no_answer", request.language)
         prompt_chars = sum(len(str(m.get("content") or "")) for m in request.messages)
         return Completion(
             text=text,
@@ -281,6 +294,7 @@ class OfflineProvider:
             finish_reason="stop",
             no_answer=no_answer,
             matched_issue=matched,
+            wrong_language=no_answer and other_language,
         )
 
     async def _reply_for(self, question: str) -> tuple[str, str | None, bool]:
@@ -292,12 +306,9 @@ class OfflineProvider:
         if hits and hits[0][1] >= self._min_score:
             issue = hits[0][0]
             return f"**{issue.title}**\n\n{issue.solution}", issue.id, False
-        return (
-            "I could not find an answer to that in our knowledge base, so I am passing your "
-            "question to a member of our support team.",
-            None,
-            True,
-        )
+        # A question in another language than the knowledge's is answered only when retrieval matches it
+        # (semantic retrieval may, across languages); otherwise the caller says why it hands over.
+        return "", None, True
 
     async def complete(self, request: ChatRequest) -> Completion:
         return await self.answer(request)

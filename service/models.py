@@ -109,6 +109,7 @@ class Conversation(Base):
         Index("ix_conversations_unreviewed_updated", "unreviewed_misses", "updated_at"),
         Index("ix_conversations_miss_updated", "miss_count", "updated_at"),
         Index("ix_conversations_prompt_updated", "prompt_version", "updated_at"),
+        Index("ix_conversations_language_updated", "language", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_conversation_id)
@@ -126,6 +127,8 @@ class Conversation(Base):
     escalated_ever: Mapped[bool] = mapped_column(Boolean, default=False)
     exclude_from_training: Mapped[bool] = mapped_column(Boolean, default=False)
     tokens_used: Mapped[int] = mapped_column(Integer, default=0)
+    # The visitor's language (ISO 639-1): the latest one detected with confidence (service/language.py).
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class PromptSnapshot(Base):
@@ -184,6 +187,8 @@ class Message(Base):
     blocked_content: Mapped[str | None] = mapped_column(Text, default=None)
     # The knowledge entries the reply drew on, as shown under it: [{"title", "url"}]; NULL for fixed texts.
     sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    # A visitor message's language (ISO 639-1), detected or inferred; NULL for the others.
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from .db import transaction
 from .errors import NotFound, Unprocessable
+from .language import Guess
 from .models import (
     Conversation,
     ConversationStatus,
@@ -45,6 +46,7 @@ class TurnStart:
     tokens_used: int = 0
     day_tokens: int = 0
     day_cost: float = 0.0
+    language: str | None = None  # the visitor message's (service/language.py); None when not detected
 
 
 @dataclass(frozen=True)
@@ -131,16 +133,17 @@ class ConversationLog:
 
     def begin_turn(
         self, conversation_id: str, content: str, client_message_id: str | None, *,
-        max_turns: int, history_limit: int, with_usage: bool = False,
+        max_turns: int, history_limit: int, with_usage: bool = False, language: Guess | None = None,
     ) -> TurnStart:
         """Store the user message in its own committed transaction, with the history to answer it.
 
         A repeated `client_message_id` stores nothing and returns the first message (and its
-        reply, when there is one), so retries from a flaky network are answered once.
+        reply, when there is one), so retries from a flaky network are answered once. `language`,
+        what detection made of the message, is resolved against the conversation's and stored on both.
         """
         try:
             return self._begin_turn(conversation_id, content, client_message_id, max_turns, history_limit,
-                                    with_usage)
+                                    with_usage, language)
         except IntegrityError:
             # Two sends with one client_message_id raced; the other one stored it first.
             if client_message_id is None:
@@ -151,7 +154,7 @@ class ConversationLog:
 
     def _begin_turn(
         self, conversation_id: str, content: str, client_message_id: str | None,
-        max_turns: int, history_limit: int, with_usage: bool,
+        max_turns: int, history_limit: int, with_usage: bool, guess: Guess | None = None,
     ) -> TurnStart:
         if client_message_id is not None:
             replay = self._replay(conversation_id, client_message_id, history_limit)
@@ -171,9 +174,10 @@ class ConversationLog:
                     f"this conversation reached its limit of {max_turns} messages; start a new one",
                     code="conversation_too_long",
                 )
+            language = _visitor_language(connection, conversation_id, counted, guess)
             message_id = connection.execute(_INSERT_MESSAGE, _message_row(
                 conversation_id=conversation_id, role=Role.USER, origin=Origin.VISITOR, content=content,
-                client_message_id=client_message_id,
+                client_message_id=client_message_id, language=language,
             )).scalar_one()
             message = Said(message_id, Role.USER, content)
             history = _history(connection, conversation_id, message_id, history_limit)
@@ -182,7 +186,7 @@ class ConversationLog:
             today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
         return TurnStart(conversation_id, message, counted.status, history, escalation=escalation,
                          tokens_used=counted.tokens_used, day_tokens=today.tokens if today else 0,
-                         day_cost=today.cost_usd if today else 0.0)
+                         day_cost=today.cost_usd if today else 0.0, language=language)
 
     def _replay(self, conversation_id: str, client_message_id: str, history_limit: int) -> TurnStart | None:
         with self.sessions() as session:
@@ -196,7 +200,7 @@ class ConversationLog:
             reply, escalation = self._reply_of(session, message.id)
             history = [] if reply else _history(session.connection(), conversation_id, message.id, history_limit)
         return TurnStart(conversation_id, Said(message.id, message.role, message.content), conversation.status,
-                         history, reply, escalation)
+                         history, reply, escalation, language=message.language)
 
     def find_reply(self, message_id: int) -> tuple[Message | None, Escalation | None]:
         """The reply to a user message and the escalation it triggered, if any."""
@@ -326,7 +330,12 @@ _COUNT_TURN = (
         status=case((_CONVERSATIONS.c.status == ConversationStatus.RESOLVED, ConversationStatus.OPEN),
                     else_=_CONVERSATIONS.c.status),
     )
-    .returning(_CONVERSATIONS.c.status, _CONVERSATIONS.c.tokens_used)
+    .returning(_CONVERSATIONS.c.status, _CONVERSATIONS.c.tokens_used, _CONVERSATIONS.c.language,
+               _CONVERSATIONS.c.visitor)
+)
+_SET_LANGUAGE = (
+    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(language=bindparam("language"))
 )
 _COUNT_TOKENS = (
     update(_CONVERSATIONS)
@@ -341,6 +350,16 @@ _HISTORY = (
     .order_by(_MESSAGES.c.id.desc())
     .limit(bindparam("limit"))
 )
+
+
+def _visitor_language(connection: Connection, conversation_id: str, counted: Any, guess: Guess | None) -> str | None:
+    """The message's language; the conversation takes a confidently detected one (or its first)."""
+    if guess is None:
+        return None
+    language = guess.resolve(counted.language, counted.visitor)
+    if language != counted.language and (guess.detected or counted.language is None):
+        connection.execute(_SET_LANGUAGE, {"conversation_id": conversation_id, "language": language})
+    return language
 
 
 def _message_row(**values: Any) -> dict[str, Any]:
