@@ -10,11 +10,12 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from .knowledge import KnownIssue
+from .languages import LanguageRules
 from .llm import ESCALATE_TOOL_NAME, Completion
 from .policies import PolicyRule
 from .spelling import (
@@ -27,7 +28,7 @@ from .spelling import (
     pattern_words,
     proper_names,
 )
-from .textnorm import unmask_keep_case
+from .textnorm import strip_accents, unmask_keep_case
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +159,32 @@ def _could_be_name(text: str, capitalized: re.Match[str]) -> bool:
     return bool(before) and before[-1] not in _OPENERS
 
 
-def _read_word(word: str, vocabulary: Vocabulary) -> str:
+def _read_word(word: str, vocabulary: Vocabulary, repair: Callable[[str], str] = _repair) -> str:
     if word.isalpha():
-        return _repair(word)
+        return repair(word)
     core = word.rstrip("!|+") or word
     tail = word[len(core):]
     if core.isalpha():
-        return _repair(core) + tail
+        return repair(core) + tail
     return (leet_reading(core, vocabulary) or core) + tail
+
+
+def _as_written(word: str) -> str:
+    return word
+
+
+@lru_cache(maxsize=1024)
+def fold(text: str, vocabulary: Vocabulary | None = None) -> str:
+    """The message as the language files' rules read it: disguises undone, lower-case, accents removed.
+
+    No English spelling repair ("cancelar" stays "cancelar") and no names: a German noun is capitalized.
+    """
+    vocabulary = vocabulary or BASE_VOCABULARY
+    text = unmask_keep_case(text)
+    if not text.isascii():
+        text = text.translate(_QUOTES)
+    text = strip_accents(join_spelled_out(" ".join(text.split()), vocabulary).lower())
+    return _WORD.sub(lambda m: _read_word(m.group(0), vocabulary, _as_written), text)
 
 
 # Phrases where the words for people are harmless: removed before looking for a request for a human.
@@ -245,10 +264,16 @@ BASE_VOCABULARY = Vocabulary.of(
 
 
 @lru_cache(maxsize=8)
-def vocabulary_for(rules: tuple[PolicyRule, ...]) -> Vocabulary:
-    """The detector's words and every word the policy rules' expressions spell."""
-    patterns = [pattern for rule in rules for pattern in (*rule.match, *rule.unless)]
+def vocabulary_for(rules: tuple[PolicyRule, ...], languages: tuple[LanguageRules, ...] = ()) -> Vocabulary:
+    """The detector's words and every word the policy rules' and language files' expressions spell."""
+    every = [*rules, *(rule for language in languages for rule in _language_rules(language))]
+    patterns = [pattern for rule in every for pattern in (*rule.match, *rule.unless)]
     return BASE_VOCABULARY | Vocabulary.of({word for pattern in patterns for word in pattern_words(pattern.pattern)})
+
+
+def _language_rules(language: LanguageRules) -> Iterable[PolicyRule]:
+    yield from (rule for rule in (language.human_request, language.failure) if rule is not None)
+    yield from language.policies
 
 
 def _similar(a: str, b: str) -> bool:
@@ -258,26 +283,37 @@ def _similar(a: str, b: str) -> bool:
     return len(words_a & words_b) / len(words_a | words_b) >= 0.8
 
 
-def count_failures(history: Sequence[Turnlet], current: str) -> int:
+def _says_it_failed(text: str, folded: str, languages: Sequence[LanguageRules]) -> bool:
+    """An English "did not help" in the normalized text, or one of the languages' in the folded text."""
+    return is_failure_report(text) or any(
+        language.failure is not None and language.failure.matches(folded) for language in languages)
+
+
+def count_failures(
+    history: Sequence[Turnlet], current: str, languages: Sequence[LanguageRules] = (), current_folded: str = "",
+) -> int:
     """Consecutive user follow-ups, ending with `current`, that report the bot's answer did not help.
 
-    A follow-up counts when it says so ("that didn't help", "still broken") or repeats the previous
-    question; only messages that come after a reply count.
+    A follow-up counts when it says so ("that didn't help", "still broken", or in the words of one of
+    `languages`: "hat nicht geholfen") or repeats the previous question; only messages that come after a
+    reply count. `current_folded` is the current message as `fold` reads it (needed with `languages`).
     """
-    users: list[tuple[str, bool]] = []  # (normalized text, came after a reply)
+    vocabulary = vocabulary_for((), tuple(languages)) if languages else None
+    users: list[tuple[str, str, bool]] = []  # (normalized text, folded text, came after a reply)
     answered = False
     for message in history:
         if message.role == "user":
-            users.append((normalize(message.content), answered))
+            folded = fold(message.content, vocabulary) if languages else ""
+            users.append((normalize(message.content), folded, answered))
             answered = False
         else:
             answered = True
-    users.append((current, answered))
+    users.append((current, current_folded, answered))
     count = 0
     for index in range(len(users) - 1, -1, -1):
-        text, after_reply = users[index]
+        text, folded, after_reply = users[index]
         repeated = index > 0 and _similar(text, users[index - 1][0])
-        if not after_reply or not (is_failure_report(text) or repeated):
+        if not after_reply or not (_says_it_failed(text, folded, languages) or repeated):
             break
         count += 1
     return count
@@ -286,24 +322,55 @@ def count_failures(history: Sequence[Turnlet], current: str) -> int:
 def detect_before(
     content: str, history: Sequence[Turnlet], rules: Sequence[PolicyRule], *, failures_to_escalate: int,
     top_hit: tuple[KnownIssue, float] | None = None, min_score: float = 0.0,
+    languages: Sequence[LanguageRules] = (),
 ) -> EscalationSignal | None:
-    """Deterministic signals on the user's message: asked for a human, a policy topic, repeated failure."""
+    """Deterministic signals on the user's message: asked for a human, a policy topic, repeated failure.
+
+    The English detector and `rules` read the normalized message; the rules of `languages` (every other
+    configured language's file) read it folded, accents removed.
+    """
     text = normalize(content, vocabulary_for(tuple(rules)))
-    phrase = asks_for_human(text)
-    if phrase:
-        return EscalationSignal(USER_REQUEST, detail=f"asked for a person: {phrase!r}")
-    for rule in rules:
-        matched = rule.matches(text)
-        if matched:
-            return EscalationSignal(POLICY_PREFIX + rule.name, detail=f"{rule.description} (matched {matched!r})")
+    folded = fold(content, vocabulary_for(tuple(rules), tuple(languages))) if languages else ""
+    signal = _asked_for_person(text, folded, languages) or _policy_topic(text, folded, rules, languages)
+    if signal is not None:
+        return signal
     if top_hit is not None:
         issue = _escalating_issue(top_hit, text, min_score)
         if issue is not None:
             return EscalationSignal(POLICY_PREFIX + "known-issue",
                                     detail=f"known issue '{issue.title}' is marked escalate: true")
-    failures = count_failures(history, text)
+    failures = count_failures(history, text, languages, folded)
     if failures >= failures_to_escalate:
         return EscalationSignal(REPEATED_FAILURE, detail=f"{failures} follow-ups in a row said it did not help")
+    return None
+
+
+def _asked_for_person(text: str, folded: str, languages: Sequence[LanguageRules]) -> EscalationSignal | None:
+    phrase = asks_for_human(text)
+    if phrase:
+        return EscalationSignal(USER_REQUEST, detail=f"asked for a person: {phrase!r}")
+    for language in languages:
+        matched = language.human_request.matches(folded) if language.human_request is not None else None
+        if matched:
+            return EscalationSignal(USER_REQUEST, detail=f"asked for a person ({language.code}): {matched!r}")
+    return None
+
+
+def _policy_topic(
+    text: str, folded: str, rules: Sequence[PolicyRule], languages: Sequence[LanguageRules],
+) -> EscalationSignal | None:
+    for rule in rules:
+        matched = rule.matches(text)
+        if matched:
+            return EscalationSignal(POLICY_PREFIX + rule.name, detail=f"{rule.description} (matched {matched!r})")
+    described = {rule.name: rule.description for rule in rules}
+    for language in languages:
+        for rule in language.policies:
+            matched = rule.matches(folded)
+            if matched:
+                description = described.get(rule.name, rule.name)
+                return EscalationSignal(POLICY_PREFIX + rule.name,
+                                        detail=f"{description} (matched {matched!r}, {language.code})")
     return None
 
 

@@ -20,6 +20,7 @@ from .imports.storing import ImportedKnowledge
 from .imports.syncing import KnowledgeImports, fetch_limits
 from .inbox import Inbox
 from .knowledge import KnowledgeStore
+from .languages import LanguageStore
 from .llm import OfflineProvider, OpenAIProvider, Provider
 from .models import utcnow
 from .outbox import HandoffNotice, Outbox
@@ -64,6 +65,7 @@ class Runtime:
     offline: OfflineProvider
     tokens: VisitorTokens
     policies: PolicyStore
+    languages: LanguageStore
     handoff: HandoffDesk
     outbox: Outbox
     admin_token: str
@@ -81,6 +83,9 @@ class Runtime:
         knowledge = KnowledgeStore(settings.knowledge_dir, interval=settings.reload_interval,
                                    imported=ImportedKnowledge(sessions, interval=settings.reload_interval))
         retriever = retriever_for(settings, sessions, http_client)
+        policies = PolicyStore(settings.knowledge_dir, interval=settings.reload_interval)
+        languages = LanguageStore(settings.knowledge_dir, interval=settings.reload_interval,
+                                  policy_names=lambda: {rule.name for rule in policies.rules()})
         offline = OfflineProvider(searcher(retriever, knowledge.current), min_score=settings.offline_min_score)
         provider: Provider = offline
         if settings.hosted_model_configured:
@@ -95,7 +100,8 @@ class Runtime:
             provider=provider,
             offline=offline,
             tokens=VisitorTokens(secret_key(settings), settings.token_max_age_days * 86400),
-            policies=PolicyStore(settings.knowledge_dir, interval=settings.reload_interval),
+            policies=policies,
+            languages=languages,
             handoff=HandoffDesk(sessions, notice),
             outbox=Outbox(sessions),
             admin_token=admin_token(settings),

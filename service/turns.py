@@ -216,6 +216,7 @@ class Turn:
             failures_to_escalate=settings.escalate_after_failures,
             top_hit=self._top_hit,
             min_score=settings.offline_min_score,
+            languages=self.runtime.languages.rules(settings.languages),
         )
         if signal is None:
             over = self._over_budget()

@@ -192,7 +192,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             log.warning("the prompt is not available, so every message gets 503 prompt_unavailable until it is: "
                         "%s (run `supportbot init` for a starting prompts/ and knowledge/, or set "
                         "SUPPORTBOT_PROMPTS_DIR)", error)
-        for problem in [*runtime.prompts.errors(), *runtime.knowledge.errors(), *runtime.policies.errors()]:
+        for problem in [*runtime.prompts.errors(), *runtime.knowledge.errors(), *runtime.policies.errors(),
+                        *runtime.languages.errors()]:
             log.error("invalid file: %s", problem)
         sender = runtime.webhook_sender()
         worker = asyncio.create_task(sender.run(runtime.settings.outbox_poll_interval)) if sender else None
