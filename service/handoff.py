@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,15 +72,20 @@ class HandoffDesk:
             select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id)))
 
     def request_handoff(
-        self, conversation_id: str, contact: str | None, note: str | None, *, handoff_reply: str, ack_reply: str,
+        self, conversation_id: str, contact: str | None, note: str | None, *,
+        texts: Callable[[str, str | None], str],
     ) -> HandoffResult:
-        """Escalate on the visitor's request (or add contact details to the open escalation)."""
+        """Escalate on the visitor's request (or add contact details to the open escalation).
+
+        The reply is `texts(key, language)` in the conversation's language (else the widget's locale's).
+        """
         with transaction(self.sessions) as session:
-            self._conversation(session, conversation_id)
+            conversation = self._conversation(session, conversation_id)
+            language = conversation.language or _locale_code(conversation.visitor)
             note_message = None
             if note:
                 note_message = Message(conversation_id=conversation_id, role=Role.USER, origin=Origin.VISITOR,
-                                       content=note)
+                                       content=note, language=language)
                 session.add(note_message)
                 session.flush()
             escalation = open_escalation(session, conversation_id)
@@ -98,7 +104,7 @@ class HandoffDesk:
                 enqueue_handoff(session, self.notice, escalation, CONTACT_ADDED)
             reply = Message(conversation_id=conversation_id, role=Role.ASSISTANT, origin=Origin.FIXED,
                             provider=HANDOFF_PROVIDER,
-                            content=handoff_reply if created else ack_reply,
+                            content=texts("handoff" if created else "escalated_ack", language),
                             reply_to_id=note_message.id if note_message else None)
             session.add(reply)
             refresh_conversation(session, conversation_id)
@@ -219,6 +225,11 @@ class HandoffDesk:
                 select(Feedback).join(Message, Message.id == Feedback.message_id)
                 .where(Message.conversation_id == conversation_id))}
         return conversation, messages, escalations, feedback
+
+
+def _locale_code(visitor: dict[str, Any] | None) -> str | None:
+    locale = (visitor or {}).get("locale")
+    return locale.strip().replace("_", "-").split("-")[0].lower() or None if isinstance(locale, str) else None
 
 
 def correction_target(messages: Sequence[Message], handover_reasons: dict[int, str]) -> int | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from lingua import IsoCode639_1, LanguageDetector, LanguageDetectorBuilder
+from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
 
 DEFAULT_LANGUAGES = ("en", "de", "es", "fr", "pt", "it", "nl")
 # A detection counts when lingua is this sure and the message has this many words; below, the fallbacks decide.
@@ -27,6 +27,13 @@ _lock = threading.Lock()
 def is_supported(code: str) -> bool:
     """True when lingua knows the ISO 639-1 code."""
     return hasattr(IsoCode639_1, code.upper()) and len(code) == 2
+
+
+def english_name(code: str) -> str:
+    """The language's English name ("de" -> "German"), as lingua knows it; the code itself if unknown."""
+    if not is_supported(code):
+        return code
+    return Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())).name.title()
 
 
 @lru_cache(maxsize=4)

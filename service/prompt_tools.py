@@ -93,7 +93,7 @@ def find_problems(settings: Settings, registry: PromptRegistry, store: Knowledge
             try:
                 registry.render(version, {"company": settings.company_name, "product": settings.product_name,
                                           "known_issues": [i.as_context() for i in knowledge.issues],
-                                          "knowledge_complete": True})
+                                          "knowledge_complete": True, "language": "English"})
             except ConfigError as error:
                 problems.append(error)
     try:

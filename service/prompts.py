@@ -30,6 +30,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
     "known_issues": [{"id": "sample", "title": "Sample", "keywords": ["sample"], "solution": "Do this.",
                       "escalate": False}],
     "knowledge_complete": True,
+    "language": "English",
 }
 _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False
@@ -217,10 +218,14 @@ class PromptRegistry:
 
     def assemble(
         self, version: PromptVersion, knowledge: KnowledgeBase, issues: tuple[KnownIssue, ...],
-        *, complete: bool, company: str, product: str, canary: str | None = None,
+        *, complete: bool, company: str, product: str, canary: str | None = None, language: str = "English",
     ) -> RenderedPrompt:
-        """The system prompt for `version` with `issues` injected (and the canary lines), cached per inputs."""
-        key = (version.path, id(version), knowledge.revision, tuple(i.id for i in issues), company, product, canary)
+        """The system prompt for `version` with `issues` injected (and the canary lines), cached per inputs.
+
+        `language` is the visitor's, by its English name ("German"): the template's `language` variable.
+        """
+        key = (version.path, id(version), knowledge.revision, tuple(i.id for i in issues), company, product, canary,
+               language)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
@@ -231,6 +236,7 @@ class PromptRegistry:
             "product": product,
             "known_issues": [i.as_context() for i in issues],
             "knowledge_complete": complete,
+            "language": language,
         })
         if canary:
             # First as well as last: a model echoing its prompt from the top trips the guard before any of it.
@@ -253,7 +259,7 @@ class PromptRegistry:
             cached = self._guards.get(key)
         if cached is None:
             instructions = self.render(version, {"company": company, "product": product, "known_issues": [],
-                                                 "knowledge_complete": True})
+                                                 "knowledge_complete": True, "language": "English"})
             cached = LeakGuard.for_instructions(canary, [instructions])
             with self._lock:
                 self._guards[key] = cached

@@ -13,6 +13,7 @@ import httpx
 from .auth import VisitorTokens
 from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import DatabaseThreads, create_db_engine, make_session_factory
+from .fixed_texts import FixedTexts
 from .guard import make_canary
 from .handoff import HandoffDesk
 from .imports.schedule import ScheduledSync
@@ -20,6 +21,7 @@ from .imports.storing import ImportedKnowledge
 from .imports.syncing import KnowledgeImports, fetch_limits
 from .inbox import Inbox
 from .knowledge import KnowledgeStore
+from .language import LanguageDetection
 from .languages import LanguageStore
 from .llm import OfflineProvider, OpenAIProvider, Provider
 from .models import utcnow
@@ -66,6 +68,8 @@ class Runtime:
     tokens: VisitorTokens
     policies: PolicyStore
     languages: LanguageStore
+    detection: LanguageDetection
+    texts: FixedTexts
     handoff: HandoffDesk
     outbox: Outbox
     admin_token: str
@@ -86,7 +90,9 @@ class Runtime:
         policies = PolicyStore(settings.knowledge_dir, interval=settings.reload_interval)
         languages = LanguageStore(settings.knowledge_dir, interval=settings.reload_interval,
                                   policy_names=lambda: {rule.name for rule in policies.rules()})
-        offline = OfflineProvider(searcher(retriever, knowledge.current), min_score=settings.offline_min_score)
+        texts = FixedTexts.from_settings(settings, languages.text)
+        offline = OfflineProvider(searcher(retriever, knowledge.current), min_score=settings.offline_min_score,
+                                  knowledge_language=settings.knowledge_language, texts=texts.get)
         provider: Provider = offline
         if settings.hosted_model_configured:
             provider = hosted_provider(settings, http_client)
@@ -102,6 +108,8 @@ class Runtime:
             tokens=VisitorTokens(secret_key(settings), settings.token_max_age_days * 86400),
             policies=policies,
             languages=languages,
+            detection=LanguageDetection(settings.languages),
+            texts=texts,
             handoff=HandoffDesk(sessions, notice),
             outbox=Outbox(sessions),
             admin_token=admin_token(settings),
@@ -156,8 +164,9 @@ class Runtime:
         )
 
     async def warm_up(self) -> None:
-        """Load what the first turns would otherwise wait for: the English word list and the knowledge's vectors."""
+        """Load what the first turns would otherwise wait for: word list, language models, knowledge vectors."""
         await anyio.to_thread.run_sync(is_english_word, "support")
+        await anyio.to_thread.run_sync(self.detection.warm)
         if self.retriever.mode is not RetrievalMode.HYBRID:
             return
         try:

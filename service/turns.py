@@ -20,6 +20,7 @@ from .errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from .escalation import (
     BUDGET_EXCEEDED,
     MODEL_UNAVAILABLE,
+    NO_ANSWER,
     USER_REQUEST,
     EscalationSignal,
     Turnlet,
@@ -28,9 +29,11 @@ from .escalation import (
     detect_before,
     normalize,
 )
+from .fixed_texts import ENGLISH
 from .guard import StreamGate
 from .handoff import BOT_FELL_SHORT, HANDOFF_PROVIDER, summarize
 from .knowledge import KnownIssue
+from .language import english_name
 from .llm import ChatRequest, Completion, StreamBroken, TextDelta
 from .models import ConversationStatus, Escalation, FinishStatus, Message, Origin, Role, Said
 from .prompts import PromptVersion, RenderedPrompt
@@ -42,7 +45,6 @@ from .store import ReplyRecord, TurnStart
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED_NOTE = "\n\n(This answer was interrupted. A member of our team will follow up here.)"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ async def start_turn(
         conversation_id, text, client_message_id,
         max_turns=settings.max_turns, history_limit=settings.history_max_messages,
         with_usage=bool(settings.daily_token_budget or settings.daily_cost_budget_usd),
+        language=runtime.detection.guess(text),
     ))
     return Turn(runtime, start, db_seconds=time.perf_counter() - started)
 
@@ -178,17 +181,20 @@ class Turn:
         origin = Origin.FIXED if status == FinishStatus.FAILED else Origin.MODEL
         if signal is None and completion is not None:
             signal = detect_after(completion)
+            if signal is not None and signal.reason == NO_ANSWER and completion.wrong_language:
+                signal = replace(signal, detail=f"the question is in {self.start.language}, the knowledge in "
+                                                f"{settings.knowledge_language}; no match across languages")
         if signal is not None and completion is not None and not completion.text.strip():
             # The handoff text stands in for an empty reply; when the model called the escalation tool, that
             # call is its answer (and a reviewer may judge it good), otherwise nothing of the model's remains.
-            text = settings.handoff_reply
+            text = self._text("handoff")
             origin = Origin.MODEL if completion.tool_calls else Origin.FIXED
         leak = guard.leak(completion.text) if completion is not None and completion.text else None
         if leak:
             # The reply repeats the system prompt: the visitor gets a fixed text (the `done` event's
             # content replaces anything shown), reviewers get the original.
             log.warning("conversation=%s reply blocked by the leak guard (%s)", self.start.conversation_id, leak)
-            text, origin = settings.leak_reply, Origin.FIXED
+            text, origin = self._text("leak"), Origin.FIXED
         extra = text[len("".join(self._text_sent)):] if text.startswith("".join(self._text_sent)) else ""
         if stream and extra:
             yield TextDelta(extra)
@@ -208,7 +214,7 @@ class Turn:
             existing = start.escalation
             current = EscalationSignal(existing.reason, existing.detail) if existing else \
                 EscalationSignal(USER_REQUEST, "conversation is with a person")
-            return settings.escalated_ack_reply, current, False
+            return self._text("escalated_ack"), current, False
         signal = detect_before(
             start.user_message.content,
             [Turnlet(m.role, m.content) for m in start.history],
@@ -222,8 +228,12 @@ class Turn:
             over = self._over_budget()
             if over is None:
                 return None
-            return settings.budget_reply, EscalationSignal(BUDGET_EXCEEDED, over, self._summary()), True
-        return settings.handoff_reply, replace(signal, summary=self._summary()), True
+            return self._text("budget"), EscalationSignal(BUDGET_EXCEEDED, over, self._summary()), True
+        return self._text("handoff"), replace(signal, summary=self._summary()), True
+
+    def _text(self, key: str) -> str:
+        """A fixed text in the visitor's language."""
+        return self.runtime.texts.get(key, self.start.language)
 
     def _over_budget(self) -> str | None:
         """Which budget this turn would go past, if any (checked before the model is asked)."""
@@ -286,10 +296,10 @@ class Turn:
 
     def _reply_text(self, completion: Completion | None, status: str, signal: EscalationSignal | None) -> str:
         if status == FinishStatus.FAILED:
-            return self.runtime.settings.model_unavailable_reply
+            return self._text("model_unavailable")
         assert completion is not None
         if status == FinishStatus.PARTIAL:
-            return completion.text + INTERRUPTED_NOTE
+            return f"{completion.text}\n\n{self._text('interrupted')}"
         return completion.text
 
     async def _assemble_prompt(self, version: PromptVersion) -> RenderedPrompt:
@@ -306,7 +316,13 @@ class Turn:
             complete = False
         return runtime.prompts.assemble(version, knowledge, issues, complete=complete,
                                         company=settings.company_name, product=settings.product_name,
-                                        canary=runtime.canary)
+                                        canary=runtime.canary, language=self._language_name())
+
+    def _language_name(self) -> str:
+        """The visitor's language by its English name, as the prompt's `language` variable names it."""
+        code = self.start.language or ENGLISH
+        file = self.runtime.languages.languages().get(code)
+        return file.english_name if file is not None else english_name(code)
 
     def _request(self, version: PromptVersion, prompt: RenderedPrompt) -> ChatRequest:
         settings = self.runtime.settings
@@ -318,6 +334,7 @@ class Turn:
             messages=messages,
             max_tokens=version.max_tokens or settings.max_tokens,
             temperature=version.temperature,
+            language=self.start.language,
         )
 
     async def _store(

@@ -164,10 +164,8 @@ async def request_handoff(
     """The "talk to a human" button: hand the conversation to a person, optionally with a contact and note."""
     body = body or HandoffCreate()
     note = check_message(runtime, body.note) if body.note and body.note.strip() else None
-    settings = runtime.settings
     result = await to_thread.run_sync(lambda: runtime.handoff.request_handoff(
-        conversation_id, body.contact, note, handoff_reply=settings.handoff_reply,
-        ack_reply=settings.escalated_ack_reply))
+        conversation_id, body.contact, note, texts=runtime.texts.get))
     escalation = result.escalation
     return TurnPublic(
         message_id=result.note.id if result.note else None,

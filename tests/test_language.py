@@ -1,0 +1,220 @@
+"""The visitor's language: detection, what is stored, and the fixed texts and prompt that follow it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+import yaml
+from sqlalchemy import select
+
+from service.config import PROJECT_ROOT, Settings
+from service.fixed_texts import FixedTexts
+from service.language import Guess, LanguageDetection
+from service.models import Conversation, Escalation, Message
+from service.runtime import Runtime
+from service.turns import start_turn
+
+from . import fake_model
+from .conftest import make_settings
+from .factories import send, start_conversation
+
+LANGUAGES = ["en", "de", "es", "fr", "pt", "it", "nl"]
+# Short requests and longer questions a support chat gets, per language.
+SAMPLES = {
+    "en": ["I need a refund", "talk to a person please", "cancel my subscription",
+           "My invoice shows the wrong amount this month",
+           "The report keeps loading forever and never shows any numbers, what should I do?"],
+    "de": ["Ich will mein Geld zurück", "bitte einen Menschen", "Abo kündigen",
+           "Meine Rechnung zeigt diesen Monat den falschen Betrag",
+           "Der Bericht lädt ewig und zeigt keine Zahlen an, was soll ich tun?"],
+    "es": ["quiero un reembolso", "hablar con una persona", "cancelar mi suscripción",
+           "Mi factura muestra un importe incorrecto este mes",
+           "El informe tarda muchísimo en cargar y no muestra ningún dato, ¿qué hago?"],
+    "fr": ["je veux être remboursé", "parler à un humain", "résilier mon abonnement",
+           "Ma facture affiche un montant erroné ce mois-ci",
+           "Le rapport charge indéfiniment et n'affiche aucun chiffre, que dois-je faire ?"],
+    "pt": ["quero o meu dinheiro de volta", "falar com uma pessoa", "cancelar a minha assinatura",
+           "A minha fatura mostra um valor errado este mês",
+           "O relatório demora imenso a carregar e não mostra nenhum número, o que faço?"],
+    "it": ["voglio un rimborso", "parlare con un operatore", "disdire l'abbonamento",
+           "La mia fattura riporta un importo sbagliato questo mese",
+           "Il report continua a caricare e non mostra nessun numero, cosa devo fare?"],
+    "nl": ["ik wil mijn geld terug", "met een medewerker spreken", "abonnement opzeggen",
+           "Mijn factuur toont deze maand het verkeerde bedrag",
+           "Het rapport blijft maar laden en toont geen cijfers, wat moet ik doen?"],
+}
+
+
+def _texts(code: str) -> dict[str, str]:
+    data = yaml.safe_load((PROJECT_ROOT / "knowledge" / "languages" / f"{code}.yaml").read_text(encoding="utf-8"))
+    return dict(data["texts"])
+
+
+@pytest.fixture(scope="module")
+def detection() -> LanguageDetection:
+    return LanguageDetection(LANGUAGES)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_short_and_long_messages_are_detected_in_each_language(detection: LanguageDetection, language: str) -> None:
+    for text in SAMPLES[language]:
+        assert detection.guess(text).detected == language, text
+
+
+@pytest.mark.parametrize("text", ["ok", "danke", "Hallo", "merci", "thanks!"])
+def test_a_single_word_is_too_short_to_tell(detection: LanguageDetection, text: str) -> None:
+    assert detection.guess(text).detected is None
+
+
+def test_detection_is_limited_to_the_configured_languages() -> None:
+    assert LanguageDetection(["en", "de"]).guess("Je voudrais parler à quelqu'un de votre équipe").detected != "fr"
+    assert LanguageDetection(["de"]).guess("ok").detected == "de", "one language needs no detection"
+
+
+def test_an_unsure_message_takes_the_conversation_then_the_locale_then_english() -> None:
+    unsure = Guess(None, tuple(LANGUAGES), "en")
+    assert unsure.resolve("es", {"locale": "de-DE"}) == "es"
+    assert unsure.resolve(None, {"locale": "de-DE"}) == "de"
+    assert unsure.resolve(None, {"locale": "ja-JP"}) == "en", "a locale outside the configured languages is no hint"
+    assert unsure.resolve(None, None) == "en"
+    assert Guess("fr", tuple(LANGUAGES), "en").resolve("es", {"locale": "de"}) == "fr", "the locale is only a hint"
+
+
+def test_settings_refuse_an_unknown_language_code(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="xx"):
+        make_settings(tmp_path, "sqlite://", languages="en,xx")
+    assert make_settings(tmp_path, "sqlite://", languages=" EN, sv ").languages == ["en", "sv"]
+
+
+def test_english_texts_follow_the_operators_setting_then_en_yaml(tmp_path: Path) -> None:
+    lookup = {("de", "handoff"): "Ich übergebe.", ("en", "handoff"): "Handing over (en.yaml)."}
+    default = FixedTexts.from_settings(make_settings(tmp_path, "sqlite://"), lambda c, k: lookup.get((c, k)))
+    assert default.get("handoff", "de") == "Ich übergebe."
+    assert default.get("handoff", "es") == "Handing over (en.yaml).", "a language without the text gets English"
+    assert default.get("handoff", None) == "Handing over (en.yaml)."
+    chosen = FixedTexts.from_settings(make_settings(tmp_path, "sqlite://", handoff_reply="Our own handoff text."),
+                                      lambda c, k: lookup.get((c, k)))
+    assert chosen.get("handoff", "en") == "Our own handoff text."
+    assert chosen.get("handoff", "de") == "Ich übergebe.", "the English setting does not replace German"
+
+
+def test_every_shipped_language_file_has_every_text() -> None:
+    keys = set(_texts("en"))
+    assert keys == {"handoff", "escalated_ack", "model_unavailable", "budget", "leak", "interrupted", "no_answer",
+                    "wrong_language"}
+    for code in LANGUAGES:
+        assert set(_texts(code)) == keys, code
+
+
+def _stored(runtime: Runtime, conversation_id: str) -> tuple[Conversation, list[Message]]:
+    with runtime.log.sessions() as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        messages = list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
+                                        .order_by(Message.id)))
+    return conversation, messages
+
+
+async def _conversation(client: httpx.AsyncClient, locale: str | None = None) -> tuple[str, dict[str, str]]:
+    if locale is None:
+        return await start_conversation(client)
+    response = await client.post("/api/conversations", json={"metadata": {"locale": locale}})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return body["conversation_id"], {"Authorization": f"Bearer {body['token']}"}
+
+
+async def test_language_is_stored_on_the_message_and_the_conversation(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    conversation_id, auth = await _conversation(client, locale="de-DE")
+    await send(client, conversation_id, auth, "Hallo")
+    conversation, messages = _stored(runtime, conversation_id)
+    assert [m.language for m in messages] == ["de", None], "too short to tell: the widget's locale decides"
+    assert conversation.language == "de"
+
+    await send(client, conversation_id, auth, "Comment exporter mon tableau de bord en PDF ?")
+    await send(client, conversation_id, auth, "merci")
+    conversation, messages = _stored(runtime, conversation_id)
+    assert [m.language for m in messages if m.role == "user"] == ["de", "fr", "fr"], \
+        "a confident detection wins over the locale; a short reply keeps the conversation's language"
+    assert conversation.language == "fr"
+    assert all(m.language is None for m in messages if m.role != "user")
+
+
+HANDOFFS = [
+    ("de", "Ich möchte bitte mit einem Menschen sprechen."),
+    ("es", "Quiero hablar con una persona, por favor."),
+    ("fr", "Je voudrais parler à un conseiller, s'il vous plaît."),
+]
+
+
+@pytest.mark.parametrize(("language", "message"), HANDOFFS)
+async def test_a_request_for_a_person_is_handed_over_in_the_visitors_language_before_any_model_call(
+    hosted_client: httpx.AsyncClient, hosted_runtime: Runtime, model_mock: respx.MockRouter, language: str,
+    message: str,
+) -> None:
+    route = model_mock.post("/chat/completions")
+    conversation_id, auth = await _conversation(hosted_client)
+
+    body = (await send(hosted_client, conversation_id, auth, message)).json()
+
+    assert route.call_count == 0, "handed over before the model was asked"
+    assert body["escalated"] is True
+    assert body["reply"]["content"] == _texts(language)["handoff"]
+    conversation, _ = _stored(hosted_runtime, conversation_id)
+    assert conversation.language == language
+
+
+async def test_the_prompt_tells_the_model_the_visitors_language(
+    hosted_client: httpx.AsyncClient, model_mock: respx.MockRouter
+) -> None:
+    route = model_mock.post("/chat/completions").mock(
+        return_value=fake_model.completion("Leeren Sie den Cache."))
+    conversation_id, auth = await _conversation(hosted_client)
+
+    await send(hosted_client, conversation_id, auth, "Mein Dashboard lädt sehr langsam, was kann ich tun?")
+
+    system = json.loads(route.calls.last.request.content)["messages"][0]["content"]
+    assert "Answer in German, the language the customer writes in" in system
+
+
+async def test_button_handoff_and_acknowledgement_are_in_the_conversations_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    conversation_id, auth = await _conversation(client, locale="es-ES")
+    url = f"/api/conversations/{conversation_id}/handoff"
+    first = (await client.post(url, headers=auth, json={})).json()
+    again = (await client.post(url, headers=auth, json={"note": "Sigo esperando una respuesta, gracias."})).json()
+    assert first["reply"]["content"] == _texts("es")["handoff"], "no message yet: the widget's locale decides"
+    assert again["reply"]["content"] == _texts("es")["escalated_ack"]
+
+
+async def test_offline_provider_says_the_knowledge_is_in_another_language_and_hands_over(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    conversation_id, auth = await _conversation(client)
+    body = (await send(client, conversation_id, auth,
+                       "Wie kann ich die Farbe meines Profilbildes im Kalender ändern?")).json()
+    assert body["reply"]["content"] == _texts("de")["wrong_language"]
+    assert body["escalated"] is True
+    with runtime.log.sessions() as session:
+        escalation = session.scalars(select(Escalation).where(Escalation.conversation_id == conversation_id)).one()
+    assert escalation.reason == "no_answer"
+    assert escalation.detail is not None and "the question is in de, the knowledge in en" in escalation.detail
+
+
+async def test_offline_no_answer_in_the_knowledges_language_keeps_its_text(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings: Settings = make_settings(tmp_path, database_url, knowledge_language="de")
+    runtime = Runtime.build(settings)
+    conversation = await runtime.db_threads.run(runtime.log.create_conversation, None)
+    turn = await start_turn(runtime, conversation.id, "Wie kann ich die Farbe meines Profilbildes im Kalender ändern?")
+    outcome = await turn.run()
+    await runtime.aclose()
+    assert outcome.reply == _texts("de")["no_answer"]
