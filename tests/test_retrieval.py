@@ -14,13 +14,23 @@ import pytest
 import respx
 from sqlalchemy import func, select
 
-from bench.retrieval import DATA, evaluate, load_help_center, load_questions, rank_of, score
+from bench.retrieval import (
+    DATA,
+    evaluate,
+    false_answers,
+    is_tuning,
+    load_help_center,
+    load_off_topic,
+    load_questions,
+    rank_of,
+    score,
+)
 from service.api import create_app
 from service.config import LOCAL_EMBEDDING_MODEL, Settings
 from service.embeddings import LOCAL_MODEL, LocalEmbedder
 from service.knowledge import KnowledgeBase, KnownIssue
 from service.models import EmbeddingCache
-from service.retrieval import MIN_MATCH, RetrievalMode, Retriever, fuse
+from service.retrieval import MIN_MATCH, RetrievalMode, Retriever, Terms, fuse, opening_text
 from service.runtime import Runtime
 
 from .conftest import make_settings
@@ -70,29 +80,66 @@ def help_center() -> KnowledgeBase:
 
 # Floors measured on the labeled set (README table, `python -m bench.retrieval`); a change that makes
 # retrieval worse fails here. Hybrid recall@8 holds the issue's target (95 %); its other target (80 %
-# answered right offline) is NOT reached yet.
-@pytest.mark.parametrize(("mode", "recall_at_1", "recall_at_8", "answered_right", "answered_wrong"), [
-    (RetrievalMode.BM25, 0.62, 0.89, 0.55, 0.30),
-    (RetrievalMode.HYBRID, 0.71, 0.95, 0.62, 0.20),
+# answered right offline) is NOT reached yet (recall@1 is 75.8 %).
+@pytest.mark.parametrize(("mode", "recall_at_1", "recall_at_8", "answered_right", "answered_wrong", "off_topic"), [
+    (RetrievalMode.BM25, 0.62, 0.89, 0.55, 0.26, 0.15),
+    (RetrievalMode.HYBRID, 0.75, 0.95, 0.65, 0.18, 0.04),
 ])
 async def test_labeled_questions_meet_the_measured_floors(
     help_center: KnowledgeBase, mode: RetrievalMode, recall_at_1: float, recall_at_8: float,
-    answered_right: float, answered_wrong: float,
+    answered_right: float, answered_wrong: float, off_topic: float,
 ) -> None:
     questions = load_questions(DATA / "helpcenter_questions.jsonl")
-    assert len(questions) >= 100
+    unanswerable = load_off_topic(DATA / "helpcenter_offtopic.jsonl")
+    assert len(questions) >= 100 and len(unanswerable) >= 20
     embedder = LocalEmbedder() if mode is RetrievalMode.HYBRID else None
-    m = await evaluate(Retriever(mode, embedder), help_center, questions, min_match=MIN_MATCH)
+    retriever = Retriever(mode, embedder)
+    m = await evaluate(retriever, help_center, questions, min_match=MIN_MATCH)
     assert m.recall_at_1 >= recall_at_1 and m.recall_at_8 >= recall_at_8
     assert m.answered_right >= answered_right and m.answered_wrong <= answered_wrong
+    assert await false_answers(retriever, help_center, unanswerable, MIN_MATCH) <= off_topic
+
+
+async def test_the_held_out_half_is_not_worse_than_before_tuning(help_center: KnowledgeBase) -> None:
+    held_out = [q for q in load_questions(DATA / "helpcenter_questions.jsonl") if not is_tuning(q.text)]
+    assert 50 <= len(held_out) <= 70, "the split is by a hash of the text: about half"
+    m = await evaluate(Retriever(RetrievalMode.HYBRID, LocalEmbedder()), help_center, held_out, MIN_MATCH)
+    # Before the typo step, the openings and the weighted match: 69.8 % recall@1, 61.9 % answered right.
+    assert m.recall_at_1 >= 0.73 and m.recall_at_8 >= 0.98 and m.answered_right >= 0.65
 
 
 async def test_off_topic_questions_are_not_answered_in_hybrid_mode(help_center: KnowledgeBase) -> None:
     retriever = Retriever(RetrievalMode.HYBRID, LocalEmbedder())
     for question in ["what's the weather in paris tomorrow", "can you write me a poem about cats",
-                     "my washing machine is leaking water", "how do i cook pasta"]:
+                     "my washing machine is leaking water", "how do i cook pasta", "do you integrate with shopify"]:
         hits = await retriever.search(help_center, question, 1)
         assert hits[0][1] < MIN_MATCH, question
+
+
+def test_typos_are_corrected_to_the_knowledges_words_only() -> None:
+    terms = Terms.of(KnowledgeBase((issue("Cancel your account", "Cancel the plan under Settings, Billing."),)))
+    assert terms.corrected("cancle my acount plan") == "cancel my account plan"
+    assert terms.corrected("Cancle it") == "cancel it"
+    # An English word is never "corrected", nor a word the knowledge has, nor one with no knowledge word near.
+    assert terms.corrected("candle billing xqzvbnmlkjhg") == "candle billing xqzvbnmlkjhg"
+    assert terms.corrected("i can't") == "i can't"
+
+
+def test_the_match_weighs_rare_words_above_common_ones() -> None:
+    entries = [issue("Refund a card payment", "Refund the payment from the payment's page."),
+               issue("Card fees", "Each card payment costs a fee."), issue("Cards", "Add a card.")]
+    terms = Terms.of(KnowledgeBase(tuple(entries)))
+    # "refund" is in one entry, "card" in all three: sharing the rare word matches more than sharing the common one.
+    assert terms.coverage("refund card", 0) == 1.0
+    assert terms.coverage("refund card", 1) < 0.5 < terms.coverage("refund my old card", 0)
+    assert terms.coverage("how do i", 0) == 0.0, "question words say nothing of the topic"
+
+
+def test_an_opening_is_the_titles_and_the_text_before_the_first_subheading() -> None:
+    section = KnownIssue(id="x", title="Payouts: Why a payout is held", keywords=(), solution="Lead.\n\n## Sub\nMore.",
+                         escalate=False, source="test", page_title="Payouts")
+    assert opening_text(section) == "Payouts: Payouts: Why a payout is held\nLead."
+    assert opening_text(issue("Plain", "All of it.")) == "Plain\nAll of it."
 
 
 def test_the_default_threshold_and_model_are_the_measured_ones() -> None:
@@ -174,11 +221,15 @@ async def test_a_failing_embedding_endpoint_leaves_the_answer_to_bm25(
     await runtime.aclose()
 
 
-@pytest.mark.parametrize(("retrieval", "answered"), [("hybrid", True), ("bm25", False)])
-async def test_the_offline_provider_answers_a_paraphrase_by_meaning(
-    tmp_path: Path, sqlite_url: str, retrieval: str, answered: bool
+@pytest.mark.parametrize(("retrieval", "question", "answered"), [
+    ("hybrid", "can't get into my account, forgot the passcode", True),
+    ("bm25", "can't get into my account, forgot the passcode", True),  # "forgot" and "account" are rare words
+    ("hybrid", "cant log in, forgot my pasword", True),  # the typo is read as the knowledge's word
+])
+async def test_the_offline_provider_answers_a_paraphrase_from_the_right_entry(
+    tmp_path: Path, sqlite_url: str, retrieval: str, question: str, answered: bool
 ) -> None:
     runtime = Runtime.build(make_settings(tmp_path, sqlite_url, retrieval=retrieval))
-    reply = await ask(runtime, "can't get into my account, forgot the passcode")
+    reply = await ask(runtime, question)
     assert str(reply["content"]).startswith("**Reset your password") is answered
     await runtime.aclose()
