@@ -50,6 +50,7 @@ class HandoffResult:
     reply: Message
     escalation: Escalation
     created: bool
+    language: str | None = None
 
 
 class HandoffDesk:
@@ -108,7 +109,7 @@ class HandoffDesk:
                             reply_to_id=note_message.id if note_message else None)
             session.add(reply)
             refresh_conversation(session, conversation_id)
-        return HandoffResult(note_message, reply, escalation, created)
+        return HandoffResult(note_message, reply, escalation, created, language)
 
     def agent_reply(
         self, conversation_id: str, content: str, author: str, corrects_id: int | None

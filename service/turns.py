@@ -60,6 +60,7 @@ class TurnOutcome:
     prompt_version: str | None
     timings: dict[str, float] = field(default_factory=dict)
     sources: tuple[Source, ...] = ()  # the knowledge the reply drew on (service/sources.py); () for fixed texts
+    language: str | None = None  # the visitor message's (service/language.py)
 
 
 def check_message(runtime: Runtime, content: str) -> str:
@@ -389,6 +390,7 @@ class Turn:
             conversation_id=self.start.conversation_id, message_id=self.start.user_message.id,
             reply_id=reply_id, reply=record.content, status=record.status, escalation=signal,
             prompt_version=prompt_ref, timings=dict(self.timings), sources=sources_from_json(record.sources),
+            language=self.start.language,
         )
 
     def _cost(self, model: str, completion: Completion | None) -> float | None:
@@ -427,6 +429,6 @@ def _stored_outcome(start: TurnStart, reply: Message, escalation: Escalation | N
     return TurnOutcome(
         conversation_id=start.conversation_id, message_id=start.user_message.id, reply_id=reply.id,
         reply=reply.content, status=reply.status, escalation=signal, prompt_version=version,
-        sources=sources_from_json(reply.sources),
+        sources=sources_from_json(reply.sources), language=start.language,
     )
 

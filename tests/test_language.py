@@ -20,7 +20,7 @@ from service.turns import start_turn
 
 from . import fake_model
 from .conftest import make_settings
-from .factories import send, start_conversation
+from .factories import parse_sse, send, start_conversation
 
 LANGUAGES = ["en", "de", "es", "fr", "pt", "it", "nl"]
 # Short requests and longer questions a support chat gets, per language.
@@ -165,6 +165,7 @@ async def test_a_request_for_a_person_is_handed_over_in_the_visitors_language_be
 
     assert route.call_count == 0, "handed over before the model was asked"
     assert body["escalated"] is True
+    assert body["language"] == language
     assert body["reply"]["content"] == _texts(language)["handoff"]
     conversation, _ = _stored(hosted_runtime, conversation_id)
     assert conversation.language == language
@@ -192,6 +193,7 @@ async def test_button_handoff_and_acknowledgement_are_in_the_conversations_langu
     again = (await client.post(url, headers=auth, json={"note": "Sigo esperando una respuesta, gracias."})).json()
     assert first["reply"]["content"] == _texts("es")["handoff"], "no message yet: the widget's locale decides"
     assert again["reply"]["content"] == _texts("es")["escalated_ack"]
+    assert first["language"] == "es"
 
 
 async def test_offline_provider_says_the_knowledge_is_in_another_language_and_hands_over(
@@ -218,3 +220,13 @@ async def test_offline_no_answer_in_the_knowledges_language_keeps_its_text(
     outcome = await turn.run()
     await runtime.aclose()
     assert outcome.reply == _texts("de")["no_answer"]
+
+
+async def test_the_streamed_done_event_carries_the_language(client: httpx.AsyncClient) -> None:
+    conversation_id, auth = await _conversation(client)
+    response = await client.post(f"/api/conversations/{conversation_id}/messages",
+                                 headers={**auth, "Accept": "text/event-stream"},
+                                 json={"content": "Je voudrais parler à un conseiller, s'il vous plaît."})
+    done = [data for name, data in parse_sse(response.text) if name == "done"]
+    assert done and done[0]["language"] == "fr"
+    assert done[0]["reply"]["content"] == _texts("fr")["handoff"]  # type: ignore[index]

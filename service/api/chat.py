@@ -112,6 +112,7 @@ def turn_public(outcome: TurnOutcome) -> TurnPublic:
         escalated=outcome.escalation is not None,
         escalation=EscalationPublic(**outcome.escalation.public()) if outcome.escalation else None,
         prompt_version=outcome.prompt_version,
+        language=outcome.language,
     )
 
 
@@ -173,6 +174,7 @@ async def request_handoff(
         escalated=True,
         escalation=EscalationPublic(reason=escalation.reason, detail=escalation.detail),
         prompt_version=None,
+        language=result.language,
     )
 
 

@@ -78,6 +78,8 @@ class TurnPublic(BaseModel):
     escalated: bool
     escalation: EscalationPublic | None
     prompt_version: str | None = Field(examples=["support@v2"])
+    language: str | None = Field(default=None, examples=["de"], description="The visitor's language as the "
+                                 "service reads it (ISO 639-1); fixed texts in the reply are in it.")
 
 
 class MessagePublic(BaseModel):
