@@ -37,6 +37,7 @@ CHROME = ("We use cookies", "Accept all cookies", "Sign in to Tallybook", "Searc
           "Was this article helpful", "Related articles", "System status", "Cookie policy", "Keizersgracht",
           "All rights reserved", "8:00 to 18:00 CET", "dataLayer", "gtag")
 WIDGET_TITLE = "Tallybook support"
+REPLY_WAIT_MS = 30_000  # a turn's wait, not a timing assert: the first loads the embedding model on shared cores
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def deployment(tmp_path: Path, database_url: str) -> Iterator[Deployment]:
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh visitor; the test fails on any uncaught error in the page."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(20_000)  # the first turn loads the embedding model; two cores are shared
+    context.set_default_timeout(20_000)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
@@ -171,7 +172,7 @@ def ask(page: Page, question: Question | str) -> Locator:
     box.fill(question.text if isinstance(question, Question) else question)
     box.press("Enter")
     replies = page.locator(".sb-msg--assistant[data-id]")
-    expect(replies).to_have_count(count + 1)
+    expect(replies).to_have_count(count + 1, timeout=REPLY_WAIT_MS)
     return replies.last
 
 
