@@ -21,7 +21,6 @@ from enum import StrEnum
 
 import httpx
 import numpy
-from spellchecker import SpellChecker
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
@@ -85,7 +84,10 @@ class Terms:
     words: frozenset[str]  # lower-case, as written
     stems: tuple[frozenset[str], ...]  # per entry
     weights: dict[str, float]  # per stem: log(1 + entries / entries containing it)
-    checker: SpellChecker
+    counts: dict[str, int]  # the words that typos are corrected to (four letters or more), with their frequency
+    # A word with one letter left out -> the knowledge's words it comes from and where the letter was (a
+    # symmetric-delete index: a letter changed, or two swapped, leaves the same word at the same place or next).
+    deletions: dict[str, tuple[tuple[str, int], ...]]
 
     @classmethod
     def of(cls, knowledge: KnowledgeBase) -> Terms:
@@ -95,9 +97,14 @@ class Terms:
         stems = tuple(frozenset(stems) for stems in tokenize(texts))
         frequency = Counter(itertools.chain.from_iterable(stems))
         weights = {stem: math.log(1 + len(stems) / n) for stem, n in frequency.items()}
-        checker = SpellChecker(language=None, distance=1)
-        checker.word_frequency.load_words([w for w in itertools.chain.from_iterable(words) if w.isalpha()])
-        return cls(frozenset(itertools.chain.from_iterable(words)), stems, weights, checker)
+        counts = Counter(w for w in itertools.chain.from_iterable(words) if w.isalpha() and len(w) >= MIN_TYPO_CHARS)
+        sources: dict[str, list[tuple[str, int]]] = {}
+        for word in counts:
+            for place, variant in enumerate(_deletions(word)):
+                sources.setdefault(variant, []).append((word, place))
+        is_english_word("the")  # loads the English word list (about 0.7 s, once per process) here, off the loop
+        return cls(frozenset(itertools.chain.from_iterable(words)), stems, weights, dict(counts),
+                   {variant: tuple(found) for variant, found in sources.items()})
 
     @property
     def rarest(self) -> float:
@@ -113,9 +120,17 @@ class Terms:
             if (len(lower) < MIN_TYPO_CHARS or not lower.isalpha() or lower in self.words
                     or lower in QUESTION_WORDS or is_english_word(lower)):
                 return word
-            correction = self.checker.correction(lower)
-            return correction if correction and correction != lower and len(correction) >= MIN_TYPO_CHARS else word
+            return self.nearest(lower) or word
         return _QUERY_WORD.sub(fix, query)
+
+    def nearest(self, word: str) -> str | None:
+        """The knowledge's most frequent word one edit (a letter added, left out, changed, or two swapped) away."""
+        variants = _deletions(word)
+        found = {w for w in variants if w in self.counts}  # a letter added
+        found.update(w for w, _ in self.deletions.get(word, ()))  # a letter left out
+        for place, variant in enumerate(variants):  # a letter changed (same place) or two swapped (next place)
+            found.update(w for w, at in self.deletions.get(variant, ()) if abs(at - place) <= 1)
+        return max(found, key=lambda w: (self.counts[w], w)) if found else None
 
     def coverage(self, query: str, entry: int) -> float:
         """Share of the query's content words the entry contains, each weighted by its rarity: 0 to 1."""
@@ -125,6 +140,10 @@ class Terms:
             return 0.0
         weight = {term: self.weights.get(term, self.rarest) for term in terms}
         return sum(weight[term] for term in terms & self.stems[entry]) / sum(weight.values())
+
+
+def _deletions(word: str) -> list[str]:
+    return [word[:n] + word[n + 1:] for n in range(len(word))]
 
 
 def fuse(similarity: Vectors, lexical: dict[int, float], weight: float = LEXICAL_WEIGHT) -> list[int]:
@@ -159,12 +178,12 @@ class Retriever:
         self._queries: OrderedDict[str, Vectors] = OrderedDict()
         self._lock = asyncio.Lock()
 
-    def terms(self, knowledge: KnowledgeBase) -> Terms:
-        """The knowledge's terms, read again when it changed."""
+    async def terms(self, knowledge: KnowledgeBase) -> Terms:
+        """The knowledge's terms, read again (on a worker thread, like the English word list) when it changed."""
         cached = self._terms
         if cached and cached[0] == knowledge.revision:
             return cached[1]
-        terms = Terms.of(knowledge)
+        terms = await asyncio.to_thread(Terms.of, knowledge)
         self._terms = (knowledge.revision, terms)
         return terms
 
@@ -199,7 +218,7 @@ class Retriever:
         """The best `k` entries for `query`, best first, each with its match (0 to 1)."""
         if not knowledge.issues:
             return []
-        terms = self.terms(knowledge)
+        terms = await self.terms(knowledge)
         query = terms.corrected(query)
         lexical = knowledge.search(query, CANDIDATES)
         position = {id(issue): n for n, issue in enumerate(knowledge.issues)}

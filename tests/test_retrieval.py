@@ -123,6 +123,9 @@ def test_typos_are_corrected_to_the_knowledges_words_only() -> None:
     # An English word is never "corrected", nor a word the knowledge has, nor one with no knowledge word near.
     assert terms.corrected("candle billing xqzvbnmlkjhg") == "candle billing xqzvbnmlkjhg"
     assert terms.corrected("i can't") == "i can't"
+    # One edit: a letter added, left out, changed, or two neighbours swapped; two edits are not one.
+    assert [terms.nearest(w) for w in ("settingss", "setings", "setyings", "setitngs")] == ["settings"] * 4
+    assert terms.nearest("amex") is None and terms.nearest("sgnittes") is None
 
 
 def test_the_match_weighs_rare_words_above_common_ones() -> None:
