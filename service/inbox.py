@@ -88,6 +88,7 @@ class InboxQuery:
     q: str | None = None
     cursor: str | None = None
     limit: int = 50
+    language: str | None = None  # the visitor's (ISO 639-1), as stored on the conversation
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ class Inbox:
         if query.prompt_version:
             split_ref(query.prompt_version)
             statement = statement.where(Conversation.prompt_version == query.prompt_version)
+        if query.language:
+            statement = statement.where(Conversation.language == query.language)
         if query.since:
             statement = statement.where(Conversation.updated_at >= day_start(query.since))
         if query.until:

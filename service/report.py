@@ -52,12 +52,26 @@ class Recommendation:
 
 
 @dataclass
+class LanguageFigures:
+    """Miss and escalation rates of the conversations in one visitor language."""
+
+    language: str  # ISO 639-1, or "unknown" for conversations from before detection
+    conversations: int
+    escalated: int
+    escalation_rate: float
+    replies: int
+    misses: int
+    miss_rate: float
+
+
+@dataclass
 class Report:
     versions: list[VersionFigures]
     top_missed_topics: list[tuple[str, int]]
     corrected_examples: int
     estimated_training_tokens: int
     recommendation: Recommendation
+    languages: list[LanguageFigures] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -194,6 +208,24 @@ def miss_trend(versions: list[VersionFigures]) -> list[VersionTrend]:
     return [VersionTrend(ref, replies, misses) for ref, (replies, misses) in totals.items() if replies]
 
 
+def _language_figures(session: Session) -> list[LanguageFigures]:
+    """Per visitor language: conversations escalated, and model replies that missed; busiest first."""
+    language = func.coalesce(Conversation.language, "unknown")
+    conversations = session.execute(
+        select(language, func.count(), func.sum(case((Conversation.escalated_ever.is_(True), 1), else_=0)))
+        .where(Conversation.user_turns > 0).group_by(language)).all()
+    replies = {code: (int(count), int(misses or 0)) for code, count, misses in session.execute(
+        select(language, func.count(), func.sum(case((Message.miss_reasons.is_not(None), 1), else_=0)))
+        .select_from(Message).join(Conversation, Conversation.id == Message.conversation_id)
+        .where(model_turn_condition()).group_by(language))}
+    rows = []
+    for code, count, escalated in conversations:
+        answered, missed = replies.get(code, (0, 0))
+        rows.append(LanguageFigures(str(code), int(count), int(escalated or 0), int(escalated or 0) / int(count),
+                                    answered, missed, missed / answered if answered else 0.0))
+    return sorted(rows, key=lambda row: (-row.conversations, row.language))
+
+
 def _missed_topics(session: Session, limit: int = 5) -> list[tuple[str, int]]:
     rows = session.execute(
         select(Message.known_issue, func.count())
@@ -289,6 +321,7 @@ def build_report(settings: Settings, sessions: sessionmaker[Session], training_t
     with sessions() as session:
         versions = _figures(session, now)
         topics = _missed_topics(session)
+        languages = _language_figures(session)
     corrected = sum(v.corrected_examples for v in versions)
     if training_tokens is None:
         from .export import Exporter, ExportOptions
@@ -298,7 +331,7 @@ def build_report(settings: Settings, sessions: sessionmaker[Session], training_t
             pass
         training_tokens = exporter.summary.estimated_tokens
     return Report(versions, topics, corrected, training_tokens,
-                  recommend(settings, versions, topics, corrected, training_tokens))
+                  recommend(settings, versions, topics, corrected, training_tokens), languages)
 
 
 def format_report(report: Report) -> str:
@@ -311,6 +344,10 @@ def format_report(report: Report) -> str:
                      f"{v.cost_per_conversation:>8.4f} {v.projected_monthly_cost:>9.2f} {v.corrected_examples:>9}")
         if v.escalations:
             lines.append("    escalations: " + ", ".join(f"{k} {n}" for k, n in sorted(v.escalations.items())))
+    if len(report.languages) > 1:
+        lines.append("by visitor language: " + ", ".join(
+            f"{row.language} {row.conversations} conv, escalated {row.escalation_rate:.1%}, "
+            f"miss {row.miss_rate:.1%} ({row.misses} of {row.replies})" for row in report.languages))
     if report.top_missed_topics:
         lines.append("known issues most involved in misses: "
                      + ", ".join(f"{t} ({n})" for t, n in report.top_missed_topics))

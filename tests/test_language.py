@@ -230,3 +230,57 @@ async def test_the_streamed_done_event_carries_the_language(client: httpx.AsyncC
     done = [data for name, data in parse_sse(response.text) if name == "done"]
     assert done and done[0]["language"] == "fr"
     assert done[0]["reply"]["content"] == _texts("fr")["handoff"]  # type: ignore[index]
+
+
+async def _three_visitors(client: httpx.AsyncClient) -> dict[str, str]:
+    """A German visitor asking for a person, a Spanish one asking for a refund, an English one answered."""
+    ids = {}
+    for language, text in [("de", "Ich möchte bitte mit einem Menschen sprechen."),
+                           ("es", "Quiero que me devuelvan el dinero de la última factura."),
+                           ("en", "My dashboard takes forever to load, what can I do?")]:
+        conversation_id, auth = await _conversation(client)
+        assert (await send(client, conversation_id, auth, text)).status_code == 200
+        ids[language] = conversation_id
+    return ids
+
+
+async def test_review_inbox_filters_by_language(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    ids = await _three_visitors(client)
+    admin = {"Authorization": f"Bearer {runtime.admin_token}"}
+
+    german = (await client.get("/admin/api/conversations", params={"language": "de"}, headers=admin)).json()
+    everyone = (await client.get("/admin/api/conversations", headers=admin)).json()
+    invalid = await client.get("/admin/api/conversations", params={"language": "German"}, headers=admin)
+
+    assert [(item["id"], item["language"]) for item in german["items"]] == [(ids["de"], "de")]
+    assert {item["id"] for item in everyone["items"]} == set(ids.values())
+    assert invalid.status_code == 422
+
+
+async def test_admin_inbox_page_offers_and_applies_the_language_filter(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    from .test_admin_pages import sign_in
+
+    ids = await _three_visitors(client)
+    await sign_in(client, runtime)
+    page = (await client.get("/admin", params={"language": "es"})).text
+    assert '<option value="es" selected>Español</option>' in page
+    assert ids["es"] in page and ids["de"] not in page and ids["en"] not in page
+
+
+async def test_report_breaks_escalation_and_miss_rates_down_by_language(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    from service.report import build_report, format_report
+
+    await _three_visitors(client)
+    report = build_report(runtime.settings, runtime.log.sessions, training_tokens=0)
+
+    rows = {row.language: row for row in report.languages}
+    assert set(rows) == {"de", "es", "en"}
+    assert (rows["de"].conversations, rows["de"].escalated, rows["de"].escalation_rate) == (1, 1, 1.0)
+    assert rows["es"].escalation_rate == 1.0, "a refund demand in Spanish is handed over"
+    assert (rows["en"].escalation_rate, rows["en"].replies, rows["en"].misses) == (0.0, 1, 0)
+    assert "by visitor language: " in format_report(report)
+    assert "de 1 conv, escalated 100.0%" in format_report(report)

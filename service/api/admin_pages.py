@@ -26,6 +26,7 @@ from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
 from ..report import build_report, weekly_rates
+from ..runtime import Runtime
 from .deps import BeforeId, IsoDate, MessageId, RuntimeDep
 from .review import prompt_versions
 
@@ -188,20 +189,27 @@ def _safe_next(target: str) -> str:
 async def inbox_page(
     request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor, view: str = "all",
     prompt_version: str = "", since: IsoDate = None, until: IsoDate = None, q: str = "",
-    cursor: str | None = None,
+    cursor: str | None = None, language: str = "",
 ) -> HTMLResponse:
     """Conversations with filters, search and keyset pagination."""
     query = InboxQuery(view=view if view in VIEWS else "all", prompt_version=prompt_version or None,  # type: ignore[arg-type]
-                       since=since, until=until, q=q or None, cursor=cursor)
+                       since=since, until=until, q=q or None, cursor=cursor, language=language or None)
     rows, next_cursor = await to_thread.run_sync(runtime.inbox.conversations, query)
     params = {k: v for k, v in {"view": view, "prompt_version": prompt_version, "since": since or "",
-                                "until": until or "", "q": q}.items() if v}
+                                "until": until or "", "q": q, "language": language}.items() if v}
     next_url = f"/admin?{urlencode({**params, 'cursor': next_cursor})}" if next_cursor else None
     refs = sorted(v.ref for versions in runtime.prompts.versions().values() for v in versions.values())
     return render(request, helper, "admin/inbox.html", {
         "actor": actor, "section": "review" if view == "unreviewed" else "inbox", "rows": rows, "query": query,
         "views": list(VIEW_LABELS.items()), "prompt_refs": refs, "next_url": next_url,
+        "languages": _language_names(runtime),
     })
+
+
+def _language_names(runtime: Runtime) -> list[tuple[str, str]]:
+    """(code, name) of each configured language, named as its language file names it."""
+    files = runtime.languages.languages()
+    return [(code, files[code].name if code in files else code) for code in runtime.settings.languages]
 
 
 @router.get("/conversations/{conversation_id}")

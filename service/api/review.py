@@ -39,6 +39,8 @@ from .schemas import (
 
 router = APIRouter(prefix="/admin/api", tags=["review"], responses=error_responses(400, 401, 413, 422))
 Limit = Annotated[int, Query(ge=1, le=200)]
+LanguageCode = Annotated[str | None, Query(pattern=r"^[a-z]{2,3}$", description="the visitor's language (ISO "
+                                           "639-1, e.g. de)")]
 REVIEW_ERRORS = {**ADMIN_ERRORS, 422: {"model": ErrorBody}}
 
 
@@ -46,11 +48,11 @@ REVIEW_ERRORS = {**ADMIN_ERRORS, 422: {"model": ErrorBody}}
 async def inbox(
     runtime: RuntimeDep, _actor: AdminActor, view: View = "all", prompt_version: str | None = None,
     since: IsoDate = None, until: IsoDate = None, q: str | None = None, cursor: str | None = None,
-    limit: Limit = 50,
+    limit: Limit = 50, language: LanguageCode = None,
 ) -> InboxPage:
     """Conversations, newest activity first, filtered; keyset-paginated with `cursor`."""
     query = InboxQuery(view=view, prompt_version=prompt_version, since=since, until=until, q=q or None,
-                       cursor=cursor, limit=limit)
+                       cursor=cursor, limit=limit, language=language)
     rows, next_cursor = await to_thread.run_sync(runtime.inbox.conversations, query)
     return InboxPage(items=[
         InboxItem.model_validate({**_columns(row.conversation), "preview": row.preview}) for row in rows

@@ -200,6 +200,7 @@ class InboxItem(BaseModel):
     escalated_ever: bool
     exclude_from_training: bool
     preview: str
+    language: str | None = Field(default=None, description="The visitor's language (ISO 639-1).")
 
 
 class InboxPage(BaseModel):
