@@ -314,11 +314,19 @@
   var given = window.SupportBotConfig && typeof window.SupportBotConfig === "object" ? window.SupportBotConfig : {};
   var config = resolveConfig(script ? script.dataset : {}, given);
   var locale = String(config.locale || document.documentElement.lang || navigator.language || "en");
-  var t = Object.assign({}, STRINGS.en, STRINGS[locale.slice(0, 2).toLowerCase()] || {}, config.strings);
+  // The page's language is a first guess: once the service reads the visitor's messages in another language
+  // it has built-in strings for, the widget speaks that one, unless the operator set `locale` themselves.
+  var localePinned = Boolean(config.locale);
+  var language = locale.slice(0, 2).toLowerCase();
+  var t = stringsFor(language);
   var identity = { userId: config.userId, userHash: config.userHash };
   var context = cleanContext(config.context);
   var STORE_KEY = "supportbot:" + config.apiBase;
   var OPEN_KEY = STORE_KEY + ":open";
+
+  function stringsFor(code) {
+    return Object.assign({}, STRINGS.en, STRINGS[code] || {}, config.strings);
+  }
 
   function resolveConfig(dataset, values) {
     var raw = Object.assign({}, DEFAULTS);
@@ -958,7 +966,7 @@
         h("p", { class: "sb-subtitle" }, [h("span", { class: "sb-dot", "aria-hidden": "true" }), ui.subtitle]),
       ]),
       ui.newButton,
-      h("button", {
+      ui.closeButton = h("button", {
         type: "button", class: "sb-icon-button", "aria-label": t.close, title: t.close,
         onclick: function () { close(); },
       }, icon("close")),
@@ -977,15 +985,15 @@
     });
     ui.contactError = h("p", { id: "sb-email-error", class: "sb-field-error", hidden: true });
     ui.contactForm = h("form", { class: "sb-contact", novalidate: true, onsubmit: submitContact }, [
-      h("label", { for: "sb-email", text: t.emailPrompt }),
+      ui.contactLabel = h("label", { for: "sb-email", text: t.emailPrompt }),
       h("div", { class: "sb-contact-row" }, [
-        ui.contactInput, h("button", { type: "submit", class: "sb-button", text: t.emailSubmit }),
+        ui.contactInput, ui.contactSubmit = h("button", { type: "submit", class: "sb-button", text: t.emailSubmit }),
       ]),
       ui.contactError,
     ]);
     ui.contactDone = h("p", { class: "sb-contact-done", hidden: true });
     ui.handoff = h("div", { class: "sb-handoff", hidden: true }, [
-      h("p", { class: "sb-handoff-title" }, [icon("person"), h("span", { text: t.handoffWaiting })]),
+      h("p", { class: "sb-handoff-title" }, [icon("person"), ui.handoffTitle = h("span", { text: t.handoffWaiting })]),
       ui.contactForm, ui.contactDone,
     ]);
 
@@ -1001,12 +1009,13 @@
     ui.send = h("button", { type: "submit", class: "sb-send", "aria-label": t.send, title: t.send, disabled: true }, icon("send"));
     var composer = h("form", {
       class: "sb-composer", onsubmit: function (event) { event.preventDefault(); send(); },
-    }, [ui.input, h("span", { id: "sb-hint", class: "sb-sr", text: t.inputHint }), ui.send]);
+    }, [ui.input, ui.hint = h("span", { id: "sb-hint", class: "sb-sr", text: t.inputHint }), ui.send]);
 
     ui.human = h("button", {
       type: "button", class: "sb-human", onclick: function () { requestHandoff(); },
-    }, [icon("person"), h("span", { text: t.talkToHuman })]);
-    var footer = h("div", { class: "sb-footer" }, [ui.human, h("span", { class: "sb-powered", text: t.poweredBy })]);
+    }, [icon("person"), ui.humanLabel = h("span", { text: t.talkToHuman })]);
+    ui.powered = h("span", { class: "sb-powered", text: t.poweredBy });
+    var footer = h("div", { class: "sb-footer" }, [ui.human, ui.powered]);
 
     ui.announcer = h("div", { class: "sb-sr", role: "status", "aria-live": "polite", "aria-atomic": "true" });
     ui.panel = h("div", {
@@ -1177,6 +1186,31 @@
     if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
     event.preventDefault(); // Enter sends; Shift+Enter (and Enter while an IME composes) is a newline
     send();
+  }
+
+  // Speak `language` (the conversation's, as the service reads it) when there are built-in strings for it.
+  function adoptLanguage(spoken) {
+    var code = String(spoken || "").slice(0, 2).toLowerCase();
+    if (localePinned || !STRINGS[code] || code === language) return;
+    if (state.conversation) state.conversation.language = code; // kept: a reload speaks it too
+    language = code;
+    t = stringsFor(code);
+    ui.root.setAttribute("lang", code);
+    [[ui.newButton, t.newConversation], [ui.closeButton, t.close], [ui.send, t.send]].forEach(function (pair) {
+      pair[0].setAttribute("aria-label", pair[1]);
+      pair[0].setAttribute("title", pair[1]);
+    });
+    ui.log.setAttribute("aria-label", t.conversationLabel);
+    ui.input.setAttribute("placeholder", t.placeholder);
+    ui.input.setAttribute("aria-label", t.inputLabel);
+    ui.hint.textContent = t.inputHint;
+    ui.humanLabel.textContent = t.talkToHuman;
+    ui.handoffTitle.textContent = t.handoffWaiting;
+    ui.contactLabel.textContent = t.emailPrompt;
+    ui.contactSubmit.textContent = t.emailSubmit;
+    ui.powered.textContent = t.poweredBy;
+    setStatus(state.status);
+    updateBadge();
   }
 
   function updateBadge() {
@@ -1432,6 +1466,7 @@
     if (!turn.escalated && state.status !== "escalated") addFeedback(reply, turn.reply.message_id);
     scrollToEnd();
     announce(config.title + ": " + bubbleText(reply));
+    adoptLanguage(turn.language);
     if (turn.escalated) setStatus("escalated");
     else if (state.status !== "escalated") setStatus("open"); // writing after resolution reopens it
     saveConversation();
@@ -1455,6 +1490,7 @@
         placeMessage(messageElement({ id: result.reply.message_id, role: "assistant", content: result.reply.content }));
       }
       if (contact) conversation.contact = contact;
+      adoptLanguage(result.language);
       saveConversation();
       setStatus("escalated");
       scrollToEnd();
@@ -1601,6 +1637,7 @@
     }
     if (stored) {
       state.conversation = stored;
+      adoptLanguage(stored.language);
       setStatus("open");
       refreshTranscript(true);
     } else {
