@@ -99,12 +99,13 @@ def _repair(word: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def normalize(text: str, vocabulary: Vocabulary | None = None) -> str:
+def normalize(text: str, vocabulary: Vocabulary | None = None, foreign: frozenset[str] = frozenset()) -> str:
     """The message as the rules read it: disguises undone, lower-case, misspellings of key words repaired.
 
     Undoes full-width and styled letters, invisible characters, look-alike letters, letters spelled out
     with spaces, dots or dashes, and digits for letters, each only where the result spells a word the rules
     care about (`vocabulary`); capitalized names that are rule words ("Sue Miller") are marked, not read.
+    A word of another language's rules (`foreign`: "compromis", "cancelar") is no English misspelling.
     Cached: a turn normalizes its conversation's earlier user messages again (failure counting).
     """
     vocabulary = vocabulary or BASE_VOCABULARY
@@ -112,16 +113,22 @@ def normalize(text: str, vocabulary: Vocabulary | None = None) -> str:
     if not text.isascii():
         text = text.translate(_QUOTES)
     text = join_spelled_out(" ".join(text.split()), vocabulary)
-    return _read_words(text, vocabulary)
+    return _read_words(text, vocabulary, _repair if not foreign else _repair_except(foreign))
 
 
-def _read_words(text: str, vocabulary: Vocabulary) -> str:
+def _repair_except(foreign: frozenset[str]) -> Callable[[str], str]:
+    return lambda word: word if strip_accents(word) in foreign else _repair(word)
+
+
+def _read_words(text: str, vocabulary: Vocabulary, repair: Callable[[str], str]) -> str:
     names = _name_starts(text, vocabulary)
     lowered = text.lower()
     if not names or len(lowered) != len(text):  # (a rare letter may change length lower-cased)
-        return _WORD.sub(lambda m: _repair(w) if (w := m.group(0)).isalpha() else _read_word(w, vocabulary), lowered)
+        return _WORD.sub(lambda m: repair(w) if (w := m.group(0)).isalpha() else _read_word(w, vocabulary, repair),
+                         lowered)
     return _WORD.sub(
-        lambda m: NAME_MARK + m.group(0) if m.start() in names else _read_word(m.group(0), vocabulary), lowered
+        lambda m: NAME_MARK + m.group(0) if m.start() in names else _read_word(m.group(0), vocabulary, repair),
+        lowered,
     )
 
 
@@ -271,6 +278,14 @@ def vocabulary_for(rules: tuple[PolicyRule, ...], languages: tuple[LanguageRules
     return BASE_VOCABULARY | Vocabulary.of({word for pattern in patterns for word in pattern_words(pattern.pattern)})
 
 
+@lru_cache(maxsize=8)
+def foreign_words(languages: tuple[LanguageRules, ...]) -> frozenset[str]:
+    """The words the languages' expressions spell: never read as misspelled English ("compromis", "agente")."""
+    patterns = [pattern for language in languages for rule in _language_rules(language)
+                for pattern in (*rule.match, *rule.unless)]
+    return frozenset(word for pattern in patterns for word in pattern_words(pattern.pattern) if len(word) >= 4)
+
+
 def _language_rules(language: LanguageRules) -> Iterable[PolicyRule]:
     yield from (rule for rule in (language.human_request, language.failure) if rule is not None)
     yield from language.policies
@@ -283,10 +298,42 @@ def _similar(a: str, b: str) -> bool:
     return len(words_a & words_b) / len(words_a | words_b) >= 0.8
 
 
+HUMAN_REQUEST_RULE = "human_request"
+FAILURE_RULE = "failure"
+
+
+@lru_cache(maxsize=8)
+def _families(languages: tuple[LanguageRules, ...]) -> dict[str, tuple[tuple[str, PolicyRule], ...]]:
+    """The languages' rules grouped by what they detect (human_request, failure, policy:<name>), with their code."""
+    families: dict[str, list[tuple[str, PolicyRule]]] = {}
+    for language in languages:
+        for key, rule in ((HUMAN_REQUEST_RULE, language.human_request), (FAILURE_RULE, language.failure),
+                          *((POLICY_PREFIX + r.name, r) for r in language.policies)):
+            if rule is not None:
+                families.setdefault(key, []).append((language.code, rule))
+    return {key: tuple(rules) for key, rules in families.items()}
+
+
+def _family_match(rules: Sequence[tuple[str, PolicyRule]], folded: str) -> tuple[str, str] | None:
+    """(language, phrase) of the first of one family's rules that matches `folded`, unless any of theirs does.
+
+    A look-alike written down in one language protects the message from the same rule in every language:
+    Spanish "informe de reembolsos" is a report to the Portuguese refund rule too.
+    """
+    if any(exclusion.search(folded) for _, rule in rules for exclusion in rule.unless):
+        return None
+    for code, rule in rules:
+        for pattern in rule.match:
+            found = pattern.search(folded)
+            if found:
+                return code, found.group(0)
+    return None
+
+
 def _says_it_failed(text: str, folded: str, languages: Sequence[LanguageRules]) -> bool:
     """An English "did not help" in the normalized text, or one of the languages' in the folded text."""
-    return is_failure_report(text) or any(
-        language.failure is not None and language.failure.matches(folded) for language in languages)
+    return is_failure_report(text) or (
+        bool(languages) and _family_match(_families(tuple(languages)).get(FAILURE_RULE, ()), folded) is not None)
 
 
 def count_failures(
@@ -304,7 +351,7 @@ def count_failures(
     for message in history:
         if message.role == "user":
             folded = fold(message.content, vocabulary) if languages else ""
-            users.append((normalize(message.content), folded, answered))
+            users.append((normalize(message.content, None, foreign_words(tuple(languages))), folded, answered))
             answered = False
         else:
             answered = True
@@ -329,7 +376,7 @@ def detect_before(
     The English detector and `rules` read the normalized message; the rules of `languages` (every other
     configured language's file) read it folded, accents removed.
     """
-    text = normalize(content, vocabulary_for(tuple(rules)))
+    text = normalize(content, vocabulary_for(tuple(rules)), foreign_words(tuple(languages)))
     folded = fold(content, vocabulary_for(tuple(rules), tuple(languages))) if languages else ""
     signal = _asked_for_person(text, folded, languages) or _policy_topic(text, folded, rules, languages)
     if signal is not None:
@@ -349,10 +396,9 @@ def _asked_for_person(text: str, folded: str, languages: Sequence[LanguageRules]
     phrase = asks_for_human(text)
     if phrase:
         return EscalationSignal(USER_REQUEST, detail=f"asked for a person: {phrase!r}")
-    for language in languages:
-        matched = language.human_request.matches(folded) if language.human_request is not None else None
-        if matched:
-            return EscalationSignal(USER_REQUEST, detail=f"asked for a person ({language.code}): {matched!r}")
+    matched = _family_match(_families(tuple(languages)).get(HUMAN_REQUEST_RULE, ()), folded) if languages else None
+    if matched:
+        return EscalationSignal(USER_REQUEST, detail=f"asked for a person ({matched[0]}): {matched[1]!r}")
     return None
 
 
@@ -363,14 +409,11 @@ def _policy_topic(
         matched = rule.matches(text)
         if matched:
             return EscalationSignal(POLICY_PREFIX + rule.name, detail=f"{rule.description} (matched {matched!r})")
-    described = {rule.name: rule.description for rule in rules}
-    for language in languages:
-        for rule in language.policies:
-            matched = rule.matches(folded)
-            if matched:
-                description = described.get(rule.name, rule.name)
-                return EscalationSignal(POLICY_PREFIX + rule.name,
-                                        detail=f"{description} (matched {matched!r}, {language.code})")
+    described = {POLICY_PREFIX + rule.name: rule.description for rule in rules}
+    for key, family in _families(tuple(languages)).items() if languages else ():
+        found = _family_match(family, folded) if key.startswith(POLICY_PREFIX) else None
+        if found:
+            return EscalationSignal(key, detail=f"{described.get(key, key)} (matched {found[1]!r}, {found[0]})")
     return None
 
 

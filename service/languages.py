@@ -107,10 +107,13 @@ def _rule(node: yaml.Node, source: str, name: str, description: str) -> PolicyRu
 
 def _policies(node: yaml.Node, source: str, code: str, known: Collection[str] | None) -> tuple[PolicyRule, ...]:
     rules = []
-    for name, rule_node in _mapping(node, source, "policies", None).items():
+    fields = _mapping(node, source, "policies", None)
+    assert isinstance(node, yaml.MappingNode)  # (checked by _mapping)
+    keys = {str(key.value): key for key, _ in node.value}
+    for name, rule_node in fields.items():
         if known is not None and name not in known:
-            raise ConfigError(source, _line(rule_node), f"policy {name!r} is not a rule of policies.yaml "
-                                                        f"({', '.join(sorted(known)) or 'none'})")
+            raise ConfigError(source, _line(keys[name]), f"policy {name!r} is not a rule of policies.yaml "
+                                                         f"({', '.join(sorted(known)) or 'none'})")
         rules.append(_rule(rule_node, source, name, f"{name} ({code})"))
     return tuple(rules)
 

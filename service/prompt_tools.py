@@ -5,11 +5,14 @@ from __future__ import annotations
 import difflib
 import logging
 import sys
+from pathlib import Path
 
 from .config import Settings, secret_key
 from .errors import ConfigError
 from .guard import make_canary
 from .knowledge import KnowledgeStore
+from .languages import LANGUAGES_FOLDER, LanguageStore
+from .policies import PolicyStore
 from .prompts import PromptRegistry, RenderedPrompt, estimate_tokens
 from .redact import find_secrets
 
@@ -116,15 +119,33 @@ def secret_problems(settings: Settings) -> list[ConfigError]:
     return problems
 
 
+def rule_file_problems(settings: Settings) -> tuple[list[ConfigError], list[str], list[str]]:
+    """Problems in policies.yaml and the language files, warnings (a configured language with no file), codes."""
+    policies = PolicyStore(settings.knowledge_dir, interval=0)
+    languages = LanguageStore(settings.knowledge_dir, interval=0,
+                              policy_names=lambda: {rule.name for rule in policies.rules()})
+    found = languages.languages()
+    problems = [*policies.errors(), *languages.errors()]
+    broken = {Path(problem.path).stem for problem in languages.errors()}
+    warnings = [f"SUPPORTBOT_LANGUAGES lists {code!r} but {settings.knowledge_dir / LANGUAGES_FOLDER / code}.yaml "
+                f"does not exist: its visitors get English texts and only the English escalation rules"
+                for code in settings.languages if code not in found and code not in broken and code != "en"]
+    return problems, warnings, sorted(found)
+
+
 def check_files(settings: Settings) -> int:
     """Report problems; exit status 1 when there is any."""
     # The report below names every problem; the loaders' own log lines would only repeat them.
     logging.getLogger("service.watched").setLevel(logging.CRITICAL)
     registry, store = _load(settings)
-    problems = find_problems(settings, registry, store)
+    rule_problems, warnings, codes = rule_file_problems(settings)
+    problems = find_problems(settings, registry, store) + rule_problems
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     versions = sum(len(v) for v in registry.versions().values())
-    print(f"{versions} prompt versions, {len(store.current().issues)} known issues: "
+    print(f"{versions} prompt versions, {len(store.current().issues)} known issues, "
+          f"{len(codes)} language files ({', '.join(codes) or 'none'}): "
           f"{'ok' if not problems else f'{len(problems)} problem(s)'}")
     return 1 if problems else 0

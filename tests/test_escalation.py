@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections import defaultdict
 from pathlib import Path
 
+import httpx
 import pytest
+import respx
 
 from service.cases import Case, format_scores, load_cases, replay_case, score_escalation
 from service.config import PROJECT_ROOT
@@ -14,15 +18,37 @@ from service.escalation import Turnlet, asks_for_human, count_failures, normaliz
 from service.policies import PolicyStore, parse_policy_text
 from service.runtime import Runtime
 
+from . import fake_model
 from .conftest import make_settings
+from .factories import send, start_conversation
 
 OWN_CASES = PROJECT_ROOT / "tests" / "data" / "escalation_cases.jsonl"
 SHARED_CASES = PROJECT_ROOT.parent / "shared" / "eval" / "escalation-dev.jsonl"
+MULTILINGUAL_CASES = sorted((PROJECT_ROOT / "tests" / "data").glob("escalation_cases_multilingual*.jsonl"))
+SHARED_MULTILINGUAL = PROJECT_ROOT.parent / "shared" / "eval" / "escalation-multilingual-dev.jsonl"
+
+
+def _cases_by_language(paths: list[Path]) -> dict[str, list[Case]]:
+    """The labeled cases of `paths`, grouped by their `lang` field."""
+    grouped: dict[str, list[Case]] = defaultdict(list)
+    for path in paths:
+        languages = {number: json.loads(raw).get("lang") for number, raw in
+                     enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if raw.strip()}
+        for case in load_cases(path):
+            grouped[languages[case.line]].append(case)
+    return dict(grouped)
+
+
+MULTILINGUAL = _cases_by_language(MULTILINGUAL_CASES)
 
 
 async def _score_file(runtime: Runtime, path: Path) -> tuple[str, dict[str, object]]:
+    return await _score_cases(runtime, load_cases(path))
+
+
+async def _score_cases(runtime: Runtime, cases: list[Case]) -> tuple[str, dict[str, object]]:
     results: list[tuple[Case, str | None]] = []
-    for case in load_cases(path):
+    for case in cases:
         outcome = await replay_case(runtime, case)
         results.append((case, outcome.escalation.reason if outcome.escalation else None))
     scores = score_escalation(results)
@@ -71,6 +97,65 @@ async def test_shared_dev_set_meets_precision_and_recall(tmp_path: Path, sqlite_
     print(table)
     _assert_thresholds(table, scores)
     await runtime.aclose()
+
+
+@pytest.mark.parametrize("language", ["de", "es", "fr"])
+def test_multilingual_case_file_covers_each_language(language: str) -> None:
+    cases = MULTILINGUAL.get(language, [])
+    stays = [c for c in cases if not c.expect.get("escalate")]
+    failures = [c for c in cases if c.expect.get("reason") == "repeated_failure" and len(c.messages) >= 5]
+
+    assert len(cases) >= 25 and len(stays) * 3 >= len(cases) and len(failures) >= 3
+    assert {c.expect.get("reason") for c in cases} >= {"user_request", "policy", "repeated_failure", None}
+
+
+@pytest.mark.parametrize("language", sorted(MULTILINGUAL))
+async def test_multilingual_labeled_set_meets_precision_and_recall_per_language(
+    language: str, tmp_path: Path, sqlite_url: str,
+) -> None:
+    runtime = Runtime.build(make_settings(tmp_path, sqlite_url))
+
+    table, scores = await _score_cases(runtime, MULTILINGUAL[language])
+
+    print(f"{language}: {len(MULTILINGUAL[language])} cases\n{table}")
+    _assert_thresholds(table, scores)
+    await runtime.aclose()
+
+
+@pytest.mark.skipif(not SHARED_MULTILINGUAL.exists(), reason="shared eval cases not beside the checkout")
+async def test_shared_multilingual_dev_set_meets_precision_and_recall_per_language(
+    tmp_path: Path, sqlite_url: str,
+) -> None:
+    runtime = Runtime.build(make_settings(tmp_path, sqlite_url))
+
+    for language, cases in sorted(_cases_by_language([SHARED_MULTILINGUAL]).items()):
+        table, scores = await _score_cases(runtime, cases)
+        print(f"{language}: {len(cases)} cases\n{table}")
+        _assert_thresholds(f"{language}\n{table}", scores)
+    await runtime.aclose()
+
+
+@pytest.mark.parametrize(("language", "text", "reason"), [
+    ("de", "Ich will mein Geld zurück, sofort!", "policy:refund"),
+    ("de", "Kann ich bitte mit einem Menschen sprechen?", "user_request"),
+    ("es", "Quiero hablar con una persona, no con un bot.", "user_request"),
+    ("es", "Exijo el reembolso de la última factura.", "policy:refund"),
+    ("fr", "Je voudrais parler à un conseiller, s'il vous plaît.", "user_request"),
+    ("fr", "Je veux être remboursé de ma dernière facture.", "policy:refund"),
+])
+async def test_request_in_another_language_is_handed_over_before_any_model_call(
+    language: str, text: str, reason: str,
+    hosted_client: httpx.AsyncClient, hosted_runtime: Runtime, model_mock: respx.MockRouter,
+) -> None:
+    route = model_mock.post("/chat/completions").mock(return_value=fake_model.completion("Sure, here is how."))
+    conversation_id, auth = await start_conversation(hosted_client)
+
+    body = (await send(hosted_client, conversation_id, auth, text)).json()
+
+    assert route.call_count == 0, "the deterministic layer hands over before the model is asked"
+    assert body["escalated"] is True and body["escalation"]["reason"] == reason
+    assert f"{language})" in body["escalation"]["detail"], "the language's own rule matched"
+    assert body["reply"]["content"] == hosted_runtime.languages.text(language, "handoff")
 
 
 @pytest.mark.parametrize("text", [
