@@ -265,6 +265,9 @@ def _english_text(key: str, _language: str | None) -> str:
     return BUILT_IN[key]
 
 
+CROSS_LANGUAGE_MIN_SCORE = 0.4  # the match a question in another language than the knowledge's needs
+
+
 class OfflineProvider:
     """Answers from the knowledge base alone: the best-matching known issue, or a handover."""
 
@@ -281,8 +284,11 @@ class OfflineProvider:
     async def answer(self, request: ChatRequest) -> Completion:
         """The reply for the last user message of `request`, in the visitor's language when it hands over."""
         question = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
-        text, matched, no_answer = await self._reply_for(str(question))
         other_language = request.language is not None and request.language != self._knowledge_language
+        # Across languages a match must be stronger: the packaged embeddings do not bridge languages, so
+        # what matches is shared words ("API 401"), and weak matches were wrong entries (README, languages).
+        min_score = max(self._min_score, CROSS_LANGUAGE_MIN_SCORE) if other_language else self._min_score
+        text, matched, no_answer = await self._reply_for(str(question), min_score)
         if no_answer:
             text = self._texts("wrong_language" if other_language else "no_answer", request.language)
         prompt_chars = sum(len(str(m.get("content") or "")) for m in request.messages)
@@ -297,13 +303,13 @@ class OfflineProvider:
             wrong_language=no_answer and other_language,
         )
 
-    async def _reply_for(self, question: str) -> tuple[str, str | None, bool]:
+    async def _reply_for(self, question: str, min_score: float) -> tuple[str, str | None, bool]:
         if _GREETING.match(question):
             return "Hello! What can I help you with today?", None, False
         if _THANKS.search(question) and len(question) < 80:
             return "Glad that helped! Is there anything else I can do for you?", None, False
         hits = await self._search(question, 1)
-        if hits and hits[0][1] >= self._min_score:
+        if hits and hits[0][1] >= min_score:
             issue = hits[0][0]
             return f"**{issue.title}**\n\n{issue.solution}", issue.id, False
         # A question in another language than the knowledge's is answered only when retrieval matches it

@@ -284,3 +284,27 @@ async def test_report_breaks_escalation_and_miss_rates_down_by_language(
     assert (rows["en"].escalation_rate, rows["en"].replies, rows["en"].misses) == (0.0, 1, 0)
     assert "by visitor language: " in format_report(report)
     assert "de 1 conv, escalated 100.0%" in format_report(report)
+
+
+@pytest.mark.parametrize(("score", "answered"), [(0.36, False), (0.45, True)])
+async def test_offline_answers_across_languages_only_on_a_strong_match(score: float, answered: bool) -> None:
+    from service.knowledge import KnownIssue
+    from service.llm import ChatRequest, OfflineProvider
+
+    issue = KnownIssue("api-401", "API returns 401 Unauthorized", ("api",), "Create a new key.", False, "api.md:18")
+
+    async def search(_query: str, _k: int) -> list[tuple[KnownIssue, float]]:
+        return [(issue, score)]
+
+    offline = OfflineProvider(search, min_score=0.35, knowledge_language="en",
+                              texts=lambda key, code: f"{key}/{code}")
+    request = ChatRequest(model="offline", messages=[{"role": "user", "content": "Die API gibt 401 zurück"}],
+                          max_tokens=100, language="de")
+    completion = await offline.answer(request)
+    english = await offline.answer(ChatRequest(model="offline", messages=request.messages, max_tokens=100,
+                                               language="en"))
+    assert english.matched_issue == "api-401", "in the knowledge's own language the usual threshold holds"
+    assert (completion.matched_issue == "api-401") is answered
+    assert completion.wrong_language is not answered
+    if not answered:
+        assert completion.text == "wrong_language/de" and completion.no_answer
