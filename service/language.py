@@ -9,6 +9,7 @@ Italian; the price is ~190 MB and a few seconds' load per process, paid once in 
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -90,7 +91,8 @@ class LanguageDetection:
             return self.languages[0]
         if len(text.split()) < MIN_WORDS:
             return None
-        values = detector(self.languages).compute_language_confidence_values(text)
+        # NFKC: lingua reads fullwidth or styled letters ("ＩＫ ＷＩＬ") as no language's, and then says English
+        values = detector(self.languages).compute_language_confidence_values(unicodedata.normalize("NFKC", text))
         if not values or values[0].value < MIN_CONFIDENCE:
             return None
         return str(values[0].language.iso_code_639_1.name.lower())

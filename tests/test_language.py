@@ -65,6 +65,10 @@ def test_short_and_long_messages_are_detected_in_each_language(detection: Langua
         assert detection.guess(text).detected == language, text
 
 
+def test_fullwidth_letters_are_read_as_the_language_they_spell(detection: LanguageDetection) -> None:
+    assert detection.guess("ＩＫ ＷＩＬ ＥＥＮ ＭＥＤＥＷＥＲＫＥＲ").detected == "nl"
+
+
 @pytest.mark.parametrize("text", ["ok", "danke", "Hallo", "merci", "thanks!"])
 def test_a_single_word_is_too_short_to_tell(detection: LanguageDetection, text: str) -> None:
     assert detection.guess(text).detected is None
