@@ -59,7 +59,7 @@ async def test_sse_streams_deltas_then_done_with_the_json_shape(client: httpx.As
     name, done = events[-1]
     assert name == "done"
     assert "".join(deltas) == done["reply"]["content"]  # type: ignore[index]
-    assert set(done) == {"message_id", "reply", "escalated", "escalation", "prompt_version"}
+    assert set(done) == {"message_id", "reply", "escalated", "escalation", "prompt_version", "language"}
 
 
 async def test_transcript_lists_the_conversation_in_order(client: httpx.AsyncClient) -> None:
@@ -216,7 +216,8 @@ async def test_openapi_documents_the_public_contract(client: httpx.AsyncClient) 
     assert {"/api/conversations", "/api/conversations/{conversation_id}/messages",
             "/api/conversations/{conversation_id}", "/healthz", "/readyz"} <= set(schema["paths"])
     turn = schema["components"]["schemas"]["TurnPublic"]
-    assert set(turn["properties"]) == {"message_id", "reply", "escalated", "escalation", "prompt_version"}
+    assert set(turn["properties"]) == {"message_id", "reply", "escalated", "escalation", "prompt_version",
+                                       "language"}
 
 
 async def test_identity_verification_with_user_hash(tmp_path: Path, sqlite_url: str) -> None:

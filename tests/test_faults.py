@@ -24,8 +24,10 @@ BUDGET = 3.0
 
 
 def _runtime(tmp_path: Path, url: str, **overrides: object) -> Runtime:
-    return Runtime.build(make_settings(tmp_path, url, openai_api_key="sk-test-key", openai_base_url=MODEL_BASE_URL,
-                                       turn_timeout=BUDGET, **overrides))
+    runtime = Runtime.build(make_settings(tmp_path, url, openai_api_key="sk-test-key",
+                                          openai_base_url=MODEL_BASE_URL, turn_timeout=BUDGET, **overrides))
+    runtime.detection.warm()  # as start-up does: the first turn of the process must not load the language models
+    return runtime
 
 
 async def _slow(_request: httpx.Request) -> httpx.Response:
