@@ -13,6 +13,7 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
 from .errors import PageFailed, PageSkipped
+from .linklists import LINK_LIST_REASON, is_link_list
 
 # trafilatura logs every page it finds too short at WARNING; the import reports those itself.
 logging.getLogger("trafilatura").setLevel(logging.ERROR)
@@ -50,12 +51,18 @@ def heading_anchors(tree: lxml.html.HtmlElement) -> dict[str, str]:
     return anchors
 
 
-def extract_html(html: str | bytes, url: str) -> tuple[str, str, dict[str, str]]:
-    """(title, main content as Markdown, heading anchors) of an HTML page; PageSkipped when it has no article."""
+def extract_html(html: str | bytes, url: str, *, skip_link_lists: bool = True) -> tuple[str, str, dict[str, str]]:
+    """(title, main content as Markdown, heading anchors) of an HTML page; PageSkipped when it has no article.
+
+    A page that is a list of links to the source's other pages (an index or category page) is skipped unless
+    `skip_link_lists` is off (an export's article body is an article by definition).
+    """
     try:
         tree = lxml.html.document_fromstring(html)
     except (ParserError, ValueError) as error:
         raise PageFailed(url, f"not readable as HTML ({error})") from None
+    if skip_link_lists and is_link_list(tree, url, CHROME_XPATHS):
+        raise PageSkipped(url, LINK_LIST_REASON)
     markdown = trafilatura.extract(html, url=url, output_format="markdown", include_links=False,
                                    include_comments=False, include_tables=True, include_images=False,
                                    favor_precision=True, deduplicate=False, prune_xpath=CHROME_XPATHS)

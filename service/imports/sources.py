@@ -113,7 +113,8 @@ def _body(article: dict[str, Any], key: str) -> tuple[str, dict[str, str]]:
     if not isinstance(body, str) or not body.strip():
         raise PageSkipped(key, "no body")
     # The body is already the article: wrapped as a page so the extractor keeps it whole.
-    _title, markdown, anchors = extract_html(f"<html><body><article>{body}</article></body></html>", key)
+    _title, markdown, anchors = extract_html(f"<html><body><article>{body}</article></body></html>", key,
+                                        skip_link_lists=False)
     return markdown, anchors
 
 
