@@ -289,6 +289,12 @@ async def test_report_breaks_escalation_and_miss_rates_down_by_language(
     assert "by visitor language: " in format_report(report)
     assert "de 1 conv, escalated 100.0%" in format_report(report)
 
+    from .test_admin_pages import sign_in
+
+    await sign_in(client, runtime)
+    page = (await client.get("/admin/report")).text
+    assert "By visitor language" in page and "<td>de</td><td>1</td><td>1</td>" in page
+
 
 @pytest.mark.parametrize(("score", "answered"), [(0.36, False), (0.45, True)])
 async def test_offline_answers_across_languages_only_on_a_strong_match(score: float, answered: bool) -> None:
