@@ -1,4 +1,4 @@
-"""German, Spanish and French visitors in a real browser: handed over before any model call, in their language."""
+"""Visitors writing German, Spanish, French (and pt, it, nl) in a real browser: handed over before any model call."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
                                      model="gpt-4o-mini")
             runtime = Runtime.build(settings)
             with serving(create_app(runtime=runtime)) as base:
-                for language in ("en", "de", "es", "fr"):
+                for language in ("en", "de", "es", "fr", "pt", "it", "nl"):
                     customer.pages[f"/{language}.html"] = _page(base).replace('lang="en"', f'lang="{language}"')
                 customer.pages["/pinned.html"] = _page(base, {"data-locale": "en"})
                 yield Site(base, upstream, customer)
@@ -129,6 +129,9 @@ def test_every_widget_language_has_every_english_string() -> None:
     ("es", "Quiero que me devuelvan el dinero de la última factura."),
     ("fr", "Je voudrais parler à un conseiller, s'il vous plaît."),
     ("fr", "Je veux être remboursé pour le mois dernier."),
+    ("pt", "Quero falar com um atendente humano."),
+    ("it", "Voglio un rimborso per il mese scorso."),
+    ("nl", "Ik wil mijn abonnement opzeggen."),
 ])
 def test_visitor_is_handed_over_in_their_language_before_any_model_call(
     page: Page, site: Site, language: str, message: str,
