@@ -125,6 +125,9 @@ def _record_problem(session: Session, existing: KnowledgeDocument | None, proble
         report.removed += 1
     elif problem.kind == "skipped":
         report.skipped.append((problem.url, problem.reason))
+        if existing is not None:  # imported once, not an article now (e.g. a list of links): it stops answering
+            session.delete(existing)
+            report.removed += 1
     elif problem.kind == "failed":
         report.failed.append((problem.url, problem.reason))
         if existing is not None:
