@@ -174,6 +174,10 @@ class Settings(BaseSettings):
 
     knowledge_language: str = Field(default="en", description="the language the knowledge is written in; the "
                                     "offline provider hands a question in another language over")
+    language_detection: Literal["accurate", "fast"] = Field(
+        default="accurate", description="lingua's high-accuracy models (~190-250 MB and seconds to load per process, "
+        "no confident mistake on the labeled cases) or its low-accuracy ones (~25 MB, under a second; ~6 % of "
+        "short messages confidently wrong)")
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -108,7 +108,7 @@ class Runtime:
             tokens=VisitorTokens(secret_key(settings), settings.token_max_age_days * 86400),
             policies=policies,
             languages=languages,
-            detection=LanguageDetection(settings.languages),
+            detection=LanguageDetection(settings.languages, fast=settings.language_detection == "fast"),
             texts=texts,
             handoff=HandoffDesk(sessions, notice),
             outbox=Outbox(sessions),

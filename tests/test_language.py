@@ -318,3 +318,11 @@ async def test_offline_answers_across_languages_only_on_a_strong_match(score: fl
     assert completion.wrong_language is not answered
     if not answered:
         assert completion.text == "wrong_language/de" and completion.no_answer
+
+
+def test_fast_detection_is_the_low_accuracy_mode_and_still_reads_sentences(tmp_path: Path) -> None:
+    fast = LanguageDetection(LANGUAGES, fast=True)
+    assert fast.guess("Meine Rechnung zeigt diesen Monat den falschen Betrag").detected == "de"
+    assert make_settings(tmp_path, "sqlite://", language_detection="fast").language_detection == "fast"
+    with pytest.raises(ValueError):
+        make_settings(tmp_path, "sqlite://", language_detection="quick")
