@@ -320,13 +320,13 @@ def _family_match(rules: Sequence[tuple[str, PolicyRule]], folded: str) -> tuple
     A look-alike written down in one language protects the message from the same rule in every language:
     Spanish "informe de reembolsos" is a report to the Portuguese refund rule too.
     """
-    if any(exclusion.search(folded) for _, rule in rules for exclusion in rule.unless):
-        return None
     for code, rule in rules:
         for pattern in rule.match:
             found = pattern.search(folded)
             if found:
-                return code, found.group(0)
+                # (the exclusions only after a match: most messages match nothing, and cost no more)
+                vetoed = any(exclusion.search(folded) for _, other in rules for exclusion in other.unless)
+                return None if vetoed else (code, found.group(0))
     return None
 
 

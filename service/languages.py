@@ -29,9 +29,13 @@ _TOP_KEYS = {"language", "name", "english_name", "texts", "human_request", "fail
 _RULE_KEYS = {"match", "unless"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LanguageRules:
-    """What the escalation layer runs for one language: a person asked for, "did not help", policy topics."""
+    """What the escalation layer runs for one language: a person asked for, "did not help", policy topics.
+
+    Compared and hashed by identity: the engine caches its word lists per set of rules, and one file's
+    rules stay the same object until the file changes.
+    """
 
     code: str
     human_request: PolicyRule | None = None
@@ -80,6 +84,18 @@ def _mapping(node: yaml.Node, source: str, what: str, allowed: Collection[str] |
     return fields
 
 
+_ESCAPE_OR_TEXT = re.compile(r"\\.|[^\\]+", re.DOTALL)
+
+
+def as_read(pattern: str) -> str:
+    """A pattern as the folded text reads: accents removed, letters lower-cased (not escapes: \\S stays \\S).
+
+    The folded message is lower-case already, so the expressions need no IGNORECASE, which halves their cost.
+    """
+    return strip_accents("".join(part if part.startswith("\\") else part.lower()
+                                 for part in _ESCAPE_OR_TEXT.findall(pattern)))
+
+
 def _patterns(node: yaml.Node | None, source: str, what: str) -> tuple[re.Pattern[str], ...]:
     if node is None:
         return ()
@@ -87,9 +103,9 @@ def _patterns(node: yaml.Node | None, source: str, what: str) -> tuple[re.Patter
         raise ConfigError(source, _line(node), f"'{what}' must be a list of regular expressions")
     compiled = []
     for item in node.value:
-        pattern = strip_accents(_text(item, source, f"an entry of '{what}'").lower())
+        pattern = as_read(_text(item, source, f"an entry of '{what}'"))
         try:
-            compiled.append(re.compile(pattern, re.IGNORECASE))
+            compiled.append(re.compile(pattern))
         except re.error as error:
             raise ConfigError(source, _line(item), f"invalid regular expression {pattern!r}: {error}") from None
     return tuple(compiled)

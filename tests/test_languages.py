@@ -147,3 +147,20 @@ def test_prompt_check_reports_language_file_problems(tmp_path: Path, capsys: pyt
     assert status == 1
     assert f"{tmp_path / 'knowledge' / 'languages' / 'sv.yaml'}:12: policy 'refunds' is not a rule" in err
     assert "warning: SUPPORTBOT_LANGUAGES lists 'fi' but" in err
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Mein Konto wurde g3hackt", "policy:security"),
+    ("Ich will eine Rück\u200berstattung", "policy:refund"),
+    ("\uff32\u00dc\uff23\uff2b\uff25\uff32\uff33\uff34\uff21\uff34\uff34\uff35\uff2e\uff27 bitte", "policy:refund"),
+    ("quiero un r e e m b o l s o", "policy:refund"),
+    ("Je veux être rembour\u00adsé", "policy:refund"),
+    ("Ich möchte mit einem M\u0435nschen sprechen", "user_request"),
+])
+def test_disguises_are_read_through_in_other_languages(text: str, reason: str) -> None:
+    policies = PolicyStore(PROJECT_ROOT / "knowledge", interval=0)
+    languages = LanguageStore(PROJECT_ROOT / "knowledge", interval=0).rules(["de", "es", "fr"])
+
+    signal = detect_before(text, [], policies.rules(), failures_to_escalate=2, languages=languages)
+
+    assert signal is not None and signal.reason == reason
