@@ -348,3 +348,116 @@ async def test_an_imported_article_answers_through_the_offline_provider(
     assert response.status_code == 200, response.text
     reply = response.json()["reply"]["content"]
     assert "ring blinks blue" in reply
+
+
+HELP_CENTER = Path(__file__).resolve().parent / "data" / "helpcenter"
+
+
+def hub(title: str, links: list[tuple[str, str, str]]) -> str:
+    """A category page: the page chrome around a list of article links, each with its one-line summary."""
+    items = "".join(f'<li><a href="{href}">{name}</a><p>{summary}</p></li>' for href, name, summary in links)
+    return article(title, []).replace("<p></p>", f'<ul class="article-list">{items}</ul>')
+
+
+def with_related(page: str, links: list[str], aside: bool) -> str:
+    """The article with a "Related articles" list after it: in an <aside>, or in a plain <div> inside the article."""
+    items = "".join(f'<li><a href="{href}">Related: {href}</a></li>' for href in links)
+    if aside:
+        return page.replace("</article>", f"</article><aside><h3>Related articles</h3><ul>{items}</ul></aside>")
+    return page.replace("</article>", f'<div class="related"><h3>Related articles</h3><ul>{items}</ul></div></article>')
+
+
+def test_link_list_pages_are_skipped_and_articles_with_related_links_are_imported(
+    center: tuple[FakeHelpCenter, str], database_url: str
+) -> None:
+    fake, base = center
+    related = ["/help/refunds", "/help/invoices", "/help/billing"]
+    fake.pages["/sitemap.xml"] = Page(sitemap(base, ["/help/", "/help/billing", "/help/small", "/help/refunds",
+                                                     "/help/invoices", "/help/inline"]),
+                                      content_type="application/xml")
+    fake.pages["/help/"] = Page(hub("How can we help?", [("/help/billing", "Billing", "Plans, invoices, refunds."),
+                                                         ("/help/account", "Account", "Sign-in and security.")]))
+    fake.pages["/help/billing"] = Page(hub("Billing", [
+        ("/help/refunds", "Refund a payment", "Send money back to a customer who paid by card."),
+        ("/help/invoices", "Download an invoice", "Find every invoice you were sent as a PDF."),
+        ("/help/plans", "Plans and prices", "What each plan costs and what it includes."),
+    ]))
+    fake.pages["/help/small"] = Page(hub("Small category", [("/help/refunds", "Refund a payment", "Money back."),
+                                                            ("/help/invoices", "Download an invoice", "PDFs.")]))
+    fake.pages["/help/refunds"] = Page(with_related(article(
+        "Refund a payment", [], intro="Open the payment and choose Refund; the money is back in 5 to 10 days."),
+        related, aside=True))
+    fake.pages["/help/invoices"] = Page(with_related(article(
+        "Download an invoice", [], intro="Invoices are under Billing, then History, as PDF files."),
+        related, aside=False))
+    fake.pages["/help/inline"] = Page(article(
+        "Change your plan", [], intro='Go to <a href="/help/billing">Billing</a>, then <a href="/help/plans">Plans</a>,'
+                                      " and choose the plan you want; the price changes from the next invoice."))
+    imports = make_imports(database_url)
+
+    report = imports.import_source(f"{base}/help/")
+
+    assert report.error is None and report.failed == []
+    assert sorted(report.skipped) == [(f"{base}/help/", "a list of links, not an article"),
+                                      (f"{base}/help/billing", "a list of links, not an article"),
+                                      (f"{base}/help/small", "a list of links, not an article")]
+    assert report.added == 3
+    by_url = {row.url: row for row in entries(imports)}
+    assert set(by_url) == {f"{base}/help/refunds", f"{base}/help/invoices", f"{base}/help/inline"}
+    assert "5 to 10 days" in by_url[f"{base}/help/refunds"].text
+    assert "Billing, then History" in by_url[f"{base}/help/invoices"].text
+    assert "the price changes from the next invoice" in by_url[f"{base}/help/inline"].text
+
+
+def test_a_page_that_became_a_list_of_links_stops_answering_at_the_next_sync(
+    center: tuple[FakeHelpCenter, str], sqlite_url: str
+) -> None:
+    fake, base = center
+    fake.pages["/sitemap.xml"] = Page(sitemap(base, ["/help/refunds", "/help/billing"]), content_type="application/xml")
+    fake.pages["/help/refunds"] = Page(article("Refund a payment", [], intro="Open the payment and choose Refund."))
+    fake.pages["/help/billing"] = Page(article("Billing", [], intro="Plans are billed monthly, on the day you joined."))
+    imports = make_imports(sqlite_url)
+    assert imports.import_source(f"{base}/help/").added == 2
+    fake.pages["/help/billing"] = Page(hub("Billing", [("/help/refunds", "Refund a payment", "Money back."),
+                                                       ("/help/plans", "Plans", "What each plan costs.")]))
+
+    [report] = imports.sync_all()
+
+    assert (report.updated, report.unchanged, report.removed) == (0, 1, 1)
+    assert report.skipped == [(f"{base}/help/billing", "a list of links, not an article")]
+    assert [row.url for row in entries(imports)] == [f"{base}/help/refunds"]
+
+
+def test_the_tallybook_folder_imports_its_33_articles_and_skips_its_7_hub_pages(sqlite_url: str) -> None:
+    imports = make_imports(sqlite_url)
+
+    report = imports.import_source(str(HELP_CENTER))
+
+    hubs = sorted(path.relative_to(HELP_CENTER).as_posix() for path in HELP_CENTER.glob("**/*.html")
+                  if path.parent.name not in ("articles", "internal"))
+    assert hubs == ["categories/account-and-security.html", "categories/banking.html", "categories/expenses.html",
+                    "categories/getting-started.html", "categories/invoices-and-payments.html",
+                    "categories/tax-and-reports.html", "index.html"]
+    assert sorted(report.skipped) == [(hub, "a list of links, not an article") for hub in hubs]
+    with imports.sessions() as session:
+        stored = set(session.scalars(select(KnowledgeDocument.url)))
+    articles = {f"articles/{path.name}" for path in (HELP_CENTER / "articles").glob("*.html")}
+    assert len(articles) == 33 and articles <= stored and not set(hubs) & stored
+
+
+def test_an_export_article_that_is_a_list_of_links_is_still_imported(sqlite_url: str, tmp_path: Path) -> None:
+    # Each step opens with a link to another article: as a web page this body would be a list of links.
+    body = "".join(f'<li><a href="/hc/articles/{n}">Step {n}</a>: hold the button for five seconds until the light '
+                   "blinks, then open the app and choose Pair on the devices screen.</li>" for n in range(4))
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"articles": [{"id": 7, "title": "Where to start", "body": f"<ul>{body}</ul>",
+                                              "html_url": "https://help.example.com/hc/articles/7"}]}))
+
+    report = make_imports(sqlite_url).import_source(str(path))
+
+    assert report.error is None and (report.added, report.skipped) == (1, [])
+    # The same list as an HTML page of a folder is skipped (it is the folder's only page, so the import fails).
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "start.html").write_text(f"<html><body><main><h1>Start</h1><ul>{body}</ul></main></body>")
+    web = make_imports(sqlite_url).import_source(str(tmp_path / "web"))
+    assert web.error is not None and "start.html: a list of links, not an article" in web.error, web.error
