@@ -158,6 +158,7 @@ async def test_prompt_versions_with_figures_text_and_diff(
     assert v2["escalation_rate"] == pytest.approx(2 / 9)
     assert versions["support@v1"]["turns"] == 0 and versions["support@v1"]["miss_rate"] is None
     first, second = text["text"].splitlines()[:2]
-    assert first.startswith("Internal reference sbc-") and second == "You are a helpful support agent for Acme Analytics."
+    assert first.startswith("Internal reference sbc-")
+    assert second == "You are a helpful support agent for Acme Analytics."
     assert diff["diff"].startswith("--- support@v1\n+++ support@v2\n")
     assert missing.status_code == 404
