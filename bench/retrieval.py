@@ -3,6 +3,8 @@
 The questions are split in two halves by a hash of their text: choices were tuned on the `tuning` half only, and
 the `held-out` half tells whether they carry over. Off-topic and out-of-scope questions (which the knowledge
 does not answer) give the rate of false answers. The last column is the mean search time per question.
+The help center is loaded by the real importer (service/imports: sitemap, robots.txt, extraction, link-list
+pages skipped, long pages split), so the figures are those of an import.
 
     python -m bench.retrieval [--help-center DIR] [--questions FILE] [--off-topic FILE] [--min-match 0.35]
 """
@@ -13,20 +15,24 @@ import argparse
 import asyncio
 import hashlib
 import json
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import trafilatura
+import httpx
 
 from service.embeddings import LocalEmbedder
+from service.imports.crawling import crawl
+from service.imports.documents import Document
+from service.imports.fetching import Fetcher, FetchLimits
+from service.imports.storing import entry_rows
 from service.knowledge import KnowledgeBase, KnownIssue, slugify
 from service.retrieval import MIN_MATCH, RetrievalMode, Retriever
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
-SPLIT_CHARS = 1500  # articles longer than this become one entry per section, like an import splits them
+PUBLISHED_ORIGIN = "https://help.tallybook.example"  # what the help center's sitemap.xml and robots.txt name
 
 
 @dataclass(frozen=True)
@@ -65,28 +71,35 @@ def load_off_topic(path: Path) -> list[str]:
 
 
 def load_help_center(root: Path) -> KnowledgeBase:
-    """The articles under root/articles as entries (main content only, long ones split at their h2 sections)."""
+    """The help center under `root` as a real import makes it: served at its published origin (its sitemap and
+    robots.txt name it), crawled, extracted, link-list pages skipped and long pages split by service/imports.
+
+    Entry URLs are paths (`/articles/x.html#section`), as the labeled questions name them.
+    """
+    listing = crawl(Fetcher(f"{PUBLISHED_ORIGIN}/", FetchLimits(delay=0.0), client=_serve_folder(root),
+                            resolve=lambda host: ["127.0.0.1"]), {})
     issues: list[KnownIssue] = []
-    for page in sorted((root / "articles").glob("*.html")):
-        issues.extend(_article_entries(page.read_text(encoding="utf-8"), f"/articles/{page.name}"))
+    for document in (item for item in listing.items if isinstance(item, Document)):
+        for row in entry_rows(document):
+            url = urlsplit(row.url)._replace(scheme="", netloc="").geturl()
+            issues.append(KnownIssue(id=f"imported-{slugify(url)}-{row.position}", title=row.title, keywords=(),
+                                     solution=row.text, escalate=False, source=PUBLISHED_ORIGIN, url=url,
+                                     page_title=document.title))
     return KnowledgeBase(tuple(issues))
 
 
-def _article_entries(html: str, url: str) -> list[KnownIssue]:
-    text = trafilatura.extract(html, output_format="markdown") or ""
-    first, _, body = text.partition("\n")
-    title = first.lstrip("# ").strip()
-    parts = re.split(r"(?m)^## ", body.strip())
-    if len(body) <= SPLIT_CHARS or len(parts) < 2:
-        return [_entry(title, title, body.strip(), url)]
-    lead = parts[0].strip()
-    return [_entry(f"{title}: {head.strip()}", title, f"{lead}\n\n{rest.strip()}", url)
-            for head, _, rest in (part.partition("\n") for part in parts[1:])]
+def _serve_folder(root: Path) -> httpx.Client:
+    """An HTTP client whose every request is answered from the files under `root` (404 for any other path)."""
+    types = {".html": "text/html; charset=utf-8", ".xml": "application/xml", ".txt": "text/plain"}
 
+    def answer(request: httpx.Request) -> httpx.Response:
+        file = (root / request.url.path.lstrip("/")).resolve()
+        if not file.is_file() or not file.is_relative_to(root.resolve()):
+            return httpx.Response(404, text="not found")
+        return httpx.Response(200, content=file.read_bytes(), headers={
+            "content-type": types.get(file.suffix, "application/octet-stream")})
 
-def _entry(title: str, page_title: str, text: str, url: str) -> KnownIssue:
-    return KnownIssue(id=slugify(title), title=title, keywords=(), solution=text, escalate=False,
-                      source=url, url=url, page_title=page_title)
+    return httpx.Client(transport=httpx.MockTransport(answer), follow_redirects=False)
 
 
 def rank_of(hits: Sequence[KnownIssue], url: str) -> int | None:

@@ -78,12 +78,13 @@ def help_center() -> KnowledgeBase:
     return load_help_center(DATA / "helpcenter")
 
 
-# Floors measured on the labeled set (README table, `python -m bench.retrieval`); a change that makes
-# retrieval worse fails here. Hybrid recall@8 holds the target (95 %); its other target (80 %
-# answered right offline) is NOT reached yet (recall@1 is 75.8 %).
+# Floors measured on the labeled set (README table, `python -m bench.retrieval`), the help center loaded by
+# the real importer (33 articles, 39 entries; its index and category pages skipped as lists of links); a
+# change that makes retrieval worse fails here. Hybrid recall@8 holds the target (95 %); its other
+# target (80 % answered right offline) is NOT reached yet (recall@1 is 75.0 %, answered right 64.2 %).
 @pytest.mark.parametrize(("mode", "recall_at_1", "recall_at_8", "answered_right", "answered_wrong", "off_topic"), [
-    (RetrievalMode.BM25, 0.62, 0.89, 0.55, 0.26, 0.15),
-    (RetrievalMode.HYBRID, 0.75, 0.95, 0.65, 0.18, 0.04),
+    (RetrievalMode.BM25, 0.64, 0.89, 0.57, 0.25, 0.15),
+    (RetrievalMode.HYBRID, 0.75, 0.95, 0.64, 0.17, 0.04),
 ])
 async def test_labeled_questions_meet_the_measured_floors(
     help_center: KnowledgeBase, mode: RetrievalMode, recall_at_1: float, recall_at_8: float,
@@ -104,8 +105,9 @@ async def test_the_held_out_half_is_not_worse_than_before_tuning(help_center: Kn
     held_out = [q for q in load_questions(DATA / "helpcenter_questions.jsonl") if not is_tuning(q.text)]
     assert 50 <= len(held_out) <= 70, "the split is by a hash of the text: about half"
     m = await evaluate(Retriever(RetrievalMode.HYBRID, LocalEmbedder()), help_center, held_out, MIN_MATCH)
-    # Before the typo step, the openings and the weighted match: 69.8 % recall@1, 61.9 % answered right.
-    assert m.recall_at_1 >= 0.73 and m.recall_at_8 >= 0.98 and m.answered_right >= 0.65
+    # Before the typo step, the openings and the weighted match: 69.8 % recall@1, 61.9 % answered right (articles
+    # read by the bench's own extraction); through the real importer now 73.0 %, 96.8 % recall@8, 63.5 % right.
+    assert m.recall_at_1 >= 0.73 and m.recall_at_8 >= 0.96 and m.answered_right >= 0.63
 
 
 async def test_off_topic_questions_are_not_answered_in_hybrid_mode(help_center: KnowledgeBase) -> None:
