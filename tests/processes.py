@@ -29,7 +29,10 @@ def free_port() -> int:
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """This environment without the developer's SUPPORTBOT_/OPENAI_ settings, with a fresh data dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI_"))}
-    return {**env, "SUPPORTBOT_DATA_DIR": str(tmp_path / "data"), **EXAMPLE_DIRS, **extra}
+    # Processes started here test serving, not language detection (tests/test_language.py does, in process):
+    # the fast models load in under a second, the accurate ones take several per start.
+    return {**env, "SUPPORTBOT_DATA_DIR": str(tmp_path / "data"), "SUPPORTBOT_LANGUAGE_DETECTION": "fast",
+            **EXAMPLE_DIRS, **extra}
 
 
 class ServiceProcess:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import create_app
@@ -87,18 +87,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
     finally:
         customer.close()
 
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh visitor; the test fails on any uncaught error in the page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def open_localized_chat(page: Page, site: Site, language: str) -> dict[str, str]:

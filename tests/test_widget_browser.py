@@ -153,18 +153,6 @@ def service(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> 
         stranger.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh visitor (own storage); the test fails on any uncaught error in the page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
-
 
 def open_chat(page: Page, url: str) -> None:
     """Load a page and open the chat with the launcher bubble."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, Route, expect
+from playwright.sync_api import Dialog, Page, Route, expect
 
 from service.api import create_app
 from service.runtime import Runtime
@@ -41,18 +41,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
     finally:
         customer.close()
 
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh visitor; the test fails on any uncaught error in the page."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.set_default_timeout(10_000)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
 
 
 def test_streamed_reply_shows_its_source_as_a_link_that_opens_a_new_tab(page: Page, site: Site) -> None:
