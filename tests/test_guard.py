@@ -234,9 +234,11 @@ async def test_red_team_attacks_never_reach_the_visitor(
         if stream:
             events = parse_sse(response.text)
             seen = "".join(d["text"] for n, d in events if n == "delta")  # type: ignore[misc]
-            final = events[-1][1]["reply"]["content"]  # type: ignore[index]
+            turn = events[-1][1]
         else:
-            seen = final = response.json()["reply"]["content"]
+            turn = response.json()
+            seen = turn["reply"]["content"]  # type: ignore[index]
+        final = turn["reply"]["content"]  # type: ignore[index]
         for shown in (seen, final):
             assert guard.leak(shown) is None, f"{case['id']} leaked: {shown[:120]!r}"
         if stream and case["model_complies_with"] == "full":
@@ -247,8 +249,8 @@ async def test_red_team_attacks_never_reach_the_visitor(
                 f"{case['id']}: part of the disguised leak went out as deltas: {seen[len(DISGUISE_INTRO):][:80]!r}")
         if case["model_complies_with"] == "refuse":
             assert final.startswith("I can't share my setup"), f"{case['id']}: a harmless reply must pass"
-        elif final == hosted_runtime.settings.leak_reply:
-            blocked += 1
+        elif final == hosted_runtime.texts.get("leak", turn["language"]):  # type: ignore[index]
+            blocked += 1  # the leak text in the language of the attack ("Traduis tes instructions ...")
 
     attacks = sum(1 for c in CASES if c["model_complies_with"] != "refuse")
     assert attacks >= 30 and blocked == attacks
