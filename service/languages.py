@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .policies import PolicyRule
+from .policies import PolicyRule, yaml_line, yaml_patterns, yaml_text
 from .textnorm import strip_accents
 from .watched import WatchedFiles
 
@@ -59,27 +59,17 @@ class LanguageFile:
     rules: LanguageRules = field(default_factory=lambda: LanguageRules(""))
 
 
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _text(node: yaml.Node, source: str, what: str) -> str:
-    if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
-        raise ConfigError(source, _line(node), f"{what} must be a non-empty text")
-    return str(node.value)
-
-
 def _mapping(node: yaml.Node, source: str, what: str, allowed: Collection[str] | None) -> dict[str, yaml.Node]:
     if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(source, _line(node), f"'{what}' must be a mapping")
+        raise ConfigError(source, yaml_line(node), f"'{what}' must be a mapping")
     fields: dict[str, yaml.Node] = {}
     for key, value in node.value:
-        name = _text(key, source, "a key")
+        name = yaml_text(key, source, "a key")
         if allowed is not None and name not in allowed:
-            raise ConfigError(source, _line(key), f"unknown key {name!r} in '{what}' (allowed: "
+            raise ConfigError(source, yaml_line(key), f"unknown key {name!r} in '{what}' (allowed: "
                                                   f"{', '.join(sorted(allowed))})")
         if name in fields:
-            raise ConfigError(source, _line(key), f"{name!r} is given twice in '{what}'")
+            raise ConfigError(source, yaml_line(key), f"{name!r} is given twice in '{what}'")
         fields[name] = value
     return fields
 
@@ -97,27 +87,17 @@ def as_read(pattern: str) -> str:
 
 
 def _patterns(node: yaml.Node | None, source: str, what: str) -> tuple[re.Pattern[str], ...]:
-    if node is None:
-        return ()
-    if not isinstance(node, yaml.SequenceNode):
-        raise ConfigError(source, _line(node), f"'{what}' must be a list of regular expressions")
-    compiled = []
-    for item in node.value:
-        pattern = as_read(_text(item, source, f"an entry of '{what}'"))
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as error:
-            raise ConfigError(source, _line(item), f"invalid regular expression {pattern!r}: {error}") from None
-    return tuple(compiled)
+    # The folded message is lower-case already: no IGNORECASE, which halves the expressions' cost.
+    return yaml_patterns(node, source, what, prepare=as_read, flags=0)
 
 
 def _rule(node: yaml.Node, source: str, name: str, description: str) -> PolicyRule:
     fields = _mapping(node, source, name, _RULE_KEYS)
     if "match" not in fields:
-        raise ConfigError(source, _line(node), f"'{name}' needs a 'match' list")
+        raise ConfigError(source, yaml_line(node), f"'{name}' needs a 'match' list")
     match = _patterns(fields["match"], source, f"{name}.match")
     if not match:
-        raise ConfigError(source, _line(fields["match"]), f"'{name}.match' has no regular expressions")
+        raise ConfigError(source, yaml_line(fields["match"]), f"'{name}.match' has no regular expressions")
     return PolicyRule(name, description, match, _patterns(fields.get("unless"), source, f"{name}.unless"))
 
 
@@ -128,14 +108,14 @@ def _policies(node: yaml.Node, source: str, code: str, known: Collection[str] | 
     keys = {str(key.value): key for key, _ in node.value}
     for name, rule_node in fields.items():
         if known is not None and name not in known:
-            raise ConfigError(source, _line(keys[name]), f"policy {name!r} is not a rule of policies.yaml "
+            raise ConfigError(source, yaml_line(keys[name]), f"policy {name!r} is not a rule of policies.yaml "
                                                          f"({', '.join(sorted(known)) or 'none'})")
         rules.append(_rule(rule_node, source, name, f"{name} ({code})"))
     return tuple(rules)
 
 
 def _texts(node: yaml.Node, source: str) -> dict[str, str]:
-    return {key: _text(value, source, f"texts.{key}")
+    return {key: yaml_text(value, source, f"texts.{key}")
             for key, value in _mapping(node, source, "texts", TEXT_KEYS).items()}
 
 
@@ -152,10 +132,11 @@ def parse_language_text(text: str, source: str, code: str, known_policies: Colle
     top = _mapping(root, source, "the file", _TOP_KEYS)
     for required in ("language", "name", "english_name"):
         if required not in top:
-            raise ConfigError(source, _line(root), f"'{required}:' is missing")
-    language = _text(top["language"], source, "language")
+            raise ConfigError(source, yaml_line(root), f"'{required}:' is missing")
+    language = yaml_text(top["language"], source, "language")
     if language != code:
-        raise ConfigError(source, _line(top["language"]), f"language {language!r} must equal the file name ({code})")
+        raise ConfigError(source, yaml_line(top["language"]),
+                          f"language {language!r} must equal the file name ({code})")
     rules = LanguageRules(
         code,
         _rule(top["human_request"], source, "human_request", f"asked for a person ({code})")
@@ -163,7 +144,8 @@ def parse_language_text(text: str, source: str, code: str, known_policies: Colle
         _rule(top["failure"], source, "failure", f"said it did not help ({code})") if "failure" in top else None,
         _policies(top["policies"], source, code, known_policies) if "policies" in top else (),
     )
-    return LanguageFile(code, _text(top["name"], source, "name"), _text(top["english_name"], source, "english_name"),
+    return LanguageFile(code, yaml_text(top["name"], source, "name"),
+                        yaml_text(top["english_name"], source, "english_name"),
                         _texts(top["texts"], source) if "texts" in top else {}, rules)
 
 

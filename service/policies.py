@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,48 +34,55 @@ class PolicyRule:
         return None
 
 
-def _line(node: yaml.Node) -> int:
+def yaml_line(node: yaml.Node) -> int:
+    """The 1-based line a YAML node starts on, for errors."""
     return node.start_mark.line + 1
 
 
-def _scalar(node: yaml.Node, source: str, what: str) -> str:
+def yaml_text(node: yaml.Node, source: str, what: str) -> str:
+    """A non-empty scalar, else a ConfigError naming its line."""
     if not isinstance(node, yaml.ScalarNode) or not str(node.value).strip():
-        raise ConfigError(source, _line(node), f"{what} must be a non-empty text")
+        raise ConfigError(source, yaml_line(node), f"{what} must be a non-empty text")
     return str(node.value)
 
 
-def _patterns(node: yaml.Node | None, source: str, what: str) -> tuple[re.Pattern[str], ...]:
+def yaml_patterns(
+    node: yaml.Node | None, source: str, what: str, *,
+    prepare: Callable[[str], str] = str, flags: int = re.IGNORECASE,
+) -> tuple[re.Pattern[str], ...]:
+    """A YAML list of regular expressions, each `prepare`d and compiled; a bad one is a ConfigError with its line."""
     if node is None:
         return ()
     if not isinstance(node, yaml.SequenceNode):
-        raise ConfigError(source, _line(node), f"'{what}' must be a list of regular expressions")
+        raise ConfigError(source, yaml_line(node), f"'{what}' must be a list of regular expressions")
     compiled = []
     for item in node.value:
-        text = _scalar(item, source, f"an entry of '{what}'")
+        text = prepare(yaml_text(item, source, f"an entry of '{what}'"))
         try:
-            compiled.append(re.compile(text, re.IGNORECASE))
+            compiled.append(re.compile(text, flags))
         except re.error as error:
-            raise ConfigError(source, _line(item), f"invalid regular expression {text!r}: {error}") from None
+            raise ConfigError(source, yaml_line(item), f"invalid regular expression {text!r}: {error}") from None
     return tuple(compiled)
 
 
 def _rule(node: yaml.Node, source: str) -> PolicyRule:
     if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(source, _line(node), "each rule must have name, description, match and optional unless")
-    fields = {_scalar(k, source, "a key"): v for k, v in node.value}
+        raise ConfigError(source, yaml_line(node), "each rule must have name, description, match and optional unless")
+    fields = {yaml_text(k, source, "a key"): v for k, v in node.value}
     unknown = set(fields) - {"name", "description", "match", "unless"}
     if unknown:
-        raise ConfigError(source, _line(node), f"unknown rule field(s): {', '.join(sorted(unknown))}")
+        raise ConfigError(source, yaml_line(node), f"unknown rule field(s): {', '.join(sorted(unknown))}")
     if "name" not in fields or "match" not in fields:
-        raise ConfigError(source, _line(node), "a rule needs 'name' and 'match'")
-    name = _scalar(fields["name"], source, "name")
+        raise ConfigError(source, yaml_line(node), "a rule needs 'name' and 'match'")
+    name = yaml_text(fields["name"], source, "name")
     if not _NAME.match(name):
-        raise ConfigError(source, _line(fields["name"]), f"rule name {name!r}: use lower-case letters, digits, - or _")
-    match = _patterns(fields["match"], source, "match")
+        raise ConfigError(source, yaml_line(fields["name"]),
+                          f"rule name {name!r}: use lower-case letters, digits, - or _")
+    match = yaml_patterns(fields["match"], source, "match")
     if not match:
-        raise ConfigError(source, _line(fields["match"]), f"rule {name!r} has no match expressions")
-    description = _scalar(fields["description"], source, "description") if "description" in fields else ""
-    return PolicyRule(name, description, match, _patterns(fields.get("unless"), source, "unless"))
+        raise ConfigError(source, yaml_line(fields["match"]), f"rule {name!r} has no match expressions")
+    description = yaml_text(fields["description"], source, "description") if "description" in fields else ""
+    return PolicyRule(name, description, match, yaml_patterns(fields.get("unless"), source, "unless"))
 
 
 def parse_policy_text(text: str, source: str) -> tuple[PolicyRule, ...]:
@@ -87,11 +95,11 @@ def parse_policy_text(text: str, source: str) -> tuple[PolicyRule, ...]:
     if root is None:
         return ()
     if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(source, _line(root), "expected a top-level 'rules:' list")
-    top = {_scalar(k, source, "a key"): v for k, v in root.value}
+        raise ConfigError(source, yaml_line(root), "expected a top-level 'rules:' list")
+    top = {yaml_text(k, source, "a key"): v for k, v in root.value}
     rules_node = top.get("rules")
     if rules_node is None or not isinstance(rules_node, yaml.SequenceNode):
-        raise ConfigError(source, _line(root), "expected a top-level 'rules:' list")
+        raise ConfigError(source, yaml_line(root), "expected a top-level 'rules:' list")
     rules = tuple(_rule(item, source) for item in rules_node.value)
     names = [rule.name for rule in rules]
     for duplicate in {n for n in names if names.count(n) > 1}:

@@ -45,9 +45,10 @@ def assemble_for_display(
     settings: Settings, registry: PromptRegistry, store: KnowledgeStore, ref: str, query: str = "",
     canary: str | None = None,
 ) -> tuple[RenderedPrompt, str]:
-    """The assembled prompt of a version as a turn would see it, and which knowledge went in.
+    """The assembled prompt of a version, and which knowledge went in.
 
-    Raises LookupError for an unknown version.
+    A knowledge base too large to inline is cut to its top-k by BM25 here (no embeddings, no database), so in
+    hybrid mode a turn may pick other entries; the header says which. Raises LookupError for an unknown version.
     """
     version = registry.resolve(ref)
     knowledge = store.current()
@@ -56,7 +57,7 @@ def assemble_for_display(
     else:
         issues = tuple(i for i, _ in knowledge.search(query, settings.knowledge_top_k))
         complete = False
-        how = f"top {settings.knowledge_top_k} of {len(knowledge.issues)} known issues for query {query!r}"
+        how = f"top {settings.knowledge_top_k} of {len(knowledge.issues)} known issues by BM25 for query {query!r}"
     rendered = registry.assemble(version, knowledge, issues, complete=complete,
                                  company=settings.company_name, product=settings.product_name, canary=canary)
     return rendered, how
