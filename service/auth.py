@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
 from .errors import Unauthorized
-from .models import AdminSession, utcnow
+from .models import AdminSession, StaffRole, User, utcnow
+from .people import ADMIN_TOKEN_ACTOR, Principal, principal_of
 
 _SALT = "supportbot.conversation"
 
@@ -71,19 +71,13 @@ def verified_visitor(metadata: dict[str, str] | None, secret: str | None) -> dic
     return visitor
 
 
-@dataclass(frozen=True)
-class SignedIn:
-    """A live admin session: who, and the session id that CSRF tokens are bound to."""
-
-    actor: str
-    session_id: str
-
-
 class AdminSessions:
     """Admin sessions kept in the database (revocable, shared by replicas) and CSRF tokens bound to them.
 
-    The cookie carries only a signed random session id. A session counts while its row is unrevoked,
-    unexpired and made with the current admin token (compared by fingerprint, never by the token itself).
+    The cookie carries only a signed random session id. A session counts while its row is unrevoked and
+    unexpired, and: for a person, while the person is enabled (their role is read at every request, so a
+    changed role applies at once); for a sign-in with the shared admin token, while that token is the
+    current one (compared by fingerprint, never by the token itself).
     """
 
     COOKIE = "sb_admin"
@@ -101,19 +95,22 @@ class AdminSessions:
         """The HMAC-SHA256 of an admin token under the service secret: stored instead of the token."""
         return hmac.new(self._secret, f"admin-token:{admin_token}".encode(), hashlib.sha256).hexdigest()
 
-    def issue(self, actor: str) -> str:
-        """Start a session for `actor`; returns the cookie value."""
+    def issue(self, user: User | None = None) -> str:
+        """Start a session for `user` (None: signed in with the shared admin token); returns the cookie value."""
         session_id = secrets.token_urlsafe(32)
         now = utcnow()
         with transaction(self._sessions) as db:
             # Sign-ins are rare: sweeping expired rows here keeps the table to live sessions without a job.
             db.execute(delete(AdminSession).where(AdminSession.expires_at < now))
-            db.add(AdminSession(id=session_id, actor=actor, token_fingerprint=self._fingerprint, created_at=now,
-                                expires_at=now + timedelta(seconds=self.max_age)))
+            db.add(AdminSession(
+                id=session_id, actor=user.email if user else ADMIN_TOKEN_ACTOR, user_id=user.id if user else None,
+                token_fingerprint=None if user else self._fingerprint, created_at=now,
+                expires_at=now + timedelta(seconds=self.max_age)))
         return str(self._serializer.dumps(session_id))
 
-    def signed_in(self, cookie: str | None) -> SignedIn | None:
-        """The live session a cookie names, or None (missing, tampered, expired, revoked or old-token cookie)."""
+    def signed_in(self, cookie: str | None) -> Principal | None:
+        """Who a cookie's live session belongs to, or None (missing, tampered, expired, revoked, disabled
+        person, or a cookie made with an admin token that has since changed)."""
         session_id = self._session_id(cookie)
         if session_id is None:
             return None
@@ -121,9 +118,22 @@ class AdminSessions:
             row = db.get(AdminSession, session_id)
             if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
                 return None
-            if not hmac.compare_digest(row.token_fingerprint, self._fingerprint):
+            if row.user_id is not None:
+                user = db.get(User, row.user_id)
+                if user is None or user.disabled_at is not None:
+                    return None
+                return principal_of(user, row.id)
+            if row.token_fingerprint is None or not hmac.compare_digest(row.token_fingerprint, self._fingerprint):
                 return None
-            return SignedIn(row.actor, row.id)
+            return Principal(ADMIN_TOKEN_ACTOR, StaffRole.ADMIN, session_id=row.id)
+
+    def revoke_all(self, user_id: int) -> int:
+        """End every session of a person (disabled, password changed, or on request); how many were live."""
+        with transaction(self._sessions) as db:
+            result = db.execute(update(AdminSession).where(AdminSession.user_id == user_id,
+                                                           AdminSession.revoked_at.is_(None))
+                                .values(revoked_at=utcnow()))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def revoke(self, cookie: str | None) -> None:
         """End the session a cookie names, for every replica (logout)."""

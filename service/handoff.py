@@ -112,7 +112,7 @@ class HandoffDesk:
         return HandoffResult(note_message, reply, escalation, created, language)
 
     def agent_reply(
-        self, conversation_id: str, content: str, author: str, corrects_id: int | None
+        self, conversation_id: str, content: str, author: str, corrects_id: int | None, actor: str | None = None
     ) -> Message:
         """Store a human agent's reply, linked to the bot reply it corrects (by default, see `correction_target`)."""
         with transaction(self.sessions) as session:
@@ -130,7 +130,7 @@ class HandoffDesk:
                               content=content, author=author, corrects_id=corrects_id)
             session.add(message)
             session.flush()
-            audit(session, author, "agent_reply", f"conversation:{conversation_id}",
+            audit(session, actor or author, "agent_reply", f"conversation:{conversation_id}",
                   {"message_id": message.id, "corrects_id": corrects_id})
             refresh_conversation(session, conversation_id)
         return message

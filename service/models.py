@@ -75,6 +75,14 @@ class Role(enum.StrEnum):
     SYSTEM = "system"
 
 
+class StaffRole(enum.StrEnum):
+    """What a person of the support team may do (service/people.py says which routes each role reaches)."""
+
+    ADMIN = "admin"  # everything, including people and settings
+    AGENT = "agent"  # answers visitors, claims, assigns, resolves, writes corrections
+    REVIEWER = "reviewer"  # reads conversations, reviews misses, writes corrections, exports; never writes to a visitor
+
+
 class Origin(enum.StrEnum):
     """Who wrote a message's text: the visitor, a model (hosted or offline), a fixed text of the service, a person."""
 
@@ -129,6 +137,10 @@ class Conversation(Base):
     tokens_used: Mapped[int] = mapped_column(Integer, default=0)
     # The visitor's language (ISO 639-1): the latest one detected with confidence (service/language.py).
     language: Mapped[str | None] = mapped_column(String(8), default=None)
+    # The person handling the handoff (NULL: unassigned), and when the visitor's widget was last seen open.
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None,
+                                                    index=True)
+    visitor_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class PromptSnapshot(Base):
@@ -289,8 +301,11 @@ class AdminSession(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     actor: Mapped[str] = mapped_column(String(100))
-    # HMAC of the admin token the session was made with (never the token): rotating the token ends the session.
-    token_fingerprint: Mapped[str] = mapped_column(String(64))
+    # A person's session names the user (disabling them ends it); a session made with the shared admin token
+    # has no user and keeps the HMAC of that token (never the token): rotating the token ends the session.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None,
+                                                index=True)
+    token_fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -358,4 +373,63 @@ class EmbeddingCache(Base):
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     dimensions: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class User(Base):
+    """A person of the support team: signs in with a password, a one-time link, single sign-on or a token."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lower-case
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))  # StaffRole
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)  # argon2id; NULL: none set
+    # Agents marked available take part in automatic round-robin assignment; last_assigned_at orders them.
+    available: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal API token (shown once; only its SHA-256 is kept), or a one-time sign-in link's token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "api" | "sign_in_link"
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str | None] = mapped_column(String(100), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)  # or used, for a link
+
+
+class CannedReply(Base):
+    """A saved answer agents insert in the reply box by its shortcut."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    shortcut: Mapped[str] = mapped_column(String(50), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    content: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(254))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class SlackThread(Base):
+    """The Slack thread a handoff opened: the visitor's later messages go there, replies in it come back."""
+
+    __tablename__ = "slack_threads"
+    __table_args__ = (UniqueConstraint("channel", "thread_ts", name="uq_slack_threads_channel_ts"),)
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    thread_ts: Mapped[str | None] = mapped_column(String(32), default=None)  # NULL until Slack has answered
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -26,6 +26,7 @@ from .languages import LanguageStore
 from .llm import OfflineProvider, OpenAIProvider, Provider
 from .models import utcnow
 from .outbox import HandoffNotice, Outbox
+from .people import People
 from .policies import PolicyStore
 from .prompts import PromptRegistry
 from .ratelimit import RateLimits
@@ -74,6 +75,7 @@ class Runtime:
     outbox: Outbox
     admin_token: str
     review: ReviewDesk
+    people: People
     inbox: Inbox
     limits: RateLimits
     canary: str
@@ -114,6 +116,7 @@ class Runtime:
             outbox=Outbox(sessions),
             admin_token=admin_token(settings),
             review=ReviewDesk(sessions),
+            people=People(sessions),
             inbox=Inbox(sessions),
             limits=RateLimits(settings),
             canary=make_canary(secret_key(settings)),

@@ -8,7 +8,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Query
 
 from ..turns import check_message
-from .deps import AdminActor, BeforeId, RuntimeDep
+from .deps import Answering, BeforeId, RuntimeDep, Staff
 from .schemas import (
     AdminMessage,
     AgentMessageCreate,
@@ -29,7 +29,7 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("/escalations", response_model=list[EscalationAdmin], responses=ADMIN_ERRORS)
 async def list_escalations(
-    runtime: RuntimeDep, _actor: AdminActor,
+    runtime: RuntimeDep, _who: Staff,
     status: Literal["open", "resolved", "all"] = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: BeforeId = None,
@@ -40,7 +40,7 @@ async def list_escalations(
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationAdmin, responses=ADMIN_ERRORS)
-async def get_conversation(conversation_id: str, runtime: RuntimeDep, _actor: AdminActor) -> ConversationAdmin:
+async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staff) -> ConversationAdmin:
     """The whole conversation with every reply's prompt version, model, usage, feedback and escalations."""
     conversation, messages, escalations, feedback = await to_thread.run_sync(
         runtime.handoff.conversation_detail, conversation_id)
@@ -59,21 +59,25 @@ async def get_conversation(conversation_id: str, runtime: RuntimeDep, _actor: Ad
 @router.post("/conversations/{conversation_id}/messages", status_code=201, response_model=AdminMessage,
              responses={**ADMIN_ERRORS, 413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
 async def post_agent_message(
-    conversation_id: str, body: AgentMessageCreate, runtime: RuntimeDep, actor: AdminActor
+    conversation_id: str, body: AgentMessageCreate, runtime: RuntimeDep, who: Answering
 ) -> AdminMessage:
-    """A human agent answers; the visitor sees it in the transcript. It is the correction of the bot's miss."""
+    """A human agent answers; the visitor sees it, under the person's name, in the transcript. It is the
+    correction of the bot's miss. `author` names the writer only for the shared admin token (an automation
+    relaying for someone); a person's reply is always under their own name."""
     content = check_message(runtime, body.content)
+    author = (body.author or who.display_name) if who.user_id is None else who.display_name
     message = await to_thread.run_sync(lambda: runtime.handoff.agent_reply(
-        conversation_id, content, body.author or actor, body.corrects_message_id))
+        conversation_id, content, author, body.corrects_message_id, actor=who.actor))
     return AdminMessage.model_validate(message)
 
 
 @router.post("/conversations/{conversation_id}/resolve", response_model=ResolvePublic, responses=ADMIN_ERRORS)
 async def resolve_conversation(
-    conversation_id: str, runtime: RuntimeDep, actor: AdminActor,
+    conversation_id: str, runtime: RuntimeDep, who: Answering,
     body: Annotated[dict[str, str] | None, Body()] = None,
 ) -> ResolvePublic:
-    """Close the handoff: escalations resolved, the bot answers this conversation again."""
-    by = (body or {}).get("by") or actor
+    """Close the handoff: escalations resolved, the bot answers this conversation again. `by` is honoured
+    only for the shared admin token; a person resolves as themselves."""
+    by = ((body or {}).get("by") or who.actor) if who.user_id is None else who.actor
     conversation = await to_thread.run_sync(runtime.handoff.resolve, conversation_id, by)
     return ResolvePublic(conversation_id=conversation.id, status=conversation.status)

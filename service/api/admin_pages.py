@@ -22,12 +22,14 @@ from ..forwarded import client_ip, request_scheme, require_same_origin
 from ..inbox import VIEWS, InboxQuery
 from ..lockout import count_failure, refuse_if_locked_out, sign_in_guard
 from ..markdown import render_markdown
+from ..models import StaffRole
+from ..people import ADMIN_TOKEN_ACTOR, ADMINS, ANSWERING, CORRECTING, REVIEWING, STAFF, Principal
 from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
 from ..report import build_report, weekly_rates
 from ..runtime import Runtime
-from .deps import BeforeId, IsoDate, MessageId, RuntimeDep
+from .deps import BeforeId, IsoDate, MessageId, RuntimeDep, refuse_role
 from .review import prompt_versions
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -83,31 +85,61 @@ def same_origin_post(request: Request) -> None:
     require_same_origin(request, runtime.limits, runtime.settings.public_url)
 
 
-async def page_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None) -> str:
-    """The signed-in reviewer; pages without a live session redirect to the sign-in form."""
+async def page_actor(request: Request, helper: SessionsDep,
+                     sb_admin: Annotated[str | None, Cookie()] = None) -> Principal:
+    """The signed-in person; pages without a live session redirect to the sign-in form."""
     live = await to_thread.run_sync(helper.signed_in, sb_admin)
     if live is None:
         raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     # The page's forms carry a CSRF token bound to this session (see render).
     request.state.admin_session = live.session_id
-    return live.actor
+    request.state.principal = live
+    return live
 
 
 async def form_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[str | None, Cookie()] = None,
-                     csrf: Annotated[str, Form()] = "") -> str:
-    """The reviewer posting a form: a live session, a same-site origin and a CSRF token made for this session."""
+                     csrf: Annotated[str, Form()] = "") -> Principal:
+    """The person posting a form: a live session, a same-site origin and a CSRF token made for this session."""
     same_origin_post(request)
     live = await to_thread.run_sync(helper.signed_in, sb_admin)
     if live is None:
         raise Unauthorized("sign in first", code="not_signed_in")
-    if not helper.csrf_valid(live.session_id, csrf):
+    if not live.session_id or not helper.csrf_valid(live.session_id, csrf):
         raise Unauthorized("the form is stale or was not sent from this site; reload and try again",
                            code="csrf_failed")
-    return live.actor
+    return live
 
 
-PageActor = Annotated[str, Depends(page_actor)]
-FormActor = Annotated[str, Depends(form_actor)]
+def page_requires(roles: frozenset[StaffRole]) -> Any:
+    """A page for the roles in `roles`: others get a 403 (audited); no session redirects to sign-in."""
+    async def check(request: Request, runtime: RuntimeDep,
+                    who: Annotated[Principal, Depends(page_actor)]) -> Principal:
+        if who.role not in roles:
+            raise await refuse_role(runtime, who, roles, f"{request.method} {request.url.path}")
+        return who
+    check.roles = roles  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+def form_requires(roles: frozenset[StaffRole]) -> Any:
+    """A form post for the roles in `roles` (session, origin and CSRF checked first)."""
+    async def check(request: Request, runtime: RuntimeDep,
+                    who: Annotated[Principal, Depends(form_actor)]) -> Principal:
+        if who.role not in roles:
+            raise await refuse_role(runtime, who, roles, f"{request.method} {request.url.path}")
+        return who
+    check.roles = roles  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+PageActor = Annotated[Principal, Depends(page_actor)]  # any signed-in person (sign-out)
+FormActor = Annotated[Principal, Depends(form_actor)]
+StaffPage = Annotated[Principal, page_requires(STAFF)]
+AdminsPage = Annotated[Principal, page_requires(ADMINS)]
+AnsweringForm = Annotated[Principal, form_requires(ANSWERING)]
+CorrectingForm = Annotated[Principal, form_requires(CORRECTING)]
+ReviewingForm = Annotated[Principal, form_requires(REVIEWING)]
+AdminsForm = Annotated[Principal, form_requires(ADMINS)]
 
 
 def render(request: Request, helper: AdminSessions, name: str, context: dict[str, Any],
@@ -163,9 +195,9 @@ async def login(
                       status_code=429)
         page.headers["Retry-After"] = str(locked.retry_after)
         return page
-    await to_thread.run_sync(runtime.review.record, "admin", "login", None)
+    await to_thread.run_sync(runtime.review.record, ADMIN_TOKEN_ACTOR, "login", None)
     response = back_to(_safe_next(next))
-    cookie = await to_thread.run_sync(helper.issue, "admin")
+    cookie = await to_thread.run_sync(helper.issue, None)
     response.set_cookie(AdminSessions.COOKIE, cookie, max_age=helper.max_age, httponly=True,
                         samesite="strict", path="/admin", secure=is_https(request))
     return response
@@ -187,7 +219,7 @@ def _safe_next(target: str) -> str:
 
 @router.get("")
 async def inbox_page(
-    request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor, view: str = "all",
+    request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: StaffPage, view: str = "all",
     prompt_version: str = "", since: IsoDate = None, until: IsoDate = None, q: str = "",
     cursor: str | None = None, language: str = "",
 ) -> HTMLResponse:
@@ -214,7 +246,7 @@ def _language_names(runtime: Runtime) -> list[tuple[str, str]]:
 
 @router.get("/conversations/{conversation_id}")
 async def conversation_page(
-    request: Request, conversation_id: str, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor
+    request: Request, conversation_id: str, runtime: RuntimeDep, helper: SessionsDep, actor: StaffPage
 ) -> HTMLResponse:
     """The transcript with every reply's details, review forms and the agent reply form."""
     conversation, messages, escalations, feedback = await to_thread.run_sync(
@@ -228,18 +260,18 @@ async def conversation_page(
 
 
 @router.post("/messages/{message_id}/correction")
-async def correction_form(message_id: MessageId, runtime: RuntimeDep, actor: FormActor,
+async def correction_form(message_id: MessageId, runtime: RuntimeDep, actor: CorrectingForm,
                           content: Annotated[str, Form()] = "") -> Response:
     if not content.strip():
         raise SupportbotError("the corrected answer is empty", code="empty_correction")
-    correction = await to_thread.run_sync(runtime.review.correct, message_id, content.strip(), actor)
+    correction = await to_thread.run_sync(runtime.review.correct, message_id, content.strip(), actor.actor)
     return await _back_to_message(runtime, correction.message_id)
 
 
 @router.post("/messages/{message_id}/review")
-async def review_form(message_id: MessageId, runtime: RuntimeDep, actor: FormActor,
+async def review_form(message_id: MessageId, runtime: RuntimeDep, actor: ReviewingForm,
                       verdict: Annotated[str, Form()] = "") -> Response:
-    await to_thread.run_sync(runtime.review.set_verdict, message_id, verdict, actor)
+    await to_thread.run_sync(runtime.review.set_verdict, message_id, verdict, actor.actor)
     return await _back_to_message(runtime, message_id)
 
 
@@ -258,37 +290,39 @@ async def _back_to_message(runtime: RuntimeDep, message_id: int) -> Response:
 
 
 @router.post("/messages/{message_id}/promote")
-async def promote_form(message_id: MessageId, runtime: RuntimeDep, actor: FormActor) -> Response:
-    await to_thread.run_sync(lambda: promote(runtime.log.sessions, runtime.knowledge, message_id, actor))
+async def promote_form(message_id: MessageId, runtime: RuntimeDep, actor: AdminsForm) -> Response:
+    await to_thread.run_sync(lambda: promote(runtime.log.sessions, runtime.knowledge, message_id, actor.actor))
     return await _back_to_message(runtime, message_id)
 
 
 @router.post("/conversations/{conversation_id}/exclude")
-async def exclude_form(conversation_id: str, runtime: RuntimeDep, actor: FormActor,
+async def exclude_form(conversation_id: str, runtime: RuntimeDep, actor: ReviewingForm,
                        excluded: Annotated[str, Form()] = "true") -> Response:
-    await to_thread.run_sync(runtime.review.exclude, conversation_id, excluded == "true", actor)
+    await to_thread.run_sync(runtime.review.exclude, conversation_id, excluded == "true", actor.actor)
     return back_to(f"/admin/conversations/{conversation_id}")
 
 
 @router.post("/conversations/{conversation_id}/resolve")
-async def resolve_form(conversation_id: str, runtime: RuntimeDep, actor: FormActor) -> Response:
-    await to_thread.run_sync(runtime.handoff.resolve, conversation_id, actor)
+async def resolve_form(conversation_id: str, runtime: RuntimeDep, actor: AnsweringForm) -> Response:
+    await to_thread.run_sync(runtime.handoff.resolve, conversation_id, actor.actor)
     return back_to(f"/admin/conversations/{conversation_id}")
 
 
 @router.post("/conversations/{conversation_id}/reply")
-async def reply_form(conversation_id: str, runtime: RuntimeDep, actor: FormActor,
+async def reply_form(conversation_id: str, runtime: RuntimeDep, actor: AnsweringForm,
                      content: Annotated[str, Form()] = "", author: Annotated[str, Form()] = "") -> Response:
+    """An agent's reply, under the person's name (the name field counts only for the shared admin token)."""
     from ..turns import check_message
 
     text = check_message(runtime, content)
-    await to_thread.run_sync(lambda: runtime.handoff.agent_reply(conversation_id, text, author.strip() or actor,
-                                                                  None))
+    name = (author.strip() or actor.display_name) if actor.user_id is None else actor.display_name
+    await to_thread.run_sync(lambda: runtime.handoff.agent_reply(conversation_id, text, name, None,
+                                                                  actor=actor.actor))
     return back_to(f"/admin/conversations/{conversation_id}")
 
 
 @router.get("/prompts")
-async def prompts_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor) -> HTMLResponse:
+async def prompts_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: StaffPage) -> HTMLResponse:
     """Versions, labels and per-version figures."""
     versions = await to_thread.run_sync(prompt_versions, runtime)
     return render(request, helper, "admin/prompts.html", {"actor": actor, "section": "prompts",
@@ -297,7 +331,7 @@ async def prompts_page(request: Request, runtime: RuntimeDep, helper: SessionsDe
 
 @router.get("/prompts/diff")
 async def diff_page(request: Request, a: str, b: str, runtime: RuntimeDep, helper: SessionsDep,
-                    actor: PageActor) -> HTMLResponse:
+                    actor: StaffPage) -> HTMLResponse:
     try:
         first, _ = assemble_for_display(runtime.settings, runtime.prompts, runtime.knowledge, a,
                                            canary=runtime.canary)
@@ -311,7 +345,7 @@ async def diff_page(request: Request, a: str, b: str, runtime: RuntimeDep, helpe
 
 
 @router.get("/prompts/{ref}")
-async def prompt_page(request: Request, ref: str, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor,
+async def prompt_page(request: Request, ref: str, runtime: RuntimeDep, helper: SessionsDep, actor: StaffPage,
                       query: str = "") -> HTMLResponse:
     """The assembled prompt of one version."""
     try:
@@ -325,7 +359,7 @@ async def prompt_page(request: Request, ref: str, runtime: RuntimeDep, helper: S
 
 
 @router.get("/audit")
-async def audit_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor,
+async def audit_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: AdminsPage,
                      before: BeforeId = None) -> HTMLResponse:
     entries = await to_thread.run_sync(runtime.review.audit_log, 100, before)
     next_url = f"/admin/audit?before={entries[-1].id}" if len(entries) == 100 else None
@@ -334,7 +368,7 @@ async def audit_page(request: Request, runtime: RuntimeDep, helper: SessionsDep,
 
 
 @router.get("/report")
-async def report_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: PageActor) -> HTMLResponse:
+async def report_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: StaffPage) -> HTMLResponse:
     """The prompting-vs-fine-tuning report with its chart."""
     report = await to_thread.run_sync(build_report, runtime.settings, runtime.log.sessions)
     series = await to_thread.run_sync(weekly_rates, runtime.log.sessions)

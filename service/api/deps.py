@@ -11,16 +11,18 @@ import hmac
 import re
 from collections.abc import Callable
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import Depends, Header, Path, Query, Request
 from pydantic import BeforeValidator
 
-from ..errors import NotFound, Unauthorized
+from ..errors import Forbidden, NotFound, Unauthorized
 from ..forwarded import client_ip
 from ..inbox import MAX_ID
 from ..lockout import count_failure, refuse_if_locked_out, sign_in_guard
+from ..models import StaffRole
+from ..people import ADMIN_TOKEN, ADMINS, ANSWERING, CORRECTING, REVIEWING, STAFF, TOKEN_PREFIX, Principal
 from ..ratelimit import RateLimits
 from ..runtime import Runtime
 
@@ -58,17 +60,52 @@ async def visitor_conversation(
 VisitorConversation = Annotated[str, Depends(visitor_conversation)]
 
 
-async def admin_actor(request: Request, runtime: RuntimeDep, token: Annotated[str, Depends(bearer_token)]) -> str:
-    """The acting admin, once the admin token is shown; 401 otherwise, 429 while the client is locked out."""
+async def api_principal(request: Request, runtime: RuntimeDep,
+                        token: Annotated[str, Depends(bearer_token)]) -> Principal:
+    """Who a bearer token belongs to: the shared admin token, or a person's personal token (`sbp_...`).
+
+    401 for any other token (counted towards the client's lockout), 429 while the client is locked out.
+    """
     guard, ip = sign_in_guard(request), client_ip(request, runtime.limits)
     await refuse_if_locked_out(guard, runtime.limits, ip)
-    if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
-        await count_failure(guard, runtime.limits, runtime.review, ip, "bearer")
-        raise Unauthorized("invalid admin token", code="invalid_admin_token")
-    return "admin"
+    if hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
+        return ADMIN_TOKEN
+    if token.startswith(TOKEN_PREFIX):
+        who = await to_thread.run_sync(runtime.people.by_api_token, token)
+        if who is not None:
+            return who
+    await count_failure(guard, runtime.limits, runtime.review, ip, "bearer")
+    raise Unauthorized("invalid admin token or personal token (revoked, or its person disabled)",
+                       code="invalid_admin_token")
 
 
-AdminActor = Annotated[str, Depends(admin_actor)]
+async def refuse_role(runtime: Runtime, who: Principal, roles: frozenset[StaffRole], what: str) -> Forbidden:
+    """The 403 for a person whose role does not reach `what`, audited (who tried what)."""
+    await to_thread.run_sync(runtime.review.record, who.actor, "forbidden", what[:100], {"role": str(who.role)})
+    allowed = ", ".join(sorted(roles))
+    return Forbidden(f"your role ({who.role}) may not do this; it needs one of: {allowed}", code="forbidden_role")
+
+
+def requires(roles: frozenset[StaffRole]) -> Any:
+    """A dependency admitting API callers whose role is in `roles` (403, audited, for the others).
+
+    Every admin route declares one (tests/test_roles.py enumerates them against every role).
+    """
+    async def check(request: Request, runtime: RuntimeDep,
+                    who: Annotated[Principal, Depends(api_principal)]) -> Principal:
+        if who.role not in roles:
+            raise await refuse_role(runtime, who, roles, f"{request.method} {request.url.path}")
+        return who
+    check.roles = roles  # type: ignore[attr-defined]
+    return Depends(check)
+
+
+# What a route admits, by the role sets of service/people.py.
+Staff = Annotated[Principal, requires(STAFF)]
+Answering = Annotated[Principal, requires(ANSWERING)]
+Correcting = Annotated[Principal, requires(CORRECTING)]
+Reviewing = Annotated[Principal, requires(REVIEWING)]
+Admins = Annotated[Principal, requires(ADMINS)]
 
 
 async def limit_ip(request: Request, runtime: RuntimeDep) -> None:

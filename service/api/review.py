@@ -17,7 +17,7 @@ from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import RenderedPrompt, estimate_tokens
 from ..report import build_report
 from .admin import ADMIN_ERRORS
-from .deps import AdminActor, BeforeId, IsoDate, MessageId, RuntimeDep
+from .deps import Admins, BeforeId, Correcting, IsoDate, MessageId, Reviewing, RuntimeDep, Staff
 from .schemas import (
     AdminMessage,
     AuditItem,
@@ -46,7 +46,7 @@ REVIEW_ERRORS = {**ADMIN_ERRORS, 422: {"model": ErrorBody}}
 
 @router.get("/conversations", response_model=InboxPage, responses=REVIEW_ERRORS)
 async def inbox(
-    runtime: RuntimeDep, _actor: AdminActor, view: View = "all", prompt_version: str | None = None,
+    runtime: RuntimeDep, _who: Staff, view: View = "all", prompt_version: str | None = None,
     since: IsoDate = None, until: IsoDate = None, q: str | None = None, cursor: str | None = None,
     limit: Limit = 50, language: LanguageCode = None,
 ) -> InboxPage:
@@ -65,7 +65,7 @@ def _columns(obj: object) -> dict[str, object]:
 
 @router.get("/misses", response_model=MissPage, responses=REVIEW_ERRORS)
 async def misses(
-    runtime: RuntimeDep, _actor: AdminActor, since: IsoDate = None, until: IsoDate = None,
+    runtime: RuntimeDep, _who: Staff, since: IsoDate = None, until: IsoDate = None,
     prompt_version: str | None = None, reason: str | None = None, review: ReviewState = "all",
     cursor: str | None = None, limit: Limit = 50,
 ) -> MissPage:
@@ -86,32 +86,32 @@ async def misses(
 @router.post("/messages/{message_id}/correction", status_code=201, response_model=CorrectionPublic,
              responses=REVIEW_ERRORS)
 async def correct(
-    message_id: MessageId, body: CorrectionCreate, runtime: RuntimeDep, actor: AdminActor
+    message_id: MessageId, body: CorrectionCreate, runtime: RuntimeDep, who: Correcting
 ) -> CorrectionPublic:
     """Write the answer a bot reply should have given (becomes training data)."""
-    correction = await to_thread.run_sync(runtime.review.correct, message_id, body.content.strip(), actor)
+    correction = await to_thread.run_sync(runtime.review.correct, message_id, body.content.strip(), who.actor)
     return CorrectionPublic.model_validate(correction)
 
 
 @router.post("/messages/{message_id}/review", response_model=AdminMessage, responses=REVIEW_ERRORS)
 async def review_reply(
-    message_id: MessageId, body: VerdictCreate, runtime: RuntimeDep, actor: AdminActor
+    message_id: MessageId, body: VerdictCreate, runtime: RuntimeDep, who: Reviewing
 ) -> AdminMessage:
     """Mark a bot reply `good` (train on it), `flagged` (a miss), or `clear` the verdict."""
-    message = await to_thread.run_sync(runtime.review.set_verdict, message_id, body.verdict, actor)
+    message = await to_thread.run_sync(runtime.review.set_verdict, message_id, body.verdict, who.actor)
     return AdminMessage.model_validate(message)
 
 
 @router.post("/conversations/{conversation_id}/exclude", responses=REVIEW_ERRORS)
 async def exclude(conversation_id: str, body: ExcludeCreate, runtime: RuntimeDep,
-                  actor: AdminActor) -> dict[str, object]:
+                  who: Reviewing) -> dict[str, object]:
     """Keep a conversation out of training data (or let it back in)."""
-    conversation = await to_thread.run_sync(runtime.review.exclude, conversation_id, body.excluded, actor)
+    conversation = await to_thread.run_sync(runtime.review.exclude, conversation_id, body.excluded, who.actor)
     return {"conversation_id": conversation.id, "exclude_from_training": conversation.exclude_from_training}
 
 
 @router.get("/prompts", response_model=list[PromptVersionInfo], responses=ADMIN_ERRORS)
-async def prompts(runtime: RuntimeDep, _actor: AdminActor) -> list[PromptVersionInfo]:
+async def prompts(runtime: RuntimeDep, _who: Staff) -> list[PromptVersionInfo]:
     """Every prompt version with its labels and, from the log, conversations and rates."""
     return await to_thread.run_sync(prompt_versions, runtime)
 
@@ -139,7 +139,7 @@ def prompt_versions(runtime: RuntimeDep) -> list[PromptVersionInfo]:
 
 
 @router.get("/prompts/diff", response_model=PromptDiff, responses={**ADMIN_ERRORS, 404: {"model": ErrorBody}})
-async def diff(a: str, b: str, runtime: RuntimeDep, _actor: AdminActor, query: str = "") -> PromptDiff:
+async def diff(a: str, b: str, runtime: RuntimeDep, _who: Staff, query: str = "") -> PromptDiff:
     """Unified diff between the assembled prompts of two versions."""
     first, _ = _assembled(runtime, a, query)
     second, _ = _assembled(runtime, b, query)
@@ -147,7 +147,7 @@ async def diff(a: str, b: str, runtime: RuntimeDep, _actor: AdminActor, query: s
 
 
 @router.get("/prompts/{ref}", response_model=PromptText, responses={**ADMIN_ERRORS, 404: {"model": ErrorBody}})
-async def prompt_text(ref: str, runtime: RuntimeDep, _actor: AdminActor, query: str = "") -> PromptText:
+async def prompt_text(ref: str, runtime: RuntimeDep, _who: Staff, query: str = "") -> PromptText:
     """The assembled system prompt of a version (`support@v2`), as a turn would send it."""
     rendered, how = _assembled(runtime, ref, query)
     return PromptText(ref=rendered.ref, sha256=rendered.sha256, estimated_tokens=estimate_tokens(rendered.text),
@@ -163,7 +163,7 @@ def _assembled(runtime: RuntimeDep, ref: str, query: str) -> tuple[RenderedPromp
 
 
 @router.get("/audit", response_model=list[AuditItem], responses=ADMIN_ERRORS)
-async def audit_log(runtime: RuntimeDep, _actor: AdminActor, limit: Limit = 50,
+async def audit_log(runtime: RuntimeDep, _who: Admins, limit: Limit = 50,
                     before: BeforeId = None) -> list[AuditItem]:
     """Admin actions, newest first: who did what, when."""
     rows = await to_thread.run_sync(runtime.review.audit_log, limit, before)
@@ -173,7 +173,7 @@ async def audit_log(runtime: RuntimeDep, _actor: AdminActor, limit: Limit = 50,
 @router.get("/export", responses={**REVIEW_ERRORS, 200: {"content": {"application/x-ndjson": {}},
                                                          "description": "JSONL, streamed"}})
 async def export(
-    runtime: RuntimeDep, actor: AdminActor,
+    runtime: RuntimeDep, who: Reviewing,
     format: Literal["openai-chat", "dpo", "eval-cases"] = "openai-chat",
     select: Literal["corrected", "misses", "all"] = "corrected",
     since: IsoDate = None, until: IsoDate = None, prompt_version: str | None = None,
@@ -185,7 +185,7 @@ async def export(
                             redact=redact, validation_split=validation_split, seed=seed,
                             include_policy_handoffs=include_policy_handoffs)
     exporter = Exporter(runtime.log.sessions, options)
-    await to_thread.run_sync(lambda: runtime.review.record(actor, "export", None, {
+    await to_thread.run_sync(lambda: runtime.review.record(who.actor, "export", None, {
         "format": format, "select": select, "redact": redact, "part": part,
         "include_policy_handoffs": include_policy_handoffs}))
     wanted = part == "validation"
@@ -201,17 +201,17 @@ async def export(
 
 
 @router.get("/report", responses=ADMIN_ERRORS)
-async def report(runtime: RuntimeDep, _actor: AdminActor) -> dict[str, Any]:
+async def report(runtime: RuntimeDep, _who: Staff) -> dict[str, Any]:
     """Figures per prompt version and model, and the recommendation with its reasoning."""
     result = await to_thread.run_sync(build_report, runtime.settings, runtime.log.sessions)
     return result.as_json()
 
 
 @router.post("/messages/{message_id}/promote", status_code=201, responses={**REVIEW_ERRORS, 409: {"model": ErrorBody}})
-async def promote_to_knowledge(message_id: MessageId, runtime: RuntimeDep, actor: AdminActor,
+async def promote_to_knowledge(message_id: MessageId, runtime: RuntimeDep, who: Admins,
                                body: PromoteCreate | None = None) -> dict[str, object]:
     """Add the bot reply's correction to knowledge/promoted.md as a known issue (for a person to commit)."""
     body = body or PromoteCreate()
-    promoted = await to_thread.run_sync(lambda: promote(runtime.log.sessions, runtime.knowledge, message_id, actor,
+    promoted = await to_thread.run_sync(lambda: promote(runtime.log.sessions, runtime.knowledge, message_id, who.actor,
                                                         body.title, body.keywords))
     return {"file": str(promoted.path), "title": promoted.title, "line": promoted.line}
