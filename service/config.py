@@ -138,6 +138,26 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=12, ge=1)
     outbox_poll_interval: float = Field(default=1.0, gt=0)
+
+    # The support team (service/people.py).
+    sign_in_link_minutes: int = Field(default=60, ge=1, description="minutes a one-time sign-in link stays valid")
+    auto_assign: bool = Field(default=False, description="give each new handoff to the available agent who was "
+                              "given one least recently (round-robin)")
+    # Live events for the agents' pages: memory (one replica), postgres (LISTEN/NOTIFY on the database) or
+    # redis (pub/sub on SUPPORTBOT_REDIS_URL); auto picks redis when SUPPORTBOT_REDIS_URL is set, else
+    # postgres on PostgreSQL, else memory.
+    events: Literal["auto", "memory", "postgres", "redis"] = "auto"
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0 for live events between replicas")
+    # Single sign-on with OpenID Connect: the issuer's URL (its /.well-known/openid-configuration is read).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_button_label: str = "Sign in with single sign-on"
+    # Slack app mode: each handoff opens a thread in the channel; replies there reach the visitor.
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = Field(default="https://slack.com/api", description="the Slack Web API's base URL")
     public_url: str = "http://127.0.0.1:8000"
 
     report_flat_versions: int = Field(default=3, ge=2, description="versions whose miss rate must be flat")

@@ -13,6 +13,7 @@ import httpx
 from .auth import VisitorTokens
 from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import DatabaseThreads, create_db_engine, make_session_factory
+from .events import EventBus, LocalBus
 from .fixed_texts import FixedTexts
 from .guard import make_canary
 from .handoff import HandoffDesk
@@ -76,6 +77,7 @@ class Runtime:
     admin_token: str
     review: ReviewDesk
     people: People
+    events: EventBus
     inbox: Inbox
     limits: RateLimits
     canary: str
@@ -117,6 +119,7 @@ class Runtime:
             admin_token=admin_token(settings),
             review=ReviewDesk(sessions),
             people=People(sessions),
+            events=LocalBus(),
             inbox=Inbox(sessions),
             limits=RateLimits(settings),
             canary=make_canary(secret_key(settings)),

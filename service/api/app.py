@@ -23,7 +23,7 @@ from .. import __version__
 from ..config import Settings, get_settings
 from ..errors import SupportbotError
 from ..runtime import Runtime
-from . import admin, admin_pages, chat, health, review, widget
+from . import admin, admin_pages, assignment, chat, health, live, oidc, review, slack, users, widget
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +230,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(admin.router)
     app.include_router(widget.router)
     app.include_router(review.router)
+    app.include_router(users.router)
+    app.include_router(oidc.router)
+    app.include_router(assignment.router)
+    app.include_router(live.router)
+    app.include_router(slack.router)
     app.include_router(admin_pages.router)
     origins = runtime.settings.allowed_origins
     if origins:
