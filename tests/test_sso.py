@@ -1,0 +1,213 @@
+"""Single sign-on through HTTP: the app (ASGI) and a fake OpenID provider (real HTTP), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from service.api import create_app
+from service.auth import AdminSessions
+from service.db import transaction
+from service.models import AdminSession, AuditEntry, User, utcnow
+from service.runtime import Runtime
+from service.sso import PENDING_COOKIE
+
+from .conftest import make_settings
+from .fake_idp import FakeIdP, running_idp
+
+APP = "http://supportbot.test"
+
+
+@pytest.fixture
+def idp() -> Iterator[FakeIdP]:
+    with running_idp() as provider:
+        yield provider
+
+
+@pytest.fixture
+def sso_runtime(tmp_path: Path, database_url: str, idp: FakeIdP) -> Runtime:
+    settings = make_settings(tmp_path, database_url, oidc_issuer=idp.issuer, oidc_client_id=idp.client_id,
+                             oidc_client_secret=idp.client_secret, public_url=APP,
+                             oidc_button_label="Sign in with Example ID")
+    return Runtime.build(settings)
+
+
+async def _browser_like(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    # One cookie jar for both sites, redirects followed between them: the app in process, the provider over HTTP.
+    app = httpx.ASGITransport(app=create_app(runtime=runtime))
+    async with httpx.AsyncClient(base_url=APP, mounts={APP: app}, follow_redirects=True, timeout=10) as client:
+        yield client
+    await runtime.aclose()
+
+
+@pytest.fixture
+async def browser_like(sso_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in _browser_like(sso_runtime):
+        yield client
+
+
+def add_person(runtime: Runtime, email: str = "ana@example.com", name: str = "Ana Agent", role: str = "agent",
+               disabled: bool = False) -> None:
+    with transaction(runtime.log.sessions) as db:
+        db.add(User(email=email, name=name, role=role, disabled_at=utcnow() if disabled else None))
+
+
+def audit(runtime: Runtime, action: str) -> list[AuditEntry]:
+    return [entry for entry in runtime.review.audit_log(100, None) if entry.action == action]
+
+
+def count(runtime: Runtime, model: type[User] | type[AdminSession]) -> int:
+    with runtime.log.sessions() as db:
+        return int(db.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def assert_no_session(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    assert AdminSessions.COOKIE not in client.cookies
+    assert count(runtime, AdminSession) == 0
+
+
+async def test_known_person_signs_in_and_the_session_works(
+        browser_like: httpx.AsyncClient, sso_runtime: Runtime, idp: FakeIdP) -> None:
+    add_person(sso_runtime)
+    page = await browser_like.get("/admin/login/sso", params={"next": "/admin/prompts"})
+    assert page.status_code == 200, page.text
+    assert 'content="0; url=/admin/prompts"' in page.text
+    assert browser_like.cookies.get(AdminSessions.COOKIE)
+    assert PENDING_COOKIE not in browser_like.cookies  # one use
+    inbox = await browser_like.get("/admin", follow_redirects=False)
+    assert inbox.status_code == 200 and "Ana Agent · agent" in inbox.text
+    [login] = audit(sso_runtime, "login")
+    assert (login.actor, login.details) == ("ana@example.com", {"method": "sso"})
+    # What was sent: the authorization code flow with PKCE (S256) and a nonce; the verifier and the
+    # client's secret at the token endpoint (HTTP Basic).
+    [asked] = idp.authorize_requests
+    assert asked["code_challenge_method"] == "S256" and asked["nonce"] and asked["state"]
+    assert asked["redirect_uri"] == f"{APP}/admin/login/sso/callback"
+    [token] = idp.token_requests
+    assert token["code_verifier"] and token["authorization"].startswith("Basic ")
+    assert "client_secret" not in token
+
+
+async def test_discovery_is_fetched_once_for_several_sign_ins(
+        sso_runtime: Runtime, idp: FakeIdP) -> None:
+    add_person(sso_runtime)
+    app = create_app(runtime=sso_runtime)
+    for _ in range(2):
+        async with httpx.AsyncClient(base_url=APP, mounts={APP: httpx.ASGITransport(app=app)},
+                                     follow_redirects=True) as client:
+            assert (await client.get("/admin/login/sso")).status_code == 200
+    assert idp.discovery_requests == 1
+    assert count(sso_runtime, AdminSession) == 2
+    await sso_runtime.aclose()
+
+
+@pytest.mark.parametrize(("disabled", "reason"), [(None, "unknown user"), (True, "disabled user")])
+async def test_person_without_an_enabled_account_is_refused(
+        browser_like: httpx.AsyncClient, sso_runtime: Runtime, disabled: bool | None, reason: str) -> None:
+    if disabled:
+        add_person(sso_runtime, disabled=True)
+    users_before = count(sso_runtime, User)
+    page = await browser_like.get("/admin/login/sso")
+    assert page.status_code == 401
+    assert "ana@example.com has no enabled account here" in page.text
+    assert_no_session(sso_runtime, browser_like)
+    assert count(sso_runtime, User) == users_before  # nobody is created by signing in
+    [refused] = audit(sso_runtime, "sso_refused")
+    assert (refused.actor, refused.target, refused.details) == ("anonymous", "ana@example.com", {"reason": reason})
+    assert audit(sso_runtime, "login") == []
+
+
+@pytest.mark.parametrize(("knob", "value", "reason", "target"), [
+    ("audience", "another-client", "id_token claim aud wrong or missing", None),
+    ("expired", True, "id_token expired", None),
+    ("wrong_nonce", True, "id_token claim nonce wrong or missing", None),
+    ("foreign_key", True, "id_token signature or format invalid", None),
+    ("email_verified", False, "email not verified", "ana@example.com"),
+    ("deny", True, "provider error access_denied", None),
+])
+async def test_a_misbehaving_provider_signs_nobody_in(
+        browser_like: httpx.AsyncClient, sso_runtime: Runtime, idp: FakeIdP, knob: str, value: object,
+        reason: str, target: str | None) -> None:
+    add_person(sso_runtime)
+    setattr(idp, knob, value)
+    page = await browser_like.get("/admin/login/sso")
+    assert page.status_code == 401, page.text
+    assert 'role="alert"' in page.text
+    assert_no_session(sso_runtime, browser_like)
+    [refused] = audit(sso_runtime, "sso_refused")
+    assert (refused.target, refused.details) == (target, {"reason": reason})
+    assert (await browser_like.get("/admin", follow_redirects=False)).status_code == 303
+
+
+async def test_a_callback_with_another_state_is_refused(browser_like: httpx.AsyncClient,
+                                                        sso_runtime: Runtime, idp: FakeIdP) -> None:
+    add_person(sso_runtime)
+    to_idp = await browser_like.get("/admin/login/sso", follow_redirects=False)
+    assert to_idp.status_code == 303 and to_idp.headers["location"].startswith(f"{idp.issuer}/authorize?")
+    back = await browser_like.get(to_idp.headers["location"], follow_redirects=False)
+    callback = httpx.URL(back.headers["location"])
+    forged = callback.copy_set_param("state", "someone-elses-state")
+    page = await browser_like.get(str(forged))
+    assert page.status_code == 401
+    assert_no_session(sso_runtime, browser_like)
+    assert audit(sso_runtime, "sso_refused")[0].details == {"reason": "state mismatch"}
+    assert idp.token_requests == []  # the code was never exchanged
+
+
+@pytest.mark.parametrize(("cookie", "reason"), [(None, "no sign-in in progress"),
+                                                ("forged.value.here", "bad sign-in cookie")])
+async def test_a_callback_without_a_genuine_sign_in_cookie_is_refused(
+        browser_like: httpx.AsyncClient, sso_runtime: Runtime, cookie: str | None, reason: str) -> None:
+    add_person(sso_runtime)
+    to_idp = await browser_like.get("/admin/login/sso", follow_redirects=False)
+    back = await browser_like.get(to_idp.headers["location"], follow_redirects=False)
+    browser_like.cookies.clear()
+    if cookie:
+        browser_like.cookies.set(PENDING_COOKIE, cookie, domain="supportbot.test", path="/admin/login/sso")
+    page = await browser_like.get(back.headers["location"])
+    assert page.status_code == 401
+    assert_no_session(sso_runtime, browser_like)
+    assert audit(sso_runtime, "sso_refused")[0].details == {"reason": reason}
+
+
+async def test_a_code_cannot_be_used_twice(browser_like: httpx.AsyncClient, sso_runtime: Runtime) -> None:
+    add_person(sso_runtime)
+    to_idp = await browser_like.get("/admin/login/sso", follow_redirects=False)
+    pending = browser_like.cookies[PENDING_COOKIE]
+    back = await browser_like.get(to_idp.headers["location"], follow_redirects=False)
+    assert (await browser_like.get(back.headers["location"])).status_code == 200
+    browser_like.cookies.clear()
+    browser_like.cookies.set(PENDING_COOKIE, pending, domain="supportbot.test", path="/admin/login/sso")
+    replay = await browser_like.get(back.headers["location"])
+    assert replay.status_code == 401
+    assert AdminSessions.COOKIE not in browser_like.cookies
+    assert count(sso_runtime, AdminSession) == 1
+    assert audit(sso_runtime, "sso_refused")[0].details == {"reason": "token endpoint refused: invalid_grant"}
+
+
+async def test_login_page_offers_single_sign_on_when_configured(browser_like: httpx.AsyncClient) -> None:
+    page = await browser_like.get("/admin/login", params={"next": "/admin/report"})
+    assert 'href="/admin/login/sso?next=/admin/report">Sign in with Example ID</a>' in page.text
+
+
+async def test_without_configuration_single_sign_on_is_not_found(client: httpx.AsyncClient) -> None:
+    for path in ("/admin/login/sso", "/admin/login/sso/callback?code=x&state=y"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+    assert "/admin/login/sso" not in (await client.get("/admin/login")).text
+
+
+async def test_an_unreachable_provider_is_a_clear_503(tmp_path: Path, database_url: str) -> None:
+    with running_idp() as gone:
+        issuer = gone.issuer
+    runtime = Runtime.build(make_settings(tmp_path, database_url, oidc_issuer=issuer, oidc_client_id="x",
+                                          public_url=APP))
+    async for client in _browser_like(runtime):
+        page = await client.get("/admin/login/sso")
+        assert page.status_code == 503
+        assert "Single sign-on is unavailable: the identity provider cannot be reached" in page.text
