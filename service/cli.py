@@ -124,6 +124,14 @@ def cmd_knowledge(args: argparse.Namespace, settings: Settings) -> int:
     return knowledge_cli.run(args, settings)
 
 
+def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    from . import user_cli
+
+    if not _schema_ok(settings):
+        return 2
+    return user_cli.run(args, settings)
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -212,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_knowledge_parser(commands)
     commands.choices["knowledge"].set_defaults(handler=cmd_knowledge)
+
+    from .user_cli import add_parser as add_user_parser
+
+    add_user_parser(commands)
+    commands.choices["user"].set_defaults(handler=cmd_user)
 
     report = commands.add_parser("report", help="where prompting stands, and whether to fine-tune")
     report.add_argument("--json", action="store_true")
