@@ -15,12 +15,15 @@ from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import Unprocessable
-from .models import Conversation, Escalation, Feedback, Message, Role
+from .models import Conversation, ConversationStatus, Escalation, Feedback, Message, Role, User
 from .review import MISS_REASONS, has_correction, model_turn_condition
 
 View = Literal["all", "misses", "escalated", "thumbs_down", "unreviewed"]
 VIEWS: tuple[str, ...] = ("all", "misses", "escalated", "thumbs_down", "unreviewed")
 ReviewState = Literal["all", "unreviewed", "reviewed", "corrected"]
+# Who handles it: `mine` (the caller is the assignee), `unassigned` (an open handoff nobody has taken), `all`.
+Assigned = Literal["all", "mine", "unassigned"]
+ASSIGNED: tuple[str, ...] = ("all", "mine", "unassigned")
 
 
 def day_start(value: date | None) -> datetime | None:
@@ -89,12 +92,15 @@ class InboxQuery:
     cursor: str | None = None
     limit: int = 50
     language: str | None = None  # the visitor's (ISO 639-1), as stored on the conversation
+    assigned: Assigned = "all"
+    user_id: int | None = None  # the caller, for `mine` (None: the shared admin token, which is no person)
 
 
 @dataclass(frozen=True)
 class InboxRow:
     conversation: Conversation
     preview: str
+    assignee: str | None = None  # the assignee's e-mail
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,9 @@ class Inbox:
             more = len(rows) > query.limit
             rows = rows[: query.limit]
             previews = self._previews(session, [c.id for c in rows])
+            emails = self._emails(session, {c.assignee_id for c in rows if c.assignee_id is not None})
         cursor = encode_cursor(rows[-1].updated_at, rows[-1].id) if more and rows else None
-        return [InboxRow(c, previews.get(c.id, "")) for c in rows], cursor
+        return [InboxRow(c, previews.get(c.id, ""), emails.get(c.assignee_id or 0)) for c in rows], cursor
 
     @staticmethod
     def _filtered(statement: Select[Any], query: InboxQuery) -> Select[Any]:
@@ -138,6 +145,7 @@ class Inbox:
         }
         if query.view in conditions:
             statement = statement.where(conditions[query.view])
+        statement = Inbox._assigned(statement, query)
         if query.prompt_version:
             split_ref(query.prompt_version)
             statement = statement.where(Conversation.prompt_version == query.prompt_version)
@@ -152,6 +160,28 @@ class Inbox:
             statement = statement.where(select(Message.id).where(
                 Message.conversation_id == Conversation.id, func.lower(Message.content).like(pattern)).exists())
         return statement
+
+    @staticmethod
+    def _assigned(statement: Select[Any], query: InboxQuery) -> Select[Any]:
+        if query.assigned not in ASSIGNED:
+            raise Unprocessable(f"assigned must be one of {', '.join(ASSIGNED)}", code="invalid_assigned")
+        if query.assigned == "mine":
+            if query.user_id is None:
+                raise Unprocessable("the shared admin token is no person, so nothing is assigned to it: use a "
+                                    "personal token or sign in as yourself", code="mine_needs_person")
+            return statement.where(Conversation.assignee_id == query.user_id)
+        if query.assigned == "unassigned":
+            # Both columns are indexed: open handoffs are few beside all conversations.
+            return statement.where(Conversation.status == ConversationStatus.ESCALATED,
+                                   Conversation.assignee_id.is_(None))
+        return statement
+
+    @staticmethod
+    def _emails(session: Session, user_ids: set[int]) -> dict[int, str]:
+        if not user_ids:
+            return {}
+        rows = session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
+        return dict(rows.all())
 
     @staticmethod
     def _previews(session: Session, ids: list[str]) -> dict[str, str]:

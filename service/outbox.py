@@ -28,6 +28,7 @@ class HandoffNotice:
 
     enabled: bool
     public_url: str
+    auto_assign: bool = False  # a new handoff goes to the next available agent (service/assignment.py)
 
 
 def slack_escape(text: str) -> str:

@@ -100,7 +100,8 @@ class Runtime:
         provider: Provider = offline
         if settings.hosted_model_configured:
             provider = hosted_provider(settings, http_client)
-        notice = HandoffNotice(enabled=bool(settings.handoff_webhook_url), public_url=settings.public_url)
+        notice = HandoffNotice(enabled=bool(settings.handoff_webhook_url), public_url=settings.public_url,
+                               auto_assign=settings.auto_assign)
         return cls(
             settings=settings,
             log=ConversationLog(engine, sessions, notice),

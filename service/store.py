@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from .assignment import assign_round_robin
 from .db import transaction
 from .errors import NotFound, Unprocessable
 from .language import Guess
@@ -298,6 +299,8 @@ def escalate(
         .where(Conversation.id == conversation_id)
         .values(status=ConversationStatus.ESCALATED, updated_at=utcnow())
     )
+    if notice.auto_assign:
+        assign_round_robin(session, conversation_id)
     enqueue_handoff(session, notice, escalation)
     return escalation
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from anyio import to_thread
 from fastapi import APIRouter, Body, Query
 
+from ..assignment import Assignments
 from ..turns import check_message
 from .deps import Answering, BeforeId, RuntimeDep, Staff
 from .schemas import (
@@ -36,7 +37,10 @@ async def list_escalations(
 ) -> list[EscalationAdmin]:
     """Escalations, newest first: the agents' queue."""
     rows = await to_thread.run_sync(runtime.handoff.escalations, status, limit, before)
-    return [EscalationAdmin.model_validate(row) for row in rows]
+    assignees = await to_thread.run_sync(Assignments(runtime.log.sessions).assignees,
+                                         [row.conversation_id for row in rows])
+    return [EscalationAdmin.model_validate(row).model_copy(update={"assignee": assignees.get(row.conversation_id)})
+            for row in rows]
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationAdmin, responses=ADMIN_ERRORS)
@@ -44,6 +48,8 @@ async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staf
     """The whole conversation with every reply's prompt version, model, usage, feedback and escalations."""
     conversation, messages, escalations, feedback = await to_thread.run_sync(
         runtime.handoff.conversation_detail, conversation_id)
+    assignee = (await to_thread.run_sync(Assignments(runtime.log.sessions).assignees, [conversation_id])
+                ).get(conversation_id)
     return ConversationAdmin(
         id=conversation.id, status=conversation.status, created_at=conversation.created_at,
         visitor=conversation.visitor,
@@ -52,7 +58,9 @@ async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staf
                 update={"feedback": feedback[m.id].rating if m.id in feedback else None})
             for m in messages
         ],
-        escalations=[EscalationAdmin.model_validate(e) for e in escalations],
+        escalations=[EscalationAdmin.model_validate(e).model_copy(update={"assignee": assignee})
+                     for e in escalations],
+        assignee=assignee,
     )
 
 

@@ -13,13 +13,15 @@ from fastapi import APIRouter, Cookie, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from ..assignment import Assignments
 from ..auth import AdminSessions
 from ..authorship import byline
+from ..canned import CannedReplies
 from ..charts import rate_chart
 from ..config import secret_key
 from ..errors import NotFound, RateLimited, SupportbotError, Unauthorized
 from ..forwarded import client_ip, request_scheme, require_same_origin
-from ..inbox import VIEWS, InboxQuery
+from ..inbox import ASSIGNED, VIEWS, InboxQuery
 from ..lockout import count_failure, refuse_if_locked_out, sign_in_guard
 from ..markdown import render_markdown
 from ..models import StaffRole
@@ -221,20 +223,26 @@ def _safe_next(target: str) -> str:
 async def inbox_page(
     request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: StaffPage, view: str = "all",
     prompt_version: str = "", since: IsoDate = None, until: IsoDate = None, q: str = "",
-    cursor: str | None = None, language: str = "",
+    cursor: str | None = None, language: str = "", assigned: str = "all",
 ) -> HTMLResponse:
-    """Conversations with filters, search and keyset pagination."""
+    """Conversations with filters, search and keyset pagination; mine / unassigned / all."""
+    assigned = assigned if assigned in ASSIGNED and (assigned != "mine" or actor.user_id is not None) else "all"
     query = InboxQuery(view=view if view in VIEWS else "all", prompt_version=prompt_version or None,  # type: ignore[arg-type]
-                       since=since, until=until, q=q or None, cursor=cursor, language=language or None)
+                       since=since, until=until, q=q or None, cursor=cursor, language=language or None,
+                       assigned=assigned, user_id=actor.user_id)  # type: ignore[arg-type]
     rows, next_cursor = await to_thread.run_sync(runtime.inbox.conversations, query)
     params = {k: v for k, v in {"view": view, "prompt_version": prompt_version, "since": since or "",
-                                "until": until or "", "q": q, "language": language}.items() if v}
+                                "until": until or "", "q": q, "language": language,
+                                "assigned": "" if assigned == "all" else assigned}.items() if v}
     next_url = f"/admin?{urlencode({**params, 'cursor': next_cursor})}" if next_cursor else None
     refs = sorted(v.ref for versions in runtime.prompts.versions().values() for v in versions.values())
     return render(request, helper, "admin/inbox.html", {
         "actor": actor, "section": "review" if view == "unreviewed" else "inbox", "rows": rows, "query": query,
         "views": list(VIEW_LABELS.items()), "prompt_refs": refs, "next_url": next_url,
-        "languages": _language_names(runtime),
+        "languages": _language_names(runtime), "filters": params,
+        # Agents take round-robin handoffs only while they say they are available.
+        "available": await to_thread.run_sync(Assignments(runtime.log.sessions).available, actor.user_id)
+        if actor.role == StaffRole.AGENT and actor.user_id and runtime.settings.auto_assign else None,
     })
 
 
@@ -253,9 +261,13 @@ async def conversation_page(
         runtime.handoff.conversation_detail, conversation_id)
     corrections = await to_thread.run_sync(runtime.review.corrections,
                                            [m.id for m in messages if m.role == "assistant"])
+    desk = Assignments(runtime.log.sessions)
     return render(request, helper, "admin/conversation.html", {
         "actor": actor, "section": "inbox", "conversation": conversation, "messages": messages,
         "escalations": escalations, "feedback": feedback, "corrections": corrections,
+        "assignee": (await to_thread.run_sync(desk.assignees, [conversation_id])).get(conversation_id),
+        "answerers": await to_thread.run_sync(desk.answerers),
+        "canned_replies": await to_thread.run_sync(CannedReplies(runtime.log.sessions).all),
     })
 
 
@@ -310,10 +322,15 @@ async def resolve_form(conversation_id: str, runtime: RuntimeDep, actor: Answeri
 
 @router.post("/conversations/{conversation_id}/reply")
 async def reply_form(conversation_id: str, runtime: RuntimeDep, actor: AnsweringForm,
-                     content: Annotated[str, Form()] = "", author: Annotated[str, Form()] = "") -> Response:
-    """An agent's reply, under the person's name (the name field counts only for the shared admin token)."""
+                     content: Annotated[str, Form()] = "", author: Annotated[str, Form()] = "",
+                     canned: Annotated[str, Form()] = "") -> Response:
+    """An agent's reply, under the person's name (the name field counts only for the shared admin token).
+
+    A canned reply chosen with the reply box left empty is sent as it is; text in the box wins."""
     from ..turns import check_message
 
+    if canned and not content.strip():
+        content = await to_thread.run_sync(CannedReplies(runtime.log.sessions).text_of, canned)
     text = check_message(runtime, content)
     name = (author.strip() or actor.display_name) if actor.user_id is None else actor.display_name
     await to_thread.run_sync(lambda: runtime.handoff.agent_reply(conversation_id, text, name, None,

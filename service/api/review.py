@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from ..errors import NotFound
 from ..export import Exporter, ExportOptions
-from ..inbox import InboxQuery, ReviewState, View
+from ..inbox import Assigned, InboxQuery, ReviewState, View
 from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import RenderedPrompt, estimate_tokens
@@ -46,21 +46,25 @@ REVIEW_ERRORS = {**ADMIN_ERRORS, 422: {"model": ErrorBody}}
 
 @router.get("/conversations", response_model=InboxPage, responses=REVIEW_ERRORS)
 async def inbox(
-    runtime: RuntimeDep, _who: Staff, view: View = "all", prompt_version: str | None = None,
+    runtime: RuntimeDep, who: Staff, view: View = "all", prompt_version: str | None = None,
     since: IsoDate = None, until: IsoDate = None, q: str | None = None, cursor: str | None = None,
-    limit: Limit = 50, language: LanguageCode = None,
+    limit: Limit = 50, language: LanguageCode = None, assigned: Assigned = "all",
 ) -> InboxPage:
-    """Conversations, newest activity first, filtered; keyset-paginated with `cursor`."""
+    """Conversations, newest activity first, filtered; keyset-paginated with `cursor`.
+
+    `assigned`: `mine` (assigned to the caller; 422 for the shared admin token, which is no person),
+    `unassigned` (open handoffs nobody has taken) or `all`."""
     query = InboxQuery(view=view, prompt_version=prompt_version, since=since, until=until, q=q or None,
-                       cursor=cursor, limit=limit, language=language)
+                       cursor=cursor, limit=limit, language=language, assigned=assigned, user_id=who.user_id)
     rows, next_cursor = await to_thread.run_sync(runtime.inbox.conversations, query)
     return InboxPage(items=[
-        InboxItem.model_validate({**_columns(row.conversation), "preview": row.preview}) for row in rows
+        InboxItem.model_validate({**_columns(row.conversation), "preview": row.preview, "assignee": row.assignee})
+        for row in rows
     ], next_cursor=next_cursor)
 
 
 def _columns(obj: object) -> dict[str, object]:
-    return {c: getattr(obj, c) for c in InboxItem.model_fields if c != "preview"}
+    return {c: getattr(obj, c) for c in InboxItem.model_fields if c not in {"preview", "assignee"}}
 
 
 @router.get("/misses", response_model=MissPage, responses=REVIEW_ERRORS)

@@ -158,6 +158,9 @@ class AdminMessage(BaseModel):
     sources: Sources = Field(default_factory=list, description=SOURCES_DESCRIPTION)
 
 
+ASSIGNEE_DESCRIPTION = "The e-mail of the person handling the conversation; null when nobody is."
+
+
 class EscalationAdmin(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -171,6 +174,7 @@ class EscalationAdmin(BaseModel):
     created_at: datetime
     resolved_at: datetime | None
     resolved_by: str | None
+    assignee: str | None = Field(default=None, description=ASSIGNEE_DESCRIPTION)
 
 
 class ConversationAdmin(BaseModel):
@@ -180,6 +184,7 @@ class ConversationAdmin(BaseModel):
     visitor: dict[str, object] | None
     messages: list[AdminMessage]
     escalations: list[EscalationAdmin]
+    assignee: str | None = Field(default=None, description=ASSIGNEE_DESCRIPTION)
 
 
 class ResolvePublic(BaseModel):
@@ -201,6 +206,7 @@ class InboxItem(BaseModel):
     exclude_from_training: bool
     preview: str
     language: str | None = Field(default=None, description="The visitor's language (ISO 639-1).")
+    assignee: str | None = Field(default=None, description=ASSIGNEE_DESCRIPTION)
 
 
 class InboxPage(BaseModel):
