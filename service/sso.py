@@ -121,6 +121,9 @@ class SingleSignOn:
             log.info("single sign-on refused: %s", refused.reason)
             await to_thread.run_sync(self.record, ANONYMOUS, "sso_refused", refused.email, {"reason": refused.reason})
             raise
+        except SsoUnavailable as error:
+            log.warning("single sign-on failed: %s", error.message)
+            raise
         await to_thread.run_sync(self.record, user.email, "login", None, {"method": "sso"})
         return user, next_url
 

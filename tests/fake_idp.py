@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
+from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .upstream_server import serving
@@ -36,11 +38,17 @@ def _int_bytes(number: int) -> bytes:
     return number.to_bytes((number.bit_length() + 7) // 8, "big")
 
 
+@cache
+def test_run_key() -> rsa.RSAPrivateKey:
+    """The provider's RSA key, made once per test run (2048 bits take a moment)."""
+    return rsa.generate_private_key(65537, 2048)
+
+
 @dataclass
 class SigningKey:
-    """An RSA key made for this test run, with its kid and public JWK."""
+    """An RSA key with its kid and public JWK."""
 
-    private: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
+    private: rsa.RSAPrivateKey = field(default_factory=test_run_key)
     kid: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def jwk(self) -> dict[str, str]:
@@ -80,12 +88,24 @@ class FakeIdP:
     wrong_nonce: bool = False
     foreign_key: bool = False  # signed with a key that is not in the JWKS
     deny: bool = False  # /authorize answers error=access_denied
+    # A page where the person presses "Continue", as a real provider's sign-in form: the way back is then a
+    # navigation started on the provider's site (cross-site), not a redirect within one started here.
+    consent_page: bool = False
     issuer: str = ""  # set when served
     key: SigningKey = field(default_factory=SigningKey)
     grants: dict[str, Grant] = field(default_factory=dict)
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     discovery_requests: int = 0
+
+    def reset(self) -> None:
+        """Behave again and forget what was asked (one provider serves a module's tests)."""
+        self.email, self.email_verified, self.audience = "ana@example.com", True, None
+        self.expired = self.wrong_nonce = self.foreign_key = self.deny = self.consent_page = False
+        self.grants.clear()
+        self.authorize_requests.clear()
+        self.token_requests.clear()
+        self.discovery_requests = 0
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -121,8 +141,11 @@ class FakeIdP:
             return RedirectResponse(f"{redirect_uri}?{urlencode(back)}", status_code=302)
         code = secrets.token_urlsafe(24)
         self.grants[code] = Grant(self.client_id, redirect_uri, query["code_challenge"], query.get("nonce", ""))
-        return RedirectResponse(f"{redirect_uri}?{urlencode({'code': code, 'state': query.get('state', '')})}",
-                                status_code=302)
+        back = f"{redirect_uri}?{urlencode({'code': code, 'state': query.get('state', '')})}"
+        if self.consent_page:
+            return HTMLResponse(f'<!doctype html><title>Example ID</title><p>Sign in to supportbot as {self.email}?</p>'
+                                f'<a id="continue" href="{escape(back)}">Continue</a>')
+        return RedirectResponse(back, status_code=302)
 
     async def _token(self, request: Request) -> Response:
         form = {key: str(value) for key, value in (await request.form()).items()}
@@ -157,7 +180,7 @@ class FakeIdP:
         if self.email_verified is not None:
             claims["email_verified"] = self.email_verified
         # Same kid, other key material: only the signature tells it apart.
-        signer = SigningKey(kid=self.key.kid) if self.foreign_key else self.key
+        signer = SigningKey(rsa.generate_private_key(65537, 2048), self.key.kid) if self.foreign_key else self.key
         return signer.sign(claims)
 
 

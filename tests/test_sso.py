@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
 from service.api import create_app
@@ -18,21 +19,28 @@ from service.sso import PENDING_COOKIE
 
 from .conftest import make_settings
 from .fake_idp import FakeIdP, running_idp
+from .upstream_server import serving
 
 APP = "http://supportbot.test"
 
 
-@pytest.fixture
-def idp() -> Iterator[FakeIdP]:
+@pytest.fixture(scope="module")
+def idp_server() -> Iterator[FakeIdP]:
     with running_idp() as provider:
         yield provider
+
+
+@pytest.fixture
+def idp(idp_server: FakeIdP) -> FakeIdP:
+    idp_server.reset()
+    return idp_server
 
 
 @pytest.fixture
 def sso_runtime(tmp_path: Path, database_url: str, idp: FakeIdP) -> Runtime:
     settings = make_settings(tmp_path, database_url, oidc_issuer=idp.issuer, oidc_client_id=idp.client_id,
                              oidc_client_secret=idp.client_secret, public_url=APP,
-                             oidc_button_label="Sign in with Example ID")
+                             oidc_button_label="Sign in with Example ID", language_detection="fast")
     return Runtime.build(settings)
 
 
@@ -211,3 +219,24 @@ async def test_an_unreachable_provider_is_a_clear_503(tmp_path: Path, database_u
         page = await client.get("/admin/login/sso")
         assert page.status_code == 503
         assert "Single sign-on is unavailable: the identity provider cannot be reached" in page.text
+
+
+def test_a_browser_signs_in_through_a_provider_on_another_site(page: Page, tmp_path: Path, sqlite_url: str) -> None:
+    # localhost and 127.0.0.1 are two sites to a browser, and the way back starts on the provider's page: a
+    # cross-site navigation, in which a browser withholds the SameSite=Strict session cookie from any further
+    # redirect (so the signed-in page moves on by itself, a navigation started on this site).
+    with running_idp(host="localhost", consent_page=True) as provider:
+        runtime = Runtime.build(make_settings(tmp_path, sqlite_url, oidc_issuer=provider.issuer,
+                                              oidc_client_id=provider.client_id,
+                                              oidc_client_secret=provider.client_secret,
+                                              oidc_button_label="Sign in with Example ID",
+                                              language_detection="fast"))
+        add_person(runtime)
+        with serving(create_app(runtime=runtime)) as base:
+            runtime.settings.public_url = base  # the port is known only now; read at the first sign-in
+            page.goto(f"{base}/admin/login?next=/admin/prompts")
+            page.get_by_role("link", name="Sign in with Example ID").click()
+            page.get_by_role("link", name="Continue").click()
+            expect(page).to_have_url(f"{base}/admin/prompts")
+            expect(page.locator(".who")).to_have_text("Ana Agent · agent")
+        assert provider.authorize_requests[0]["redirect_uri"] == f"{base}/admin/login/sso/callback"
