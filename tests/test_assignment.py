@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from service.api import create_app
+from service.auth import AdminSessions
+from service.config import secret_key
 from service.models import ApiToken, AuditEntry, Conversation, StaffRole, User, utcnow
 from service.people import API_TOKEN, new_token, token_sha256
 from service.runtime import Runtime
@@ -329,3 +332,91 @@ def test_round_robin_starts_with_who_waited_longest(tmp_path: Path, database_url
     runtime.log.engine.dispose()
 
     assert order == ["b@team.example", "c@team.example", "a@team.example"]
+
+
+def sign_in_as(client: httpx.AsyncClient, runtime: Runtime, email: str | None) -> None:
+    """A browser session for the person with `email` (None: signed in with the shared admin token)."""
+    helper = AdminSessions(secret_key(runtime.settings), runtime.admin_token, runtime.log.sessions)
+    with runtime.log.sessions() as db:
+        user = db.scalars(select(User).where(User.email == email)).first() if email else None
+    client.cookies.set(AdminSessions.COOKIE, helper.issue(user), domain="supportbot.test", path="/admin")
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert match, "every form carries a CSRF token"
+    return match.group(1)
+
+
+async def test_the_conversation_page_claims_and_assigns_through_csrf_forms(
+        client: httpx.AsyncClient, runtime: Runtime, bus: RecordingBus) -> None:
+    add_person(runtime, "dana@team.example", StaffRole.AGENT)
+    add_person(runtime, "sam@team.example", StaffRole.AGENT)
+    add_person(runtime, "rita@team.example", StaffRole.REVIEWER)
+    add_person(runtime, "gone@team.example", StaffRole.AGENT, disabled=True)
+    conversation_id = await handoff(client)
+    sign_in_as(client, runtime, "dana@team.example")
+    url = f"/admin/conversations/{conversation_id}"
+
+    before = await client.get(url)
+    csrf = csrf_of(before.text)
+    forged = await client.post(f"{url}/claim", data={"csrf": "0" * 64})
+    claimed = await client.post(f"{url}/claim", data={"csrf": csrf})
+    after_claim = await client.get(url)
+    handed = await client.post(f"{url}/assign", data={"assignee": "sam@team.example", "csrf": csrf})
+    to_reviewer = await client.post(f"{url}/assign", data={"assignee": "rita@team.example", "csrf": csrf})
+    after_assign = await client.get(url)
+
+    options = re.findall(r'<option value="([^"]*)"', before.text.split('name="assignee"')[1].split("</select>")[0])
+    assert options == ["", "dana@team.example", "sam@team.example"], "enabled admins and agents only"
+    assert "Assignee: <span class=\"muted\">nobody</span>" in before.text and ">Claim</button>" in before.text
+    assert forged.status_code == 401
+    assert claimed.status_code == 303 and claimed.headers["location"] == url
+    assert "Assignee: <strong>dana@team.example</strong>" in after_claim.text
+    assert ">Claim</button>" not in after_claim.text, "nothing to claim: it is yours"
+    assert handed.status_code == 303
+    assert to_reviewer.status_code == 422 and to_reviewer.json()["error"]["code"] == "assignee_cannot_answer"
+    assert "Assignee: <strong>sam@team.example</strong>" in after_assign.text
+    assert [(e["assignee"], e["by"]) for e in bus.events] == [("dana@team.example", "dana@team.example"),
+                                                                ("sam@team.example", "dana@team.example")]
+
+
+async def test_the_inbox_page_shows_mine_unassigned_and_all(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    dana = add_person(runtime, "dana@team.example", StaffRole.AGENT)
+    danas, waiting = await handoff(client), await handoff(client)
+    await client.post(f"/admin/api/conversations/{danas}/claim", headers=bearer(dana))
+
+    sign_in_as(client, runtime, "dana@team.example")
+    mine = await client.get("/admin", params={"assigned": "mine"})
+    unassigned = await client.get("/admin", params={"assigned": "unassigned"})
+    everything = await client.get("/admin")
+    sign_in_as(client, runtime, None)
+    as_token = await client.get("/admin", params={"assigned": "mine"})
+
+    def listed(page: httpx.Response) -> set[str]:
+        return set(re.findall(r'href="/admin/conversations/([0-9a-f]{32})"', page.text))
+
+    assert listed(mine) == {danas} and "<td>dana@team.example</td>" in mine.text
+    assert listed(unassigned) == {waiting}
+    assert listed(everything) == {danas, waiting} and "<th>Assignee</th>" in everything.text
+    assert '<strong aria-current="page">Mine</strong>' in mine.text
+    assert re.search(r'href="/admin\?[^"]*assigned=unassigned">Unassigned<', everything.text)
+    assert re.search(r'href="/admin\?[^"]*assigned=mine">Mine<', everything.text)
+    assert listed(as_token) == {danas, waiting}, "the shared admin token is no person: it sees all"
+    assert "assigned=mine" not in as_token.text
+
+
+async def test_an_agent_toggles_availability_on_the_inbox_page(
+        rr_client: tuple[httpx.AsyncClient, Runtime]) -> None:
+    client, runtime = rr_client
+    add_person(runtime, "dana@team.example", StaffRole.AGENT)
+    sign_in_as(client, runtime, "dana@team.example")
+
+    page = await client.get("/admin")
+    turned_on = await client.post("/admin/me/availability", data={"available": "true", "csrf": csrf_of(page.text)})
+    after = await client.get("/admin")
+    conversation_id = await handoff(client)
+
+    assert "Take new handoffs" in page.text
+    assert turned_on.status_code == 303 and "Stop taking handoffs" in after.text
+    assert assignee_of(runtime, conversation_id) is not None, "round-robin now gives her handoffs"
