@@ -13,7 +13,7 @@ import httpx
 from .auth import VisitorTokens
 from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import DatabaseThreads, create_db_engine, make_session_factory
-from .events import EventBus, LocalBus
+from .events import EventBus, event_bus
 from .fixed_texts import FixedTexts
 from .guard import make_canary
 from .handoff import HandoffDesk
@@ -120,7 +120,7 @@ class Runtime:
             admin_token=admin_token(settings),
             review=ReviewDesk(sessions),
             people=People(sessions),
-            events=LocalBus(),
+            events=event_bus(settings, engine.url.render_as_string(hide_password=False)),
             inbox=Inbox(sessions),
             limits=RateLimits(settings),
             canary=make_canary(secret_key(settings)),
@@ -186,4 +186,5 @@ class Runtime:
         if isinstance(self.provider, ResilientProvider):
             await self.provider.aclose()
         self.db_threads.shutdown()
+        await self.events.aclose()
         self.log.engine.dispose()

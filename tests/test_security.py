@@ -80,7 +80,7 @@ async def test_over_http_no_token_reads_or_writes_another_conversation(runtime: 
     assert read.status_code == 404 and write.status_code == 404
 
 
-PUBLIC_ADMIN = {("GET", "/admin/login"), ("GET", "/admin/static/admin.css")}
+PUBLIC_ADMIN = {("GET", "/admin/login"), ("GET", "/admin/static/admin.css"), ("GET", "/admin/static/admin-live.js")}
 
 
 def app_routes(routes: list[Any]) -> list[APIRoute]:

@@ -310,8 +310,8 @@ def test_talk_to_a_human_shows_the_handoff_then_the_agents_reply(page: Page, ser
     page.get_by_role("button", name="Open support chat (1 unread)").click()  # arrived while the panel was closed
     agent = page.locator(".sb-msg--agent")
     expect(agent).to_contain_text("Dana here: I re-ran your export")
-    expect(agent).to_contain_text("Support team")
-    expect(page.get_by_role("status")).to_contain_text("Support team: Hi, Dana here")
+    expect(agent.locator(".sb-author")).to_have_text("Dana")  # the person's name, not the team's
+    expect(page.get_by_role("status")).to_contain_text("Dana: Hi, Dana here")
 
 
 def test_thumbs_up_on_a_reply_is_stored_as_feedback(page: Page, service: Service) -> None:

@@ -8,6 +8,8 @@ from anyio import to_thread
 from fastapi import APIRouter, Body, Query
 
 from ..assignment import Assignments
+from ..events import AGENT_REPLY, RESOLVED, new_event
+from ..presence import is_online
 from ..turns import check_message
 from .deps import Answering, BeforeId, RuntimeDep, Staff
 from .schemas import (
@@ -52,7 +54,7 @@ async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staf
                 ).get(conversation_id)
     return ConversationAdmin(
         id=conversation.id, status=conversation.status, created_at=conversation.created_at,
-        visitor=conversation.visitor,
+        visitor=conversation.visitor, visitor_online=is_online(conversation.visitor_seen_at),
         messages=[
             AdminMessage.model_validate(m).model_copy(
                 update={"feedback": feedback[m.id].rating if m.id in feedback else None})
@@ -76,6 +78,7 @@ async def post_agent_message(
     author = (body.author or who.display_name) if who.user_id is None else who.display_name
     message = await to_thread.run_sync(lambda: runtime.handoff.agent_reply(
         conversation_id, content, author, body.corrects_message_id, actor=who.actor))
+    await runtime.events.publish(new_event(AGENT_REPLY, conversation_id, message_id=message.id, author=author))
     return AdminMessage.model_validate(message)
 
 
@@ -88,4 +91,5 @@ async def resolve_conversation(
     only for the shared admin token; a person resolves as themselves."""
     by = ((body or {}).get("by") or who.actor) if who.user_id is None else who.actor
     conversation = await to_thread.run_sync(runtime.handoff.resolve, conversation_id, by)
+    await runtime.events.publish(new_event(RESOLVED, conversation_id, by=by))
     return ResolvePublic(conversation_id=conversation.id, status=conversation.status)

@@ -31,6 +31,7 @@ from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
 from ..report import build_report, weekly_rates
 from ..runtime import Runtime
+from ..sign_in import account_backoff, sign_in_with_password
 from .deps import BeforeId, IsoDate, MessageId, RuntimeDep, refuse_role
 from .review import prompt_versions
 
@@ -175,31 +176,43 @@ async def login_form(request: Request, helper: SessionsDep, next: str = "/admin"
 @router.post("/login")
 async def login(
     request: Request, runtime: RuntimeDep, helper: SessionsDep, token: Annotated[str, Form()] = "",
+    email: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
     csrf: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/admin",
     sb_csrf: Annotated[str | None, Cookie()] = None,
 ) -> Response:
-    """Check the admin token (failures counted per client IP, 429 when locked out); on success, a session."""
+    """E-mail and password, or the admin token (failures counted per client IP and, for passwords, per
+    account; 429 while either waits); on success, a session."""
     same_origin_post(request)
+    form = {"next": _safe_next(next), "actor": None, "email": email[:254]}
     if not helper.csrf_valid(sb_csrf, csrf):
-        return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
-                      "error": "The form expired. Please try again."}, status_code=400)
+        return render(request, helper, "admin/login.html", {**form, "error": "The form expired. Please try again."},
+                      status_code=400)
     guard, ip = sign_in_guard(request), client_ip(request, runtime.limits)
+    user = None
     try:
         await refuse_if_locked_out(guard, runtime.limits, ip)
-        if not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
+        if email.strip():
+            user = await sign_in_with_password(runtime.people, account_backoff(request), runtime.review,
+                                               email, password)
+            if user is None:
+                await count_failure(guard, runtime.limits, runtime.review, ip, "sign-in")
+                # One answer for a wrong password, an unknown address and a disabled person.
+                return render(request, helper, "admin/login.html", {**form,
+                              "error": "Wrong e-mail or password."}, status_code=401)
+        elif not hmac.compare_digest(token.encode(), runtime.admin_token.encode()):
             # Counted, not audited: one audit row when a lockout starts, never one per failure.
             await count_failure(guard, runtime.limits, runtime.review, ip, "sign-in")
-            return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
+            return render(request, helper, "admin/login.html", {**form,
                           "error": "That is not the admin token."}, status_code=401)
     except RateLimited as locked:
-        page = render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None,
-                      "error": f"Too many wrong tokens from your network. Try again in {locked.retry_after} s."},
-                      status_code=429)
+        page = render(request, helper, "admin/login.html", {**form,
+                      "error": f"Too many failed sign-ins. Try again in {locked.retry_after} s."}, status_code=429)
         page.headers["Retry-After"] = str(locked.retry_after)
         return page
-    await to_thread.run_sync(runtime.review.record, ADMIN_TOKEN_ACTOR, "login", None)
+    await to_thread.run_sync(runtime.review.record, user.email if user else ADMIN_TOKEN_ACTOR, "login", None,
+                             {"via": "password"} if user else None)
     response = back_to(_safe_next(next))
-    cookie = await to_thread.run_sync(helper.issue, None)
+    cookie = await to_thread.run_sync(helper.issue, user)
     response.set_cookie(AdminSessions.COOKIE, cookie, max_age=helper.max_age, httponly=True,
                         samesite="strict", path="/admin", secure=is_https(request))
     return response

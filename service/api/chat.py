@@ -14,7 +14,9 @@ from fastapi.responses import StreamingResponse
 
 from ..auth import verified_visitor
 from ..errors import PayloadTooLarge, SupportbotError
+from ..events import ESCALATION, MESSAGE, new_event, preview
 from ..llm import TextDelta
+from ..models import ConversationStatus
 from ..turns import Turn, TurnOutcome, check_message, start_turn
 from .deps import LimitedVisitor, MessageId, RuntimeDep, VisitorConversation, limit_conversation_start, limit_ip
 from .schemas import (
@@ -98,6 +100,7 @@ async def send_message(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     outcome = await turn.run()
+    await announce_turn(turn, outcome)
     timing = _server_timing(outcome, time.perf_counter() - began)
     return Response(turn_public(outcome).model_dump_json(), media_type="application/json",
                     headers={"Server-Timing": timing})
@@ -126,10 +129,24 @@ async def get_transcript(conversation_id: VisitorConversation, runtime: RuntimeD
         created_at=conversation.created_at,
         messages=[
             MessagePublic(id=m.id, role=m.role, content=m.content, status=m.status,
-                          created_at=m.created_at, sources=m.sources)
+                          created_at=m.created_at, sources=m.sources,
+                          author=m.author if m.role == "agent" else None)
             for m in messages
         ],
     )
+
+
+async def announce_turn(turn: Turn, outcome: TurnOutcome) -> None:
+    """Tell the agents' pages (every replica) about the stored turn: the visitor's message, a new handoff."""
+    start = turn.start
+    if start.reply is not None:
+        return  # a resend of a message answered before: announced then
+    events = turn.runtime.events
+    await events.publish(new_event(MESSAGE, start.conversation_id, message_id=outcome.message_id,
+                                   reply_id=outcome.reply_id, preview=preview(start.user_message.content)))
+    if outcome.escalation is not None and start.conversation_status != ConversationStatus.ESCALATED:
+        await events.publish(new_event(ESCALATION, start.conversation_id, message_id=outcome.message_id,
+                                       reason=outcome.escalation.reason))
 
 
 def _event(name: str, data: dict[str, Any]) -> str:
@@ -143,6 +160,7 @@ async def _sse(turn: Turn) -> AsyncIterator[str]:
                 yield _event("delta", {"text": event.text})
             elif isinstance(event, TurnOutcome):
                 yield _event("done", turn_public(event).model_dump(mode="json"))
+                await announce_turn(turn, event)
     except SupportbotError as error:
         yield _event("error", error.to_dict())
     except Exception:
@@ -168,6 +186,12 @@ async def request_handoff(
     result = await to_thread.run_sync(lambda: runtime.handoff.request_handoff(
         conversation_id, body.contact, note, texts=runtime.texts.get))
     escalation = result.escalation
+    if result.note is not None:
+        await runtime.events.publish(new_event(MESSAGE, conversation_id, message_id=result.note.id,
+                                               reply_id=result.reply.id, preview=preview(result.note.content)))
+    if result.created:
+        await runtime.events.publish(new_event(ESCALATION, conversation_id, message_id=escalation.message_id,
+                                               reason=escalation.reason))
     return TurnPublic(
         message_id=result.note.id if result.note else None,
         reply=ReplyPublic(message_id=result.reply.id, content=result.reply.content, status="ok"),
@@ -187,6 +211,9 @@ async def give_feedback(
     feedback, escalation = await to_thread.run_sync(lambda: runtime.handoff.record_feedback(
         conversation_id, message_id, body.rating, body.comment,
         downs_to_escalate=runtime.settings.escalate_after_failures))
+    if escalation is not None:
+        await runtime.events.publish(new_event(ESCALATION, conversation_id, message_id=escalation.message_id,
+                                               reason=escalation.reason))
     return FeedbackPublic(
         message_id=message_id, rating=feedback.rating, comment=feedback.comment,
         escalated=escalation is not None,

@@ -89,6 +89,7 @@ class MessagePublic(BaseModel):
     status: str
     created_at: datetime
     sources: Sources = Field(default_factory=list, description=SOURCES_DESCRIPTION + " Bot replies only.")
+    author: str | None = Field(default=None, description="The person's name, on a human agent's reply.")
 
 
 class TranscriptPublic(BaseModel):
@@ -184,6 +185,7 @@ class ConversationAdmin(BaseModel):
     visitor: dict[str, object] | None
     messages: list[AdminMessage]
     escalations: list[EscalationAdmin]
+    visitor_online: bool = Field(default=False, description="The visitor's widget sent a heartbeat in the last 45 s.")
     assignee: str | None = Field(default=None, description=ASSIGNEE_DESCRIPTION)
 
 

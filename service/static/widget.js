@@ -1049,8 +1049,10 @@
   function messageElement(message) {
     var role = message.role === "user" ? "user" : message.role === "agent" ? "agent" : "assistant";
     var wrapper = h("div", { class: "sb-msg sb-msg--" + role });
-    var speaker = role === "user" ? t.you : role === "agent" ? t.agentName : config.title;
-    if (role === "agent") wrapper.append(h("span", { class: "sb-author" }, [icon("person"), t.agentName]));
+    // An agent's reply carries the person's name; older transcripts without one show the team's.
+    var agentName = role === "agent" && message.author ? String(message.author) : t.agentName;
+    var speaker = role === "user" ? t.you : role === "agent" ? agentName : config.title;
+    if (role === "agent") wrapper.append(h("span", { class: "sb-author" }, [icon("person"), agentName]));
     else wrapper.append(h("span", { class: "sb-sr", text: speaker + ": " }));
     var bubble = h("div", { class: "sb-bubble" });
     if (role === "user") bubble.textContent = message.content;
@@ -1165,6 +1167,7 @@
     ui.contactDone.hidden = !contact;
     if (contact) ui.contactDone.textContent = format(t.emailSaved, { email: contact });
     schedulePoll();
+    heartbeat();
   }
 
   function updateComposer() {
@@ -1180,6 +1183,78 @@
   function onInputChange() {
     autosize();
     updateComposer();
+    noteTyping();
+  }
+
+  // ---------------------------------------------------------------- typing and presence, for the agents
+
+  var TYPING_IDLE_MS = 4000; // no keystroke for this long: the visitor stopped typing
+  var TYPING_REPEAT_MS = 3000; // while typing, the signal is repeated this often (the agent's page lets it lapse)
+  var HEARTBEAT_MS = 15000; // the service counts a visitor as on the page for 45 s after a heartbeat
+  var signals = { typing: false, typingAt: 0, typingTimer: 0, present: false, beatAt: 0, beatTimer: 0 };
+
+  // Best effort: a lost signal only delays what an agent sees, so it never shows the visitor an error.
+  function signal(suffix, body, keepalive) {
+    var conversation = state.conversation;
+    if (!conversation) return;
+    fetch(config.apiBase + conversationPath(conversation, suffix), {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + conversation.token },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      mode: "cors",
+      keepalive: Boolean(keepalive),
+    }).catch(function () {});
+  }
+
+  function noteTyping() {
+    if (!state.conversation) return; // nobody watches a conversation that does not exist yet
+    clearTimeout(signals.typingTimer);
+    if (!ui.input.value.trim()) {
+      stopTyping();
+      return;
+    }
+    var now = Date.now();
+    if (!signals.typing || now - signals.typingAt > TYPING_REPEAT_MS) {
+      signals.typing = true;
+      signals.typingAt = now;
+      signal("/typing", { typing: true });
+    }
+    signals.typingTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
+  }
+
+  function stopTyping(sent) {
+    clearTimeout(signals.typingTimer);
+    if (!signals.typing) return;
+    signals.typing = false;
+    if (sent !== true) signal("/typing", { typing: false }); // a sent message ends typing by itself
+  }
+
+  // While the chat is open (or a person has the conversation) and the page is visible: a heartbeat every
+  // HEARTBEAT_MS; when that ends, one "left" signal.
+  function heartbeat() {
+    var due = Boolean(state.conversation) && !document.hidden && (state.open || state.status === "escalated");
+    if (!due) {
+      clearTimeout(signals.beatTimer);
+      if (signals.present) {
+        signals.present = false;
+        signal("/presence", { online: false }, true);
+      }
+      return;
+    }
+    if (signals.present && Date.now() - signals.beatAt < HEARTBEAT_MS - 500) return; // the timer has it
+    signals.present = true;
+    signals.beatAt = Date.now();
+    signal("/presence", { online: true });
+    clearTimeout(signals.beatTimer);
+    signals.beatTimer = setTimeout(heartbeat, HEARTBEAT_MS);
+  }
+
+  function leave() {
+    clearTimeout(signals.beatTimer);
+    if (!signals.present) return;
+    signals.present = false;
+    signal("/presence", { online: false }, true); // keepalive: the request outlives the page
   }
 
   function onInputKey(event) {
@@ -1359,7 +1434,8 @@
     scrollToEnd();
     if (quiet) return;
     var last = fresh[fresh.length - 1];
-    announce((last.classList.contains("sb-msg--agent") ? t.agentName : config.title) + ": " + bubbleText(last));
+    var author = last.querySelector(".sb-author");
+    announce((author ? author.textContent : config.title) + ": " + bubbleText(last));
     if (!state.open) {
       state.unread += fresh.length;
       updateBadge();
@@ -1405,6 +1481,7 @@
     clearError();
     state.busy = true;
     state.sendSeq += 1;
+    stopTyping(true);
     ui.input.value = "";
     autosize();
     updateComposer();
@@ -1534,6 +1611,7 @@
       sessionFlag(true);
       if (state.conversation) refreshTranscript(true);
       schedulePoll();
+      heartbeat();
       scrollToEnd();
       emit("open", {});
     }
@@ -1549,6 +1627,7 @@
     updateBadge();
     sessionFlag(false);
     schedulePoll();
+    heartbeat();
     if (focusInside) ui.launcher.focus();
     emit("close", {});
   }
@@ -1649,7 +1728,9 @@
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden && state.open) refreshTranscript(false);
       schedulePoll();
+      heartbeat();
     });
+    window.addEventListener("pagehide", leave);
     // Any element of the host page with data-supportbot-open opens the chat: no script needed.
     document.addEventListener("click", function (event) {
       var target = event.target && event.target.closest ? event.target.closest("[data-supportbot-open]") : null;
