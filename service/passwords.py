@@ -13,8 +13,8 @@ MAX_PASSWORD_LENGTH = 1024
 
 HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verified against when the e-mail is unknown or has no password, so that answer takes as long as a wrong
-# password does and the timing does not tell which addresses have accounts.
-_DUMMY_HASH = HASHER.hash("not-a-password-of-anyone")
+# password does and the timing does not tell which addresses have accounts. One per hasher (parameters).
+_DUMMY_HASHES: dict[PasswordHasher, str] = {}
 
 
 def check_password_rules(password: str) -> None:
@@ -27,14 +27,16 @@ def check_password_rules(password: str) -> None:
                             code="password_too_long")
 
 
-def hash_password(password: str, hasher: PasswordHasher = HASHER) -> str:
+def hash_password(password: str, hasher: PasswordHasher | None = None) -> str:
     """The argon2id hash of a password that passes the rules (Unprocessable otherwise)."""
     check_password_rules(password)
-    return hasher.hash(password)
+    return (hasher or HASHER).hash(password)
 
 
-def verify_password(stored: str | None, password: str, hasher: PasswordHasher = HASHER) -> tuple[bool, str | None]:
+def verify_password(stored: str | None, password: str,
+                    hasher: PasswordHasher | None = None) -> tuple[bool, str | None]:
     """Whether `password` matches `stored`, and a new hash to store when `stored` used older parameters."""
+    hasher = hasher or HASHER
     if stored is None or len(password) > MAX_PASSWORD_LENGTH:
         _burn_time(hasher, password)
         return False, None
@@ -46,7 +48,9 @@ def verify_password(stored: str | None, password: str, hasher: PasswordHasher = 
 
 
 def _burn_time(hasher: PasswordHasher, password: str) -> None:
+    if hasher not in _DUMMY_HASHES:
+        _DUMMY_HASHES[hasher] = hasher.hash("not-a-password-of-anyone")
     try:
-        hasher.verify(_DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
+        hasher.verify(_DUMMY_HASHES[hasher], password[:MAX_PASSWORD_LENGTH])
     except VerificationError:
         pass

@@ -10,16 +10,21 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
-from service import cli
+from service import cli, passwords
 from service.config import Settings
 from service.db import transaction
 from service.errors import Conflict, NotFound, Unprocessable
 from service.models import AdminSession, ApiToken, AuditEntry, User, utcnow
-from service.passwords import HASHER
 from service.people import SIGN_IN_LINK, People, UserChange, token_sha256
 from service.runtime import Runtime
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real argon2id with small parameters: the service's cost (~0.1-0.4 s a hash) would make these tests slow."""
+    monkeypatch.setattr(passwords, "HASHER", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @pytest.fixture
@@ -163,7 +168,7 @@ def test_a_hash_made_with_older_parameters_is_renewed_at_sign_in(people: People,
 
     assert people.check_password("ana@example.com", PASSWORD) is not None
     renewed = people.get("ana@example.com").password_hash
-    assert renewed and renewed != weak and not HASHER.check_needs_rehash(renewed)
+    assert renewed and renewed != weak and not passwords.HASHER.check_needs_rehash(renewed)
     assert people.check_password("ana@example.com", PASSWORD) is not None
 
 
