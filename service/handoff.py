@@ -24,6 +24,7 @@ from .review import (
     refresh_conversation,
     set_miss_reason,
 )
+from .slack.threads import enqueue_visitor_message
 from .store import escalate, open_escalation
 
 HANDOFF_PROVIDER = "handoff"
@@ -103,6 +104,8 @@ class HandoffDesk:
             elif contact and contact != escalation.contact:
                 escalation.contact = contact
                 enqueue_handoff(session, self.notice, escalation, CONTACT_ADDED)
+            if not created and note:
+                enqueue_visitor_message(session, self.notice, conversation_id, note)
             reply = Message(conversation_id=conversation_id, role=Role.ASSISTANT, origin=Origin.FIXED,
                             provider=HANDOFF_PROVIDER,
                             content=texts("handoff" if created else "escalated_ack", language),

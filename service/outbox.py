@@ -20,14 +20,16 @@ from .models import Escalation, OutboxEvent, OutboxStatus, utcnow
 
 ESCALATED = "conversation.escalated"
 CONTACT_ADDED = "conversation.contact_added"
+SLACK_EVENTS = "slack."  # the prefix of the Slack app's rows (service/slack/threads.py)
 
 
 @dataclass(frozen=True)
 class HandoffNotice:
-    """Where handoff notifications go: enabled when a webhook URL is configured."""
+    """Where handoff notifications go: enabled when a webhook URL is configured; Slack when a channel is set."""
 
     enabled: bool
     public_url: str
+    slack_channel: str | None = None  # Slack app mode (service/slack/): its rows are `slack.*` events
     auto_assign: bool = False  # a new handoff goes to the next available agent (service/assignment.py)
 
 
@@ -76,14 +78,21 @@ class Outbox:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def claim_due(self, now: datetime, limit: int = 20, lease_seconds: float = 60.0) -> list[OutboxEvent]:
-        """Pending rows whose time has come and that nobody else holds, leased to the caller."""
+    def claim_due(
+        self, now: datetime, limit: int = 20, lease_seconds: float = 60.0, slack: bool = False
+    ) -> list[OutboxEvent]:
+        """Pending rows whose time has come and that nobody else holds, leased to the caller.
+
+        The Slack sender takes the `slack.*` rows, the webhook sender the others: each its own receiver.
+        """
         lease = now + timedelta(seconds=lease_seconds)
         free = or_(OutboxEvent.locked_until.is_(None), OutboxEvent.locked_until < now)
+        for_slack = OutboxEvent.event.startswith(SLACK_EVENTS, autoescape=True)
         with transaction(self.sessions) as session:
             candidates = session.scalars(
                 select(OutboxEvent.id)
-                .where(OutboxEvent.status == OutboxStatus.PENDING, OutboxEvent.next_attempt_at <= now, free)
+                .where(OutboxEvent.status == OutboxStatus.PENDING, OutboxEvent.next_attempt_at <= now, free,
+                       for_slack if slack else ~for_slack)
                 .order_by(OutboxEvent.id)
                 .limit(limit)
             ).all()
@@ -105,19 +114,29 @@ class Outbox:
                 status=OutboxStatus.DELIVERED, delivered_at=now, locked_until=None,
                 attempts=OutboxEvent.attempts + 1, last_error=None))
 
-    def mark_failed(self, event_id: int, error: str, now: datetime, max_attempts: int) -> str:
-        """Schedule a retry with backoff, or give up after `max_attempts`; returns the new status."""
+    def mark_failed(
+        self, event_id: int, error: str, now: datetime, max_attempts: int, *,
+        retry_at: datetime | None = None, permanent: bool = False,
+    ) -> str:
+        """Schedule a retry with backoff (or at `retry_at`, the receiver's word), or give up after `max_attempts`
+        (at once when `permanent`); returns the new status."""
         with transaction(self.sessions) as session:
             row = session.get(OutboxEvent, event_id)
             assert row is not None
             row.attempts += 1
             row.last_error = error[:2000]
             row.locked_until = None
-            if row.attempts >= max_attempts:
+            if permanent or row.attempts >= max_attempts:
                 row.status = OutboxStatus.DEAD
             else:
-                row.next_attempt_at = now + timedelta(seconds=backoff_seconds(row.attempts))
+                row.next_attempt_at = retry_at or now + timedelta(seconds=backoff_seconds(row.attempts))
             return row.status
+
+    def postpone(self, event_id: int, until: datetime) -> None:
+        """Release a claimed row untried, due again at `until` (its receiver asked us to wait)."""
+        with transaction(self.sessions) as session:
+            session.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(
+                next_attempt_at=until, locked_until=None))
 
     def counts(self) -> dict[str, int]:
         """Rows per status, for readiness and tests."""

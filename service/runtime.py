@@ -101,7 +101,8 @@ class Runtime:
         if settings.hosted_model_configured:
             provider = hosted_provider(settings, http_client)
         notice = HandoffNotice(enabled=bool(settings.handoff_webhook_url), public_url=settings.public_url,
-                               auto_assign=settings.auto_assign)
+                               auto_assign=settings.auto_assign,
+                               slack_channel=settings.slack_channel if settings.slack_bot_token else None)
         return cls(
             settings=settings,
             log=ConversationLog(engine, sessions, notice),

@@ -30,6 +30,7 @@ from .models import (
 )
 from .outbox import HandoffNotice, enqueue_handoff
 from .review import refresh_conversation, set_miss_reason
+from .slack.threads import enqueue_slack_handoff, enqueue_visitor_message
 
 REPLAY_PROVIDER = "replay"  # earlier turns stored by `seed_history` when labeled cases are replayed
 
@@ -184,6 +185,8 @@ class ConversationLog:
             history = _history(connection, conversation_id, message_id, history_limit)
             escalation = open_escalation(session, conversation_id) \
                 if counted.status == ConversationStatus.ESCALATED else None
+            if escalation is not None:
+                enqueue_visitor_message(session, self.notice, conversation_id, content)
             today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
         return TurnStart(conversation_id, message, counted.status, history, escalation=escalation,
                          tokens_used=counted.tokens_used, day_tokens=today.tokens if today else 0,
@@ -302,6 +305,7 @@ def escalate(
     if notice.auto_assign:
         assign_round_robin(session, conversation_id)
     enqueue_handoff(session, notice, escalation)
+    enqueue_slack_handoff(session, notice, escalation)
     return escalation
 
 

@@ -23,6 +23,7 @@ from .. import __version__
 from ..config import Settings, get_settings
 from ..errors import SupportbotError
 from ..runtime import Runtime
+from ..slack.delivery import slack_sender
 from . import admin, admin_pages, assignment, chat, health, live, oidc, review, slack, users, widget
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             log.error("invalid file: %s", problem)
         sender = runtime.webhook_sender()
         worker = asyncio.create_task(sender.run(runtime.settings.outbox_poll_interval)) if sender else None
+        slack_out = slack_sender(runtime)
+        slack_worker = asyncio.create_task(slack_out.run(runtime.settings.outbox_poll_interval)) if slack_out else None
         sync = runtime.knowledge_sync()
         syncer = asyncio.create_task(sync.run()) if sync else None
         await runtime.warm_up()
@@ -211,6 +214,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
             await sender.aclose()
+        if slack_worker is not None and slack_out is not None:
+            slack_worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await slack_worker
+            await slack_out.aclose()
         if syncer is not None:
             syncer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
