@@ -32,6 +32,15 @@ from .people import People, normal_email
 
 log = logging.getLogger(__name__)
 
+# authlib's httpx client is built on httpx2 where that is installed (the openai package brings it), else on
+# httpx: a provider that cannot be reached raises the one or the other.
+try:
+    import httpx2
+
+    CLIENT_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, httpx2.HTTPError)
+except ImportError:  # pragma: no cover - depends on what else is installed
+    CLIENT_ERRORS = (httpx.HTTPError,)
+
 CALLBACK_PATH = "/admin/login/sso/callback"
 PENDING_COOKIE = "sb_sso"  # the sign-in in progress: state, nonce, PKCE verifier, where to go after
 PENDING_MAX_AGE = 600  # seconds a person has to finish at the identity provider
@@ -160,8 +169,10 @@ class SingleSignOn:
         except OAuthError as error:
             raise SsoRefused("The identity provider would not confirm the sign-in.",
                              f"token endpoint refused: {str(error.error)[:40]}") from None
-        except (httpx.HTTPError, ValueError) as error:
+        except CLIENT_ERRORS as error:
             raise SsoUnavailable(f"the identity provider cannot be reached ({type(error).__name__})") from None
+        except ValueError:
+            raise SsoUnavailable("the identity provider's token endpoint did not answer JSON") from None
         id_token = token.get("id_token") if isinstance(token, dict) else None
         if not isinstance(id_token, str):
             raise SsoRefused("The identity provider sent no ID token.", "no id_token")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
@@ -18,7 +20,7 @@ from service.runtime import Runtime
 from service.sso import PENDING_COOKIE
 
 from .conftest import make_settings
-from .fake_idp import FakeIdP, running_idp
+from .fake_idp import FakeIdP, SigningKey, running_idp
 from .upstream_server import serving
 
 APP = "http://supportbot.test"
@@ -44,17 +46,20 @@ def sso_runtime(tmp_path: Path, database_url: str, idp: FakeIdP) -> Runtime:
     return Runtime.build(settings)
 
 
-async def _browser_like(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    # One cookie jar for both sites, redirects followed between them: the app in process, the provider over HTTP.
+@asynccontextmanager
+async def browser_like_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """One cookie jar for both sites, redirects followed between them: the app in process, the provider over HTTP."""
     app = httpx.ASGITransport(app=create_app(runtime=runtime))
-    async with httpx.AsyncClient(base_url=APP, mounts={APP: app}, follow_redirects=True, timeout=10) as client:
-        yield client
-    await runtime.aclose()
+    try:
+        async with httpx.AsyncClient(base_url=APP, mounts={APP: app}, follow_redirects=True, timeout=10) as client:
+            yield client
+    finally:
+        await runtime.aclose()
 
 
 @pytest.fixture
 async def browser_like(sso_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _browser_like(sso_runtime):
+    async with browser_like_client(sso_runtime) as client:
         yield client
 
 
@@ -197,6 +202,35 @@ async def test_a_code_cannot_be_used_twice(browser_like: httpx.AsyncClient, sso_
     assert audit(sso_runtime, "sso_refused")[0].details == {"reason": "token endpoint refused: invalid_grant"}
 
 
+async def test_keys_rotated_by_the_provider_are_fetched_again(
+        browser_like: httpx.AsyncClient, sso_runtime: Runtime, idp: FakeIdP) -> None:
+    add_person(sso_runtime)
+    assert (await browser_like.get("/admin/login/sso")).status_code == 200
+    idp.key = SigningKey(rsa.generate_private_key(65537, 2048))  # a new key with a new kid
+    browser_like.cookies.clear()
+    assert (await browser_like.get("/admin/login/sso")).status_code == 200
+    assert idp.discovery_requests == 2
+    assert len(audit(sso_runtime, "login")) == 2
+
+
+async def test_a_provider_gone_before_the_callback_is_a_503_without_a_session(
+        tmp_path: Path, database_url: str) -> None:
+    async with AsyncExitStack() as stack:
+        with running_idp() as provider:
+            runtime = Runtime.build(make_settings(tmp_path, database_url, oidc_issuer=provider.issuer,
+                                                  oidc_client_id=provider.client_id,
+                                                  oidc_client_secret=provider.client_secret, public_url=APP))
+            add_person(runtime)
+            client = await stack.enter_async_context(browser_like_client(runtime))
+            to_idp = await client.get("/admin/login/sso", follow_redirects=False)
+            back = await client.get(to_idp.headers["location"], follow_redirects=False)
+        page = await client.get(back.headers["location"])
+        assert page.status_code == 503
+        assert "the identity provider cannot be reached" in page.text
+        assert_no_session(runtime, client)
+        assert audit(runtime, "sso_refused") == [] and audit(runtime, "login") == []
+
+
 async def test_login_page_offers_single_sign_on_when_configured(browser_like: httpx.AsyncClient) -> None:
     page = await browser_like.get("/admin/login", params={"next": "/admin/report"})
     assert 'href="/admin/login/sso?next=/admin/report">Sign in with Example ID</a>' in page.text
@@ -215,7 +249,7 @@ async def test_an_unreachable_provider_is_a_clear_503(tmp_path: Path, database_u
         issuer = gone.issuer
     runtime = Runtime.build(make_settings(tmp_path, database_url, oidc_issuer=issuer, oidc_client_id="x",
                                           public_url=APP))
-    async for client in _browser_like(runtime):
+    async with browser_like_client(runtime) as client:
         page = await client.get("/admin/login/sso")
         assert page.status_code == 503
         assert "Single sign-on is unavailable: the identity provider cannot be reached" in page.text
