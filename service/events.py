@@ -36,9 +36,10 @@ PREVIEW_CHARS = 80  # of a visitor message, for the inbox; never more
 PUBLISH_TIMEOUT = 3.0
 RETRY_MIN, RETRY_MAX = 0.5, 30.0  # seconds between a lost listener's reconnection attempts
 
-# Event types; `assignment` is published by the assignment desk.
-MESSAGE, ESCALATION, AGENT_REPLY, RESOLVED, TYPING, PRESENCE, ASSIGNMENT = (
-    "message", "escalation", "agent_reply", "resolved", "typing", "presence", "assignment")
+# Event types; `assignment` is published by the assignment desk. `resync` (no conversation) tells this
+# replica's streams that events may have been missed while its listener reconnected: pages fetch afresh.
+MESSAGE, ESCALATION, AGENT_REPLY, RESOLVED, TYPING, PRESENCE, ASSIGNMENT, RESYNC = (
+    "message", "escalation", "agent_reply", "resolved", "typing", "presence", "assignment", "resync")
 
 _PREFIX = secrets.token_hex(4)  # per process: ids stay unique across replicas without coordination
 _COUNTER = itertools.count(1)
@@ -156,6 +157,7 @@ class RelayBus:
         self._task: asyncio.Task[None] | None = None
         self._delay = RETRY_MIN
         self._publish_failing = False
+        self._was_listening = False
 
     @property
     def subscribers(self) -> int:
@@ -224,10 +226,13 @@ class RelayBus:
             await asyncio.sleep(self._delay)
             self._delay = min(self._delay * 2, RETRY_MAX)
 
-    def _connected(self) -> None:
+    async def _connected(self) -> None:
         if self._delay > RETRY_MIN:
             log.info("live events: %s listener connected", self.name)
         self._delay = RETRY_MIN
+        if self._was_listening:
+            await self.local.publish({"type": RESYNC, "conversation_id": None})
+        self._was_listening = True
         self.listening.set()
 
     async def _deliver(self, payload: str | bytes) -> None:
@@ -268,7 +273,7 @@ class PostgresBus(RelayBus):
         async with await self._connect() as connection:
             await connection.execute(f"LISTEN {CHANNEL}")
             self.listener_pid = connection.info.backend_pid
-            self._connected()
+            await self._connected()
             async for notify in connection.notifies():
                 await self._deliver(notify.payload)
 
@@ -314,7 +319,7 @@ class RedisBus(RelayBus):
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(CHANNEL)
-            self._connected()
+            await self._connected()
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.POLL_SECONDS)
                 if message is not None and message.get("type") == "message":

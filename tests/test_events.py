@@ -46,7 +46,7 @@ from .test_ratelimit import REDIS_URL, _redis_available
 from .upstream_server import serving
 
 
-async def next_event(subscription: Subscription, conversation_id: str, kind: str, timeout: float = 10) -> Event:
+async def next_event(subscription: Subscription, conversation_id: str | None, kind: str, timeout: float = 10) -> Event:
     """The next event of `kind` about `conversation_id` (others, such as other tests' on a shared server, skipped)."""
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
@@ -138,6 +138,8 @@ async def test_postgres_notify_reaches_the_other_replica_and_survives_a_dropped_
                 admin.execute("SELECT pg_terminate_backend(%s)", (old_pid,))
             await until(lambda: listener.listening.is_set() and listener.listener_pid != old_pid, 15,
                         "the listener to reconnect")
+            # Its streams are told they may have missed events meanwhile (the pages fetch afresh).
+            assert (await next_event(theirs, None, "resync"))["id"]
             again = new_event("resolved", "pg-replicas", by="dana@example.com")
             await first.events.publish(again)
             assert await next_event(theirs, "pg-replicas", "resolved") == again

@@ -67,7 +67,7 @@ async def event_stream(bus: EventBus, conversation_id: str | None) -> AsyncItera
             event = await subscription.next(HEARTBEAT_SECONDS)
             if event is None:
                 yield ": heartbeat\n\n"
-            elif conversation_id is None or event.get("conversation_id") == conversation_id:
+            elif conversation_id is None or event.get("conversation_id") in (conversation_id, None):
                 yield sse_event(event)
 
 
@@ -75,7 +75,7 @@ async def event_stream(bus: EventBus, conversation_id: str | None) -> AsyncItera
     "/admin/api/events", tags=["admin"],
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                      "description": "Server-Sent Events: message, escalation, agent_reply, resolved, assignment, "
-                                    "typing, presence; each with an id and a JSON object as data"},
+                                    "typing, presence, resync; each with an id and a JSON object as data"},
                401: {"model": ErrorBody, "description": "Not signed in, or no valid bearer token"}},
 )
 async def admin_events(

@@ -158,12 +158,12 @@
   var data = function (event) {
     try { return JSON.parse(event.data); } catch (error) { return {}; }
   };
-  var changes = ["message", "escalation", "agent_reply", "resolved", "assignment"];
+  var changes = ["message", "escalation", "agent_reply", "resolved", "assignment", "resync"];
 
   changes.forEach(function (name) {
     source.addEventListener(name, function (event) {
       var detail = data(event);
-      if (conversationId && detail.conversation_id !== conversationId) return;
+      if (conversationId && detail.conversation_id && detail.conversation_id !== conversationId) return;
       if (conversationId && name === "message") showTyping(false);
       refresh();
     });
