@@ -141,7 +141,8 @@ class SingleSignOn:
         if "error" in params:
             # The provider's own words stay out of the log and the page: they may carry anything.
             raise SsoRefused("The identity provider did not sign you in.", f"provider error {params['error'][:40]}")
-        if not hmac.compare_digest(params.get("state", ""), pending.state):
+        # As bytes: compare_digest raises on a str that is not ASCII, and the state comes from the address bar.
+        if not hmac.compare_digest(params.get("state", "").encode(), pending.state.encode()):
             raise SsoRefused("This sign-in was not started here. Please start again.", "state mismatch")
         code = params.get("code", "")
         if not code:

@@ -156,14 +156,15 @@ async def test_a_misbehaving_provider_signs_nobody_in(
     assert (await browser_like.get("/admin", follow_redirects=False)).status_code == 303
 
 
+@pytest.mark.parametrize("state", ["someone-elses-state", "état-étranger"])
 async def test_a_callback_with_another_state_is_refused(browser_like: httpx.AsyncClient,
-                                                        sso_runtime: Runtime, idp: FakeIdP) -> None:
+                                                        sso_runtime: Runtime, idp: FakeIdP, state: str) -> None:
     add_person(sso_runtime)
     to_idp = await browser_like.get("/admin/login/sso", follow_redirects=False)
     assert to_idp.status_code == 303 and to_idp.headers["location"].startswith(f"{idp.issuer}/authorize?")
     back = await browser_like.get(to_idp.headers["location"], follow_redirects=False)
     callback = httpx.URL(back.headers["location"])
-    forged = callback.copy_set_param("state", "someone-elses-state")
+    forged = callback.copy_set_param("state", state)
     page = await browser_like.get(str(forged))
     assert page.status_code == 401
     assert_no_session(sso_runtime, browser_like)
