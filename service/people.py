@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
 from .errors import Conflict, NotFound, Unprocessable
-from .models import AdminSession, ApiToken, StaffRole, User, utcnow
+from .models import AdminSession, ApiToken, AuditEntry, StaffRole, User, utcnow
 from .passwords import hash_password, verify_password
 from .review import audit
 
@@ -194,11 +194,12 @@ class People:
         return user
 
     def last_sign_ins(self) -> dict[int, datetime]:
-        """When each person last signed in (their newest session), by user id."""
+        """When each person last signed in, by user id (from the audit log: sessions are swept when they expire)."""
         with self.sessions() as db:
-            rows = db.execute(select(AdminSession.user_id, func.max(AdminSession.created_at))
-                              .where(AdminSession.user_id.is_not(None)).group_by(AdminSession.user_id))
-            return {int(user_id): _aware(at) for user_id, at in rows if user_id is not None and at is not None}
+            rows = db.execute(select(User.id, func.max(AuditEntry.created_at))
+                              .join(AuditEntry, AuditEntry.actor == User.email)
+                              .where(AuditEntry.action == "login").group_by(User.id))
+            return {int(user_id): _aware(at) for user_id, at in rows if at is not None}
 
     def enabled_admins(self) -> int:
         """How many enabled people have the admin role (the shared admin token not counted)."""

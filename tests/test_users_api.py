@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from service.api import create_app
-from service.models import AuditEntry, User
+from service.models import AuditEntry, User, utcnow
 from service.runtime import Runtime
 
 from .test_admin_pages import csrf_of, sign_in
@@ -163,6 +163,9 @@ async def test_password_sign_in_through_the_form_opens_the_pages_as_that_person(
     assert inbox.status_code == 200 and "Ana · agent" in inbox.text
     assert (await client.get("/admin/users")).status_code == 403, "an agent does not manage people"
     assert ("ana@example.com", "login", None) in audit_rows(runtime)
+    ana = runtime.people.get("ana@example.com")
+    last = runtime.people.last_sign_ins()
+    assert list(last) == [ana.id] and abs((utcnow() - last[ana.id]).total_seconds()) < 60
 
 
 async def test_wrong_password_unknown_address_and_disabled_person_get_one_answer(
