@@ -308,6 +308,7 @@ class RedisBus(RelayBus):
 
     name = "redis"
     POLL_SECONDS = 15.0  # the subscriber pings this often while idle, so a dead connection is noticed
+    CLIENT_NAME = "supportbot-events"
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -315,7 +316,9 @@ class RedisBus(RelayBus):
         self._sender = aioredis.from_url(url, socket_connect_timeout=3, socket_timeout=PUBLISH_TIMEOUT)
 
     async def _listen(self) -> None:
-        client = aioredis.from_url(self.url, socket_connect_timeout=3, health_check_interval=self.POLL_SECONDS)
+        # Named, so an operator finds the listeners in CLIENT LIST.
+        client = aioredis.from_url(self.url, socket_connect_timeout=3, health_check_interval=self.POLL_SECONDS,
+                                   client_name=self.CLIENT_NAME)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(CHANNEL)

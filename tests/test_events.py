@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import redis
 from sqlalchemy import select
 
 from service.api import create_app, live
@@ -163,6 +164,30 @@ async def test_redis_pubsub_reaches_the_other_replica(tmp_path: Path, sqlite_url
             sent = new_event("escalation", "redis-replicas", reason="user_request")
             await first.events.publish(sent)
             assert await next_event(theirs, "redis-replicas", "escalation") == sent
+
+            # Redis drops the listeners' connections: they come back by themselves and get the next event.
+            admin = redis.Redis.from_url(REDIS_URL)
+            listeners = [c["id"] for c in admin.client_list() if c.get("name") == RedisBus.CLIENT_NAME]
+            assert len(listeners) >= 2
+            for client_id in listeners:
+                admin.client_kill_filter(_id=client_id)
+            again = new_event("resolved", "redis-replicas", by="dana@example.com")
+
+            seen: list[Event] = []
+
+            async def delivered() -> bool:
+                await first.events.publish(again)
+                while (event := await theirs.next(0.5)) is not None:
+                    seen.append(event)
+                    if event == again:
+                        return True
+                return False
+
+            deadline = time.monotonic() + 20
+            while not await delivered():
+                assert time.monotonic() < deadline, "the listener did not come back"
+            admin.close()
+            assert "resync" in [event["type"] for event in seen]  # its streams were told to fetch afresh
     finally:
         for runtime in (first, second):
             await runtime.aclose()
