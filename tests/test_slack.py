@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from service.slack.signing import slack_signature
 from .conftest import make_settings
 from .factories import send, start_conversation
 from .fake_slack import FakeSlack, running_slack
+from .upstream_server import serving
 
 TOKEN = "xoxb-test-bot-token"
 SECRET = "slack-signing-secret-for-tests"
@@ -43,7 +44,8 @@ def fake_slack() -> Iterator[FakeSlack]:
 def slack_runtime(tmp_path: Path, database_url: str, fake_slack: FakeSlack) -> Runtime:
     runtime = Runtime.build(make_settings(
         tmp_path, database_url, slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_channel=CHANNEL,
-        slack_api_url=fake_slack.url, public_url="https://bot.example", webhook_timeout=2.0))
+        slack_api_url=fake_slack.url, public_url="https://bot.example", webhook_timeout=2.0,
+        outbox_poll_interval=0.02))
     with runtime.handoff.sessions.begin() as session:
         session.add_all([User(email="ana@example.com", name="Ana Agent", role="agent"),
                          User(email="rita@example.com", name="Rita Reviewer", role="reviewer")])
@@ -52,18 +54,11 @@ def slack_runtime(tmp_path: Path, database_url: str, fake_slack: FakeSlack) -> R
 
 @pytest.fixture
 async def api(slack_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """The app, with the Slack sender running as the app's lifespan runs it."""
-    sender = slack_sender(slack_runtime)
-    assert sender is not None
-    worker = asyncio.create_task(sender.run(0.02))
-    transport = httpx.ASGITransport(app=create_app(runtime=slack_runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://supportbot.test") as client:
-        yield client
-    worker.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await worker
-    await sender.aclose()
-    await slack_runtime.aclose()
+    """The service over real HTTP, its lifespan running the Slack sender (as in production)."""
+    assert slack_sender(slack_runtime) is not None
+    with serving(create_app(runtime=slack_runtime)) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            yield client
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
@@ -77,11 +72,27 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> A
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def until_async(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10.0) -> Any:
+    """`until` for a check that has to await (an HTTP call)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def signed_headers(body: bytes, *, secret: str = SECRET, age: int = 0) -> dict[str, str]:
+    """The headers Slack sends with `body`: its timestamp (`age` seconds ago) and v0 signature."""
+    timestamp = str(int(time.time()) - age)
+    return {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": slack_signature(secret, timestamp, body)}
+
+
 def signed(payload: dict[str, Any], *, secret: str = SECRET, age: int = 0) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
-    timestamp = str(int(time.time()) - age)
-    return body, {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
-                  "X-Slack-Signature": slack_signature(secret, timestamp, body)}
+    return body, signed_headers(body, secret=secret, age=age)
 
 
 def thread_event(thread_ts: str, user: str, text: str, event_id: str, **extra: Any) -> dict[str, Any]:
@@ -134,8 +145,12 @@ async def test_round_trip_handoff_thread_visitor_message_and_reply_from_slack(
     answered = await api.post("/slack/events", content=body, headers=headers)
 
     assert answered.status_code == 200 and answered.json() == {"ok": True}
-    seen = (await api.get(f"/api/conversations/{conversation_id}", headers=auth)).json()  # the widget's view
-    agent = [m for m in seen["messages"] if m["role"] == "agent"]
+
+    async def agent_replies() -> list[dict[str, Any]]:
+        seen = (await api.get(f"/api/conversations/{conversation_id}", headers=auth)).json()  # the widget's view
+        return [m for m in seen["messages"] if m["role"] == "agent"]
+
+    agent = await until_async(agent_replies, "the agent reply in the widget")
     assert [(m["content"], m["author"]) for m in agent] == [
         ("Found it & fixed: invoice 42 (https://x.example/i/42)", "Ana Agent")]
     assert count(slack_runtime, AuditEntry, AuditEntry.action == "agent_reply",
@@ -146,8 +161,12 @@ async def test_round_trip_handoff_thread_visitor_message_and_reply_from_slack(
     retry_headers = {**headers, "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     again = await api.post("/slack/events", content=body, headers=retry_headers)
     assert again.status_code == 200
-    assert count(slack_runtime, Message, Message.conversation_id == conversation_id, Message.role == "agent") == 1
-    assert len(fake_slack.attempts("users.info")) == 1
+    later, _ = signed(thread_event(ts, "UANA", "one more thing", "Ev2"))  # a later reply: handled after the retry
+    assert (await api.post("/slack/events", content=later, headers=signed_headers(later))).status_code == 200
+    await until(lambda: count(slack_runtime, Message, Message.content == "one more thing") == 1, "the later reply")
+    replies = [m["content"] for m in await agent_replies()]
+    assert replies == ["Found it & fixed: invoice 42 (https://x.example/i/42)", "one more thing"], "the retry: no post"
+    assert len(fake_slack.attempts("users.info")) == 2
     assert slack_runtime.outbox.claim_due(utcnow(), slack=False) == [], "the webhook sender never takes Slack rows"
 
 
@@ -225,7 +244,7 @@ async def test_unsigned_or_stale_requests_are_refused_and_change_nothing(
     # The same reply, signed: it gets through, so the refusals above were the signature's doing.
     body, headers = signed(thread_event(ts, "UANA", "I am Ana, honest", "Ev-signed"))
     assert (await api.post("/slack/events", content=body, headers=headers)).status_code == 200
-    assert count(slack_runtime, Message) == 1
+    await until(lambda: count(slack_runtime, Message) == 1, "the signed reply")
 
 
 async def test_replies_from_unmapped_slack_users_are_refused_in_the_thread(
