@@ -93,6 +93,8 @@ class Subscription:
 class EventBus(Protocol):
     """Publishes events to every subscriber of every replica."""
 
+    name: str  # memory, postgres or redis: for the start-up log
+
     async def publish(self, event: Event) -> None:
         """Send `event` to every subscriber; never raises."""
         ...

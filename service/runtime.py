@@ -168,7 +168,7 @@ class Runtime:
         return (
             f"{provider} prompt={self.settings.prompt} database={url} "
             f"knowledge={self.settings.knowledge_dir} ({len(base.issues)} known issues) "
-            f"admin_token={admin} handoff_webhook={webhook}"
+            f"admin_token={admin} handoff_webhook={webhook} live_events={self.events.name}"
         )
 
     async def warm_up(self) -> None:
