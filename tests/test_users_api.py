@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from service.api import create_app
@@ -87,7 +86,7 @@ async def test_an_admin_adds_lists_reads_and_changes_people_audited_as_themselve
     assert ("token:admin", "user.add", "lead@example.com") in rows
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "code"), [
+BAD_INPUT: list[tuple[str, str, dict[str, Any] | None, int, str]] = [
     ("post", "/admin/api/users", {"email": "ana@example.com", "role": "agent"}, 409, "duplicate_email"),
     ("post", "/admin/api/users", {"email": "not-an-address", "role": "agent"}, 422, "invalid_email"),
     ("post", "/admin/api/users", {"email": "new@example.com", "role": "boss"}, 422, "validation_error"),
@@ -102,19 +101,21 @@ async def test_an_admin_adds_lists_reads_and_changes_people_audited_as_themselve
     ("post", "/admin/api/users/nobody@example.com/tokens", {}, 404, "unknown_user"),
     ("delete", "/admin/api/tokens/999", None, 404, "unknown_token"),
     ("delete", "/admin/api/users/nobody@example.com/sessions", None, 404, "unknown_user"),
-])
+]
+
+
 async def test_bad_input_is_refused_with_the_error_shape_and_changes_nothing(
-        client: httpx.AsyncClient, runtime: Runtime, method: str, path: str, body: dict[str, Any] | None,
-        status: int, code: str) -> None:
+        client: httpx.AsyncClient, runtime: Runtime) -> None:
     await add(client, runtime, "ana@example.com")
     before, audited = snapshot(runtime), audit_rows(runtime)
 
-    kwargs: dict[str, Any] = {"headers": admin(runtime)} | ({"json": body} if body is not None else {})
-    response = await client.request(method, path, **kwargs)
+    for method, path, body, status, code in BAD_INPUT:
+        kwargs: dict[str, Any] = {"headers": admin(runtime)} | ({"json": body} if body is not None else {})
+        response = await client.request(method, path, **kwargs)
 
-    assert response.status_code == status
-    assert response.json()["error"]["code"] == code and response.json()["error"]["message"]
-    assert snapshot(runtime) == before and audit_rows(runtime) == audited
+        assert response.status_code == status, (method, path, body, response.text)
+        assert response.json()["error"]["code"] == code and response.json()["error"]["message"], (method, path)
+        assert snapshot(runtime) == before and audit_rows(runtime) == audited, (method, path, body)
 
 
 async def test_agents_and_reviewers_may_not_manage_people(client: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -146,9 +147,15 @@ async def test_a_revoked_token_and_a_disabled_persons_token_are_refused(
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_admin_token"
     assert (await client.get("/admin/api/users", headers=bearer(spare))).status_code == 200
 
+    assert (await password_sign_in(client, "lead@example.com", PASSWORD)).status_code == 303
+    assert (await client.get("/admin/users")).status_code == 200
+
     disabled = await client.patch("/admin/api/users/lead@example.com", json={"disabled": True}, headers=admin(runtime))
     assert disabled.status_code == 200 and disabled.json()["disabled"] is True
     assert (await client.get("/admin/api/users", headers=bearer(spare))).status_code == 401
+    assert (await client.get("/admin/api/escalations", headers=bearer(spare))).status_code == 401
+    gone = await client.get("/admin/users")
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/admin/login"), "their session ended"
     assert ("token:admin", "token.revoke", "lead@example.com") in audit_rows(runtime)
 
 
