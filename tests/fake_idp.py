@@ -102,6 +102,7 @@ class FakeIdP:
         """Behave again and forget what was asked (one provider serves a module's tests)."""
         self.email, self.email_verified, self.audience = "ana@example.com", True, None
         self.expired = self.wrong_nonce = self.foreign_key = self.deny = self.consent_page = False
+        self.client_secret = "idp-client-secret"
         self.grants.clear()
         self.authorize_requests.clear()
         self.token_requests.clear()
@@ -165,6 +166,8 @@ class FakeIdP:
 
     def _client_authenticated(self, request: Request, form: dict[str, str]) -> bool:
         basic = request.headers.get("authorization", "")
+        if not self.client_secret:  # a public client: PKCE alone binds the code
+            return not basic and form.get("client_id") == self.client_id and "client_secret" not in form
         if basic.lower().startswith("basic "):
             expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
             return secrets.compare_digest(basic[6:].strip(), expected)

@@ -89,6 +89,8 @@ async def test_known_person_signs_in_and_the_session_works(
     page = await browser_like.get("/admin/login/sso", params={"next": "/admin/prompts"})
     assert page.status_code == 200, page.text
     assert 'content="0; url=/admin/prompts"' in page.text
+    session = next(value for value in page.headers.get_list("set-cookie") if value.startswith("sb_admin="))
+    assert "HttpOnly" in session and "SameSite=strict" in session and "Path=/admin" in session
     assert browser_like.cookies.get(AdminSessions.COOKIE)
     assert PENDING_COOKIE not in browser_like.cookies  # one use
     inbox = await browser_like.get("/admin", follow_redirects=False)
@@ -103,6 +105,18 @@ async def test_known_person_signs_in_and_the_session_works(
     [token] = idp.token_requests
     assert token["code_verifier"] and token["authorization"].startswith("Basic ")
     assert "client_secret" not in token
+
+
+async def test_a_public_client_signs_in_with_pkce_alone(tmp_path: Path, database_url: str, idp: FakeIdP) -> None:
+    idp.client_secret = ""
+    runtime = Runtime.build(make_settings(tmp_path, database_url, oidc_issuer=idp.issuer,
+                                          oidc_client_id=idp.client_id, public_url=APP))
+    add_person(runtime)
+    async with browser_like_client(runtime) as client:
+        assert (await client.get("/admin/login/sso")).status_code == 200
+        assert (await client.get("/admin", follow_redirects=False)).status_code == 200
+    [token] = idp.token_requests
+    assert token["code_verifier"] and token["client_id"] == idp.client_id and not token["authorization"]
 
 
 async def test_discovery_is_fetched_once_for_several_sign_ins(
@@ -162,6 +176,9 @@ async def test_a_callback_with_another_state_is_refused(browser_like: httpx.Asyn
     add_person(sso_runtime)
     to_idp = await browser_like.get("/admin/login/sso", follow_redirects=False)
     assert to_idp.status_code == 303 and to_idp.headers["location"].startswith(f"{idp.issuer}/authorize?")
+    # Lax: the cookie must come back with the provider's redirect; readable by no script; sent to SSO paths only.
+    pending = to_idp.headers["set-cookie"]
+    assert "HttpOnly" in pending and "SameSite=lax" in pending and "Path=/admin/login/sso" in pending
     back = await browser_like.get(to_idp.headers["location"], follow_redirects=False)
     callback = httpx.URL(back.headers["location"])
     forged = callback.copy_set_param("state", state)
