@@ -41,6 +41,7 @@ RETRY_MIN, RETRY_MAX = 0.5, 30.0  # seconds between a lost listener's reconnecti
 MESSAGE, ESCALATION, AGENT_REPLY, RESOLVED, TYPING, PRESENCE, ASSIGNMENT, RESYNC = (
     "message", "escalation", "agent_reply", "resolved", "typing", "presence", "assignment", "resync")
 
+STREAM_END: Event = {"type": "end"}  # put (this very object) to a subscription to end its stream: shutdown
 _PREFIX = secrets.token_hex(4)  # per process: ids stay unique across replicas without coordination
 _COUNTER = itertools.count(1)
 
@@ -107,6 +108,10 @@ class EventBus(Protocol):
         """Begin listening (a no-op in process)."""
         ...
 
+    def close_streams(self) -> None:
+        """End this process's subscriptions (their SSE streams), as the process shuts down."""
+        ...
+
     async def aclose(self) -> None:
         """Stop listening and release connections."""
         ...
@@ -141,6 +146,11 @@ class LocalBus:
         finally:
             self._subscriptions.discard(subscription)
 
+    def close_streams(self) -> None:
+        """End every subscription of this process: each gets STREAM_END."""
+        for subscription in list(self._subscriptions):
+            subscription.put(STREAM_END)
+
     async def start(self) -> None:
         """Nothing to listen to."""
 
@@ -169,6 +179,10 @@ class RelayBus:
     def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
         """A subscription to the events of every replica."""
         return self.local.subscribe()
+
+    def close_streams(self) -> None:
+        """End this process's subscriptions."""
+        self.local.close_streams()
 
     async def start(self) -> None:
         """Start the listener; it keeps reconnecting, so the service serves while the system is down."""

@@ -186,6 +186,6 @@ class Runtime:
         """Release connections."""
         if isinstance(self.provider, ResilientProvider):
             await self.provider.aclose()
-        self.db_threads.shutdown()
         await self.events.aclose()
+        self.db_threads.shutdown()
         self.log.engine.dispose()

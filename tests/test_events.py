@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -42,7 +43,7 @@ from service.runtime import Runtime
 
 from .conftest import make_settings
 from .factories import send, start_conversation
-from .processes import free_port
+from .processes import ServiceProcess, free_port
 from .test_ratelimit import REDIS_URL, _redis_available
 from .upstream_server import serving
 
@@ -427,3 +428,22 @@ async def test_typing_signals_have_their_own_rate_limit(live_service: Live, monk
         assert codes == [204, 204, 204, 429]
         # The visitor's messages have their own budget, untouched by the signals.
         assert (await send(visitor_client, conversation_id, visitor, "Still there?")).status_code == 200
+
+
+def test_sigterm_ends_the_open_streams_so_shutdown_does_not_wait_for_them(tmp_path: Path) -> None:
+    token = "admin-token-for-the-shutdown-test"
+    service = ServiceProcess(tmp_path, SUPPORTBOT_ADMIN_TOKEN=token, SUPPORTBOT_SHUTDOWN_GRACE_SECONDS="30")
+    service.migrate()
+    service.start()
+    try:
+        with httpx.stream("GET", f"{service.base}/admin/api/events", timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith(":")) == ": connected"
+            began = time.monotonic()
+            # uvicorn re-raises the signal once it has shut down: the exit status says SIGTERM.
+            assert service.signal(signal.SIGTERM, timeout=25) in (0, -signal.SIGTERM)
+            list(lines)  # the stream ended (a stream left open would hold the shutdown for 30 s)
+        assert time.monotonic() - began < 15, service.log_path.read_text()[-2000:]
+    finally:
+        service.stop()

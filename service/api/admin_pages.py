@@ -20,12 +20,14 @@ from ..canned import CannedReplies
 from ..charts import rate_chart
 from ..config import secret_key
 from ..errors import NotFound, RateLimited, SupportbotError, Unauthorized
+from ..events import AGENT_REPLY, RESOLVED, new_event
 from ..forwarded import client_ip, request_scheme, require_same_origin
 from ..inbox import ASSIGNED, VIEWS, InboxQuery
 from ..lockout import count_failure, refuse_if_locked_out, sign_in_guard
 from ..markdown import render_markdown
 from ..models import StaffRole
 from ..people import ADMIN_TOKEN_ACTOR, ADMINS, ANSWERING, CORRECTING, REVIEWING, STAFF, Principal
+from ..presence import is_online
 from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
@@ -40,12 +42,14 @@ templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
 templates.env.filters["markdown"] = render_markdown
 templates.env.globals["byline"] = byline
 ADMIN_CSS = (PACKAGE / "static" / "admin.css").read_bytes()
+ADMIN_LIVE_JS = (PACKAGE / "static" / "admin-live.js").read_bytes()
 VIEW_LABELS = {"all": "All conversations", "misses": "Misses", "escalated": "Escalated",
                "thumbs_down": "Thumbs down", "unreviewed": "Misses to review"}
-# Pages render no script and load nothing from elsewhere; forms post only to this origin.
+# Pages run only this origin's script file (live updates, never inline) and load nothing from elsewhere;
+# forms post only to this origin.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     # same-origin, not no-referrer: under no-referrer a browser posts forms with `Origin: null`, and the
@@ -168,6 +172,13 @@ async def admin_css() -> Response:
     return Response(ADMIN_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
 
+@router.get("/static/admin-live.js")
+async def admin_live_js() -> Response:
+    """The pages' live updates (service/static/admin-live.js); the pages work without it."""
+    return Response(ADMIN_LIVE_JS, media_type="text/javascript",
+                    headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+
+
 @router.get("/login")
 async def login_form(request: Request, helper: SessionsDep, next: str = "/admin") -> HTMLResponse:
     return render(request, helper, "admin/login.html", {"next": _safe_next(next), "actor": None})
@@ -278,6 +289,7 @@ async def conversation_page(
     return render(request, helper, "admin/conversation.html", {
         "actor": actor, "section": "inbox", "conversation": conversation, "messages": messages,
         "escalations": escalations, "feedback": feedback, "corrections": corrections,
+        "visitor_online": is_online(conversation.visitor_seen_at),
         "assignee": (await to_thread.run_sync(desk.assignees, [conversation_id])).get(conversation_id),
         "answerers": await to_thread.run_sync(desk.answerers),
         "canned_replies": await to_thread.run_sync(CannedReplies(runtime.log.sessions).all),
@@ -330,6 +342,7 @@ async def exclude_form(conversation_id: str, runtime: RuntimeDep, actor: Reviewi
 @router.post("/conversations/{conversation_id}/resolve")
 async def resolve_form(conversation_id: str, runtime: RuntimeDep, actor: AnsweringForm) -> Response:
     await to_thread.run_sync(runtime.handoff.resolve, conversation_id, actor.actor)
+    await runtime.events.publish(new_event(RESOLVED, conversation_id, by=actor.actor))
     return back_to(f"/admin/conversations/{conversation_id}")
 
 
@@ -346,8 +359,9 @@ async def reply_form(conversation_id: str, runtime: RuntimeDep, actor: Answering
         content = await to_thread.run_sync(CannedReplies(runtime.log.sessions).text_of, canned)
     text = check_message(runtime, content)
     name = (author.strip() or actor.display_name) if actor.user_id is None else actor.display_name
-    await to_thread.run_sync(lambda: runtime.handoff.agent_reply(conversation_id, text, name, None,
-                                                                  actor=actor.actor))
+    message = await to_thread.run_sync(lambda: runtime.handoff.agent_reply(conversation_id, text, name, None,
+                                                                            actor=actor.actor))
+    await runtime.events.publish(new_event(AGENT_REPLY, conversation_id, message_id=message.id, author=name))
     return back_to(f"/admin/conversations/{conversation_id}")
 
 

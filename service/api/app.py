@@ -202,6 +202,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         slack_worker = asyncio.create_task(slack_out.run(runtime.settings.outbox_poll_interval)) if slack_out else None
         sync = runtime.knowledge_sync()
         syncer = asyncio.create_task(sync.run()) if sync else None
+        await runtime.events.start()  # listens in the background: Redis or PostgreSQL down does not stop start-up
+        live.end_streams_on_signal(runtime.events)
         await runtime.warm_up()
         # What start-up built (modules, the runtime, its caches) lives as long as the process. Frozen
         # out of the collector's reach, a full collection scans only what turns allocate: unfrozen it

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 from typing import Annotated, Any
 
 from anyio import to_thread
@@ -12,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import Unauthorized
-from ..events import PRESENCE, TYPING, Event, EventBus, RelayBus, new_event
+from ..events import PRESENCE, STREAM_END, TYPING, Event, EventBus, RelayBus, new_event
 from ..people import STAFF, Principal
 from ..presence import record_heartbeat
 from ..ratelimit import parse_rate
@@ -49,6 +53,25 @@ live_principal.roles = STAFF  # type: ignore[attr-defined]  # read by the role t
 LiveStaff = Annotated[Principal, Depends(live_principal)]
 
 
+def end_streams_on_signal(bus: EventBus) -> None:
+    """On SIGTERM or SIGINT, end the open event streams, so a graceful shutdown does not wait out its grace
+    period for them (they never end by themselves); then the server's own handler runs."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (an app served from a thread, as in tests)
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(number)
+        if not callable(previous):
+            continue
+
+        def chained(signum: int, frame: FrameType | None, previous: Callable[[int, FrameType | None], Any] = previous
+                    ) -> None:
+            loop.call_soon_threadsafe(bus.close_streams)
+            previous(signum, frame)
+
+        signal.signal(number, chained)
+
+
 def sse_event(event: Event) -> str:
     """One event in the text/event-stream format: its id, its type as the event name, the JSON as data."""
     return f"id: {event.get('id', '')}\nevent: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
@@ -65,6 +88,8 @@ async def event_stream(bus: EventBus, conversation_id: str | None) -> AsyncItera
         yield "retry: 3000\n: connected\n\n"
         while True:
             event = await subscription.next(HEARTBEAT_SECONDS)
+            if event is STREAM_END:
+                return  # shutting down: the browser reconnects, to another replica or to this one restarted
             if event is None:
                 yield ": heartbeat\n\n"
             elif conversation_id is None or event.get("conversation_id") in (conversation_id, None):
