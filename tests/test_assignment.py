@@ -246,7 +246,7 @@ def test_concurrent_handoffs_each_get_one_agent_and_the_rotation_stays_fair(tmp_
     runtime = round_robin_runtime(tmp_path, database_url)
     for name in "abc":
         add_person(runtime, f"{name}@team.example", StaffRole.AGENT, available=True)
-    rounds, threads = 6, 2
+    rounds, threads = 12, 2  # enough overlap that a pick without the compare-and-set doubles up (fails)
     conversations = [[runtime.log.create_conversation().id for _ in range(rounds)] for _ in range(threads)]
     start = threading.Barrier(threads)
     failures: list[BaseException] = []
@@ -273,7 +273,7 @@ def test_concurrent_handoffs_each_get_one_agent_and_the_rotation_stays_fair(tmp_
         autos = db.scalars(select(AuditEntry).where(AuditEntry.action == "assign")).all()
     assert all(a is not None for a in assigned), "every handoff got an agent"
     assert Counter(emails[a] for a in assigned if a is not None) == {
-        "a@team.example": 4, "b@team.example": 4, "c@team.example": 4}, "fair: each agent in turn"
+        "a@team.example": 8, "b@team.example": 8, "c@team.example": 8}, "fair: each agent in turn"
     assert len(autos) == rounds * threads, "exactly one assignment per handoff"
     runtime.log.engine.dispose()
 
