@@ -95,6 +95,15 @@ def signed(payload: dict[str, Any], *, secret: str = SECRET, age: int = 0) -> tu
     return body, signed_headers(body, secret=secret, age=age)
 
 
+async def next_event(lines: AsyncIterator[str], kind: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The data of the next live event (SSE) of `kind`."""
+    async with asyncio.timeout(timeout):
+        async for line in lines:
+            if line.startswith("data: ") and (event := json.loads(line[6:]))["type"] == kind:
+                return dict(event)
+    raise AssertionError("the event stream ended")
+
+
 def thread_event(thread_ts: str, user: str, text: str, event_id: str, **extra: Any) -> dict[str, Any]:
     event = {"type": "message", "channel": CHANNEL, "user": user, "text": text, "ts": f"{time.time():.6f}",
              "thread_ts": thread_ts, "client_msg_id": f"msg-{event_id}", **extra}
@@ -142,7 +151,15 @@ async def test_round_trip_handoff_thread_visitor_message_and_reply_from_slack(
     assert posted[0]["text"] == "*Visitor:* My invoice is #42 &lt;!channel&gt;", "the visitor cannot ping the channel"
 
     body, headers = signed(thread_event(ts, "UANA", "Found it &amp; fixed: <https://x.example/i/42|invoice 42>", "Ev1"))
-    answered = await api.post("/slack/events", content=body, headers=headers)
+    admin = {"Authorization": f"Bearer {slack_runtime.admin_token}"}
+    async with api.stream("GET", f"/admin/api/events?conversation_id={conversation_id}", headers=admin) as live:
+        lines = live.aiter_lines()
+        async for line in lines:  # subscribed once it says so
+            if line == ": connected":
+                break
+        answered = await api.post("/slack/events", content=body, headers=headers)
+        event = await next_event(lines, "agent_reply")
+    assert event["conversation_id"] == conversation_id and event["author"] == "Ana Agent", "agents' pages hear of it"
 
     assert answered.status_code == 200 and answered.json() == {"ok": True}
 
@@ -161,7 +178,8 @@ async def test_round_trip_handoff_thread_visitor_message_and_reply_from_slack(
     retry_headers = {**headers, "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     again = await api.post("/slack/events", content=body, headers=retry_headers)
     assert again.status_code == 200
-    later, _ = signed(thread_event(ts, "UANA", "one more thing", "Ev2"))  # a later reply: handled after the retry
+    # A later reply, also sent to the channel: handled after the retry.
+    later, _ = signed(thread_event(ts, "UANA", "one more thing", "Ev2", subtype="thread_broadcast"))
     assert (await api.post("/slack/events", content=later, headers=signed_headers(later))).status_code == 200
     await until(lambda: count(slack_runtime, Message, Message.content == "one more thing") == 1, "the later reply")
     replies = [m["content"] for m in await agent_replies()]
@@ -173,13 +191,14 @@ async def test_round_trip_handoff_thread_visitor_message_and_reply_from_slack(
 async def test_rate_limit_is_honoured_through_the_outbox(
     api: httpx.AsyncClient, slack_runtime: Runtime, fake_slack: FakeSlack
 ) -> None:
-    fake_slack.rate_limit(times=1, retry_after=1)
+    # Longer than the first backoff (2 s +-20 %), so only honouring Retry-After passes.
+    fake_slack.rate_limit(times=1, retry_after=3)
 
     conversation_id, auth, ts = await open_handoff(api, slack_runtime, fake_slack)
 
     (row,) = await until(lambda: [r for r in outbox_rows(slack_runtime) if r.status == "delivered"], "delivery")
     first, second = fake_slack.attempts()
-    assert second.at - first.at >= 1.0, "the second attempt waited for Retry-After"
+    assert second.at - first.at >= 3.0, "the second attempt waited for Retry-After"
     assert (row.event, row.status, row.attempts) == ("slack.thread", "delivered", 2)
     assert fake_slack.posts()[0]["ts"] == ts
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import transaction
 from ..errors import NotFound, SupportbotError, Unauthorized
+from ..events import AGENT_REPLY, new_event
 from ..models import AuditEntry, SlackThread
 from ..people import ANSWERING, normal_email
 from ..review import audit
@@ -90,8 +91,10 @@ class SlackReplies:
         event = envelope.get("event")
         if envelope.get("type") != "event_callback" or not isinstance(event, dict) or event.get("type") != "message":
             return None
-        # Bots (ours included), edits, deletions, joins: only a person's new message is an answer.
-        if event.get("subtype") or event.get("bot_id") or not isinstance(event.get("user"), str):
+        # Bots (ours included), edits, deletions, joins: only a person's new message is an answer (one also
+        # sent to the channel, a thread_broadcast, included).
+        if event.get("subtype") not in (None, "thread_broadcast") or event.get("bot_id") \
+                or not isinstance(event.get("user"), str):
             return None
         thread_ts, channel, body = event.get("thread_ts"), event.get("channel"), event.get("text")
         if not isinstance(thread_ts, str) or thread_ts == event.get("ts") or not isinstance(body, str):
@@ -129,8 +132,10 @@ class SlackReplies:
             return await self._refuse(reply, actor, f"{actor} is a {user.role} and may not write to visitors")
         if not reply.text or len(reply.text) > self.max_chars:
             return await self._refuse(reply, actor, f"the reply must have 1 to {self.max_chars} characters")
-        await to_thread.run_sync(lambda: self.runtime.handoff.agent_reply(
+        message = await to_thread.run_sync(lambda: self.runtime.handoff.agent_reply(
             reply.conversation_id, reply.text, author=user.name, corrects_id=None, actor=user.email))
+        await self.runtime.events.publish(new_event(AGENT_REPLY, reply.conversation_id, message_id=message.id,
+                                                    author=user.name))
 
     async def _refuse(self, reply: ThreadReply, actor: str, reason: str) -> None:
         def write() -> None:
