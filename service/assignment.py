@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
 from .errors import NotFound, Unprocessable
+from .events import ASSIGNMENT, Event, new_event
 from .models import Conversation, StaffRole, User, utcnow
 from .people import Principal, normal_email
 from .review import audit
@@ -39,10 +40,9 @@ class Assigned:
     assignee: str | None
     previous: str | None
 
-    def event(self, by: str) -> dict[str, object]:
+    def event(self, by: str) -> Event:
         """The live event announcing this assignment (ids and e-mails only)."""
-        return {"type": "assignment", "conversation_id": self.conversation_id, "assignee": self.assignee,
-                "by": by}
+        return new_event(ASSIGNMENT, self.conversation_id, assignee=self.assignee, by=by)
 
 
 class Assignments:

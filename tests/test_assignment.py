@@ -34,6 +34,7 @@ class RecordingBus:
 
     async def publish(self, event: dict[str, Any]) -> None:
         if event.get("type") == "assignment":
+            assert event.pop("id"), "every event has an id (SSE clients tell them apart by it)"
             self.events.append(event)
         await self.inner.publish(event)
 
@@ -177,6 +178,7 @@ def round_robin_runtime(tmp_path: Path, database_url: str) -> Runtime:
 @pytest.fixture
 async def rr_client(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
     runtime = round_robin_runtime(tmp_path, database_url)
+    runtime.events = RecordingBus(runtime.events)  # type: ignore[assignment]
     transport = httpx.ASGITransport(app=create_app(runtime=runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://supportbot.test") as client:
         yield client, runtime
@@ -202,6 +204,9 @@ async def test_round_robin_rotates_among_available_enabled_agents(
                           ).json()["assignee"])
 
     assert assignees == ["a@team.example", "c@team.example", "a@team.example", "c@team.example"]
+    published = runtime.events.events  # type: ignore[attr-defined]
+    assert [(e["assignee"], e["by"]) for e in published] == [(a, "system:round-robin") for a in assignees], \
+        "the agents' pages hear of each automatic assignment"
     rows = audit_rows(runtime, "assign")
     assert [(actor, details) for actor, _, _, details in rows][:2] == [
         ("system:round-robin", {"from": None, "to": "a@team.example", "auto": True}),

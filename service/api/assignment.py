@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..assignment import Assigned, Assignments
+from ..assignment import ROUND_ROBIN_ACTOR, Assigned, Assignments
 from ..canned import CannedChange, CannedReplies
 from ..inbox import MAX_ID
 from ..runtime import Runtime
@@ -91,6 +91,15 @@ async def announce(runtime: Runtime, result: Assigned, by: str) -> AssignmentPub
     """Publish the assignment to every agent's page; its JSON."""
     await runtime.events.publish(result.event(by))
     return AssignmentPublic(conversation_id=result.conversation_id, assignee=result.assignee)
+
+
+async def announce_round_robin(runtime: Runtime, conversation_id: str) -> None:
+    """After a handoff opened: tell the agents' pages whom round-robin gave it to (nothing when it is off)."""
+    if not runtime.settings.auto_assign:
+        return
+    assignee = (await to_thread.run_sync(assignments(runtime).assignees, [conversation_id])).get(conversation_id)
+    if assignee is not None:
+        await runtime.events.publish(Assigned(conversation_id, assignee, None).event(ROUND_ROBIN_ACTOR))
 
 
 @router.post("/conversations/{conversation_id}/claim", response_model=AssignmentPublic,

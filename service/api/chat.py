@@ -18,6 +18,7 @@ from ..events import ESCALATION, MESSAGE, new_event, preview
 from ..llm import TextDelta
 from ..models import ConversationStatus
 from ..turns import Turn, TurnOutcome, check_message, start_turn
+from .assignment import announce_round_robin
 from .deps import LimitedVisitor, MessageId, RuntimeDep, VisitorConversation, limit_conversation_start, limit_ip
 from .schemas import (
     ConversationCreate,
@@ -147,6 +148,7 @@ async def announce_turn(turn: Turn, outcome: TurnOutcome) -> None:
     if outcome.escalation is not None and start.conversation_status != ConversationStatus.ESCALATED:
         await events.publish(new_event(ESCALATION, start.conversation_id, message_id=outcome.message_id,
                                        reason=outcome.escalation.reason))
+        await announce_round_robin(turn.runtime, start.conversation_id)
 
 
 def _event(name: str, data: dict[str, Any]) -> str:
@@ -192,6 +194,7 @@ async def request_handoff(
     if result.created:
         await runtime.events.publish(new_event(ESCALATION, conversation_id, message_id=escalation.message_id,
                                                reason=escalation.reason))
+        await announce_round_robin(runtime, conversation_id)
     return TurnPublic(
         message_id=result.note.id if result.note else None,
         reply=ReplyPublic(message_id=result.reply.id, content=result.reply.content, status="ok"),
@@ -214,6 +217,7 @@ async def give_feedback(
     if escalation is not None:
         await runtime.events.publish(new_event(ESCALATION, conversation_id, message_id=escalation.message_id,
                                                reason=escalation.reason))
+        await announce_round_robin(runtime, conversation_id)
     return FeedbackPublic(
         message_id=message_id, rating=feedback.rating, comment=feedback.comment,
         escalated=escalation is not None,
