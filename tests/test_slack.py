@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.api.app import create_app
-from service.models import AuditEntry, Message, OutboxEvent, SlackThread, User, utcnow
+from service.models import AuditEntry, Conversation, Escalation, Message, OutboxEvent, SlackThread, User, utcnow
 from service.runtime import Runtime
 from service.slack.delivery import slack_sender
 from service.slack.signing import slack_signature
@@ -215,6 +215,19 @@ async def test_permanent_slack_error_kills_the_row_with_the_reason(
     assert len(fake_slack.attempts()) == 1
     thread = thread_of(slack_runtime, conversation_id)
     assert thread is not None and thread.thread_ts is None, "no thread was opened"
+
+
+async def test_a_handoff_from_before_slack_has_no_thread_and_sends_nothing(
+    api: httpx.AsyncClient, slack_runtime: Runtime, fake_slack: FakeSlack
+) -> None:
+    conversation_id, auth = await start_conversation(api)
+    with slack_runtime.handoff.sessions.begin() as session:  # escalated while Slack app mode was off
+        session.add(Escalation(conversation_id=conversation_id, reason="user_request"))
+        session.get_one(Conversation, conversation_id).status = "escalated"
+
+    assert (await send(api, conversation_id, auth, "still there?")).json()["escalated"] is True
+
+    assert outbox_rows(slack_runtime) == [] and thread_of(slack_runtime, conversation_id) is None
 
 
 async def test_url_verification_answers_the_challenge(api: httpx.AsyncClient) -> None:

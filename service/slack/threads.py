@@ -54,8 +54,9 @@ def enqueue_slack_handoff(session: Session, notice: HandoffNotice, escalation: E
 
 
 def enqueue_visitor_message(session: Session, notice: HandoffNotice, conversation_id: str, content: str) -> None:
-    """Post a message the visitor sent while escalated into the conversation's thread (no-op without Slack)."""
-    if notice.slack_channel is None:
+    """Post a message the visitor sent while escalated into the conversation's thread (no-op without Slack,
+    or for a handoff opened before Slack was set up: it has no thread to go to)."""
+    if notice.slack_channel is None or session.get(SlackThread, conversation_id) is None:
         return
     _enqueue(session, MESSAGE, {"conversation_id": conversation_id,
                                 "text": f"*Visitor:* {slack_escape(_shorten(content))}"})
