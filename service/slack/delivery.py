@@ -128,7 +128,11 @@ class SlackSender:
 def slack_sender(runtime: Runtime) -> SlackSender | None:
     """The Slack sender, when Slack app mode is on (a bot token and a channel)."""
     settings = runtime.settings
+    if settings.slack_bot_token and not settings.slack_signing_secret:
+        log.warning("SUPPORTBOT_SLACK_SIGNING_SECRET is not set: replies in Slack threads cannot reach visitors")
     if not (settings.slack_bot_token and settings.slack_channel):
+        if settings.slack_bot_token:
+            log.warning("SUPPORTBOT_SLACK_CHANNEL is not set: handoffs open no Slack threads")
         return None
     client = SlackClient(settings.slack_api_url, settings.slack_bot_token, timeout=settings.webhook_timeout)
     return SlackSender(runtime.outbox, runtime.handoff.sessions, client, max_attempts=settings.webhook_max_attempts,
