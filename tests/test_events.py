@@ -405,9 +405,10 @@ async def test_visitor_typing_and_presence_reach_the_agent(live_service: Live) -
                 await visitor_client.post(f"{path}/typing", json={"typing": True}),  # no token
                 await visitor_client.post(f"{path}/typing", headers=other_visitor, json={"typing": True}),
                 await visitor_client.post(f"{path}/typing", headers=visitor, json={"typing": "maybe"}),
+                await visitor_client.post(f"{path}/typing", headers=visitor, json={"typing": 0}),  # JSON booleans only
                 await visitor_client.post(f"{path}/presence", headers=visitor, json={"online": True, "x": 1}),
             ]
-            assert [r.status_code for r in refused] == [401, 404, 422, 422]
+            assert [r.status_code for r in refused] == [401, 404, 422, 422, 422]
             assert all(set(r.json()["error"]) == {"code", "message"} for r in refused)
             await visitor_client.post(f"{path}/typing", headers=visitor, json={"typing": False})
             assert (await events.next(conversation_id))["typing"] is False  # the very next event: nothing between
