@@ -95,7 +95,10 @@ async def test_inbox_page_filters_and_security_headers(client: httpx.AsyncClient
     assert everything.status_code == 200
     assert "default-src 'none'" in everything.headers["content-security-policy"]
     assert everything.headers["x-frame-options"] == "DENY"
-    assert "<script" not in everything.text
+    # One script, this site's own file; never inline code (the CSP allows only 'self').
+    assert re.findall(r"<script[^>]*>", everything.text) == ['<script src="/admin/static/admin-live.js" defer>']
+    assert "script-src 'self'" in everything.headers["content-security-policy"]
+    assert "unsafe-inline" not in everything.headers["content-security-policy"]
     assert all(f"/admin/conversations/{entry['id']}" in everything.text for entry in data.values())
     assert f"/admin/conversations/{data['disliked']['id']}" in thumbs.text
     assert f"/admin/conversations/{data['liked']['id']}" not in thumbs.text

@@ -80,7 +80,9 @@ async def test_over_http_no_token_reads_or_writes_another_conversation(runtime: 
     assert read.status_code == 404 and write.status_code == 404
 
 
-PUBLIC_ADMIN = {("GET", "/admin/login"), ("GET", "/admin/static/admin.css"), ("GET", "/admin/static/admin-live.js")}
+# Sign-in pages and static files; single sign-on's routes are sign-in too (404 while it is not configured).
+PUBLIC_ADMIN = {("GET", "/admin/login"), ("GET", "/admin/static/admin.css"), ("GET", "/admin/static/admin-live.js"),
+                ("GET", "/admin/login/sso"), ("GET", "/admin/login/sso/callback")}
 
 
 def app_routes(routes: list[Any]) -> list[APIRoute]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from urllib.parse import urlencode
 
@@ -14,9 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -50,6 +52,18 @@ def _validation_message(error: RequestValidationError) -> tuple[int, str, str]:
     return 422, "validation_error", "; ".join(parts)
 
 
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> set[str]:
+    """Every method some route of the app serves on the request's path (through included routers)."""
+    found: set[str] = set()
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            found |= allowed_methods(inner.routes, scope)
+        elif isinstance(route, APIRoute) and route.matches(scope)[0] is not Match.NONE:
+            found |= route.methods or set()
+    return found
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Render every error, ours or the framework's, as `{"error": {"code", "message"}}`."""
 
@@ -63,9 +77,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status, code, message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(error.status_code, "http_error")
-        return error_response(error.status_code, code, str(error.detail), headers=error.headers)
+        headers = error.headers
+        if error.status_code == 405:
+            # Starlette names the methods of the first route on the path; a path served by several route
+            # functions (GET and POST on /admin/api/users) supports all of theirs.
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed_methods(app.routes, request.scope)))}
+        return error_response(error.status_code, code, str(error.detail), headers=headers)
 
     @app.exception_handler(admin_pages.LoginRequired)
     async def _login(_request: Request, error: admin_pages.LoginRequired) -> RedirectResponse:
