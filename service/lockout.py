@@ -29,37 +29,61 @@ FAILURE_LIMITS = "10/minute;30/hour;100/day"
 _SCOPE = "admin-failures"
 
 
-class SignInGuard:
-    """Counts failed admin credentials per client network and says when it is locked out."""
+class FailureCounter:
+    """Counts failures per key (a client network, an account) in the rate-limit storage; says how long to wait.
 
-    def __init__(self, limits: RateLimits, rates: str = FAILURE_LIMITS) -> None:
+    A broken storage fails open, like the other limits: the service keeps answering.
+    """
+
+    def __init__(self, limits: RateLimits, rates: str, scope: str, what: str) -> None:
         self._limits = limits
         self._items = parse_rate(rates)
+        self._scope = scope
+        self._what = what  # for the log: "sign-in failures", "account failures"
 
-    def retry_after(self, ip: str) -> int | None:
-        """Seconds until `ip` may try again, or None when it is not locked out."""
-        key = limit_key(ip)
-        waits = []
+    def key(self, who: str) -> str:
+        """The storage key for `who`."""
+        return limit_key(who)
+
+    def retry_after(self, who: str) -> int | None:
+        """Seconds until `who` may try again, or None when it need not wait."""
+        key, waits = self.key(who), []
         try:
             for item in self._items:
-                if not self._limits.limiter.test(item, _SCOPE, key):
-                    reset = self._limits.limiter.get_window_stats(item, _SCOPE, key).reset_time
+                if not self._limits.limiter.test(item, self._scope, key):
+                    reset = self._limits.limiter.get_window_stats(item, self._scope, key).reset_time
                     waits.append(max(1, math.ceil(reset - time.time())))
         except Exception as error:  # noqa: BLE001 - same as the other limits: a broken store fails open
-            log.warning("rate limit storage unavailable (%s); not checking sign-in failures", type(error).__name__)
+            log.warning("rate limit storage unavailable (%s); not checking %s", type(error).__name__, self._what)
             return None
         return max(waits) if waits else None
 
-    def count_failure(self, ip: str) -> int | None:
-        """Count one failure from `ip`; the lockout's Retry-After when this failure starts one."""
-        key = limit_key(ip)
+    def count_failure(self, who: str) -> int | None:
+        """Count one failure of `who`; the wait when this failure starts one."""
+        key = self.key(who)
         try:
             for item in self._items:
-                self._limits.limiter.hit(item, _SCOPE, key)
+                self._limits.limiter.hit(item, self._scope, key)
         except Exception as error:  # noqa: BLE001
-            log.warning("rate limit storage unavailable (%s); sign-in failure not counted", type(error).__name__)
+            log.warning("rate limit storage unavailable (%s); %s not counted", type(error).__name__, self._what)
             return None
-        return self.retry_after(ip)
+        return self.retry_after(who)
+
+    def clear(self, who: str) -> None:
+        """Forget the failures of `who`."""
+        key = self.key(who)
+        try:
+            for item in self._items:
+                self._limits.limiter.clear(item, self._scope, key)
+        except Exception as error:  # noqa: BLE001
+            log.warning("rate limit storage unavailable (%s); %s not cleared", type(error).__name__, self._what)
+
+
+class SignInGuard(FailureCounter):
+    """Counts failed admin credentials per client network and says when it is locked out."""
+
+    def __init__(self, limits: RateLimits, rates: str = FAILURE_LIMITS) -> None:
+        super().__init__(limits, rates, _SCOPE, "sign-in failures")
 
 
 def sign_in_guard(request: Request) -> SignInGuard:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import time
 
 from anyio import to_thread
 from fastapi import Request
 
 from .errors import RateLimited
+from .lockout import FailureCounter
 from .models import User
 from .people import People, normal_email
-from .ratelimit import RateLimits, parse_rate
+from .ratelimit import RateLimits
 from .review import ReviewDesk
 
 log = logging.getLogger(__name__)
@@ -31,50 +30,15 @@ ACCOUNT_FAILURE_LIMITS = "5/15 minutes;20/day"
 _SCOPE = "account-failures"
 
 
-def _key(email: str) -> str:
-    # The storage (Redis, maybe shared) sees a digest, not the address.
-    return hashlib.sha256(normal_email(email).encode("utf-8")).hexdigest()[:32]
-
-
-class AccountBackoff:
+class AccountBackoff(FailureCounter):
     """Counts failed password sign-ins per e-mail address and says how long an account must wait."""
 
     def __init__(self, limits: RateLimits, rates: str = ACCOUNT_FAILURE_LIMITS) -> None:
-        self._limits = limits
-        self._items = parse_rate(rates)
+        super().__init__(limits, rates, _SCOPE, "account failures")
 
-    def retry_after(self, email: str) -> int | None:
-        """Seconds until `email` may try again, or None when it need not wait."""
-        key, waits = _key(email), []
-        try:
-            for item in self._items:
-                if not self._limits.limiter.test(item, _SCOPE, key):
-                    reset = self._limits.limiter.get_window_stats(item, _SCOPE, key).reset_time
-                    waits.append(max(1, math.ceil(reset - time.time())))
-        except Exception as error:  # noqa: BLE001 - like the other limits: a broken store fails open
-            log.warning("rate limit storage unavailable (%s); not checking account failures", type(error).__name__)
-            return None
-        return max(waits) if waits else None
-
-    def count_failure(self, email: str) -> int | None:
-        """Count one failure for `email`; the wait when this failure starts one."""
-        key = _key(email)
-        try:
-            for item in self._items:
-                self._limits.limiter.hit(item, _SCOPE, key)
-        except Exception as error:  # noqa: BLE001
-            log.warning("rate limit storage unavailable (%s); account failure not counted", type(error).__name__)
-            return None
-        return self.retry_after(email)
-
-    def clear(self, email: str) -> None:
-        """Forget an account's failures (after a successful sign-in)."""
-        key = _key(email)
-        try:
-            for item in self._items:
-                self._limits.limiter.clear(item, _SCOPE, key)
-        except Exception as error:  # noqa: BLE001
-            log.warning("rate limit storage unavailable (%s); account failures not cleared", type(error).__name__)
+    def key(self, who: str) -> str:
+        """A digest of the address: the storage (Redis, maybe shared) never sees it."""
+        return hashlib.sha256(normal_email(who).encode("utf-8")).hexdigest()[:32]
 
 
 def account_backoff(request: Request) -> AccountBackoff:

@@ -34,7 +34,7 @@ from ..prompts import estimate_tokens
 from ..report import build_report, weekly_rates
 from ..runtime import Runtime
 from ..sign_in import account_backoff, sign_in_with_password
-from .deps import BeforeId, IsoDate, MessageId, RuntimeDep, refuse_role
+from .deps import BeforeId, IsoDate, MessageId, RuntimeDep, role_gate
 from .review import prompt_versions
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -119,24 +119,12 @@ async def form_actor(request: Request, helper: SessionsDep, sb_admin: Annotated[
 
 def page_requires(roles: frozenset[StaffRole]) -> Any:
     """A page for the roles in `roles`: others get a 403 (audited); no session redirects to sign-in."""
-    async def check(request: Request, runtime: RuntimeDep,
-                    who: Annotated[Principal, Depends(page_actor)]) -> Principal:
-        if who.role not in roles:
-            raise await refuse_role(runtime, who, roles, f"{request.method} {request.url.path}")
-        return who
-    check.roles = roles  # type: ignore[attr-defined]
-    return Depends(check)
+    return role_gate(roles, page_actor)
 
 
 def form_requires(roles: frozenset[StaffRole]) -> Any:
     """A form post for the roles in `roles` (session, origin and CSRF checked first)."""
-    async def check(request: Request, runtime: RuntimeDep,
-                    who: Annotated[Principal, Depends(form_actor)]) -> Principal:
-        if who.role not in roles:
-            raise await refuse_role(runtime, who, roles, f"{request.method} {request.url.path}")
-        return who
-    check.roles = roles  # type: ignore[attr-defined]
-    return Depends(check)
+    return role_gate(roles, form_actor)
 
 
 PageActor = Annotated[Principal, Depends(page_actor)]  # any signed-in person (sign-out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any
 
@@ -86,18 +86,21 @@ async def refuse_role(runtime: Runtime, who: Principal, roles: frozenset[StaffRo
     return Forbidden(f"your role ({who.role}) may not do this; it needs one of: {allowed}", code="forbidden_role")
 
 
-def requires(roles: frozenset[StaffRole]) -> Any:
-    """A dependency admitting API callers whose role is in `roles` (403, audited, for the others).
-
-    Every admin route declares one (tests/test_roles.py enumerates them against every role).
-    """
-    async def check(request: Request, runtime: RuntimeDep,
-                    who: Annotated[Principal, Depends(api_principal)]) -> Principal:
+def role_gate(roles: frozenset[StaffRole], identify: Callable[..., Awaitable[Principal]]) -> Any:
+    """A dependency admitting whoever `identify` finds when their role is in `roles` (403, audited, otherwise)."""
+    # `who` takes its dependency as a default: annotations are strings here (PEP 563), and FastAPI resolves
+    # them in the module, where this closure's `identify` does not exist.
+    async def check(request: Request, runtime: RuntimeDep, who: Principal = Depends(identify)) -> Principal:  # noqa: B008
         if who.role not in roles:
             raise await refuse_role(runtime, who, roles, f"{request.method} {request.url.path}")
         return who
-    check.roles = roles  # type: ignore[attr-defined]
     return Depends(check)
+
+
+def requires(roles: frozenset[StaffRole]) -> Any:
+    """An API route for the roles in `roles`, by bearer token. Every admin route declares one (the role table
+    in tests/test_roles.py calls each with every role)."""
+    return role_gate(roles, api_principal)
 
 
 # What a route admits, by the role sets of service/people.py.
