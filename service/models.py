@@ -141,6 +141,9 @@ class Conversation(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None,
                                                     index=True)
     visitor_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The experiment arm (a prompt version ref, `name@version`) the conversation was assigned when it started,
+    # kept for its life; NULL when the label served had no split.
+    arm: Mapped[str | None] = mapped_column(String(160), default=None)
 
 
 class PromptSnapshot(Base):
@@ -433,3 +436,36 @@ class SlackThread(Base):
     channel: Mapped[str] = mapped_column(String(64))
     thread_ts: Mapped[str | None] = mapped_column(String(32), default=None)  # NULL until Slack has answered
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ConversationRating(Base):
+    """The visitor's satisfaction (CSAT, 1-5) with a conversation, asked once, with an optional comment."""
+
+    __tablename__ = "conversation_ratings"
+
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
+                                                 primary_key=True)
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class FineTuneJob(Base):
+    """A fine-tuning job started from supportbot: where it runs, its state, and the examples it trained on."""
+
+    __tablename__ = "finetune_jobs"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # the provider's job id (or command run id)
+    backend: Mapped[str] = mapped_column(String(16))  # "openai" | "command"
+    base_model: Mapped[str] = mapped_column(String(200))
+    suffix: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[str] = mapped_column(String(32))  # validating_files|queued|running|succeeded|failed|cancelled
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    training_file: Mapped[str | None] = mapped_column(String(200), default=None)  # the provider's file id
+    validation_file: Mapped[str | None] = mapped_column(String(200), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    # The bot replies whose corrected answers were trained on: the others become the job's regression cases.
+    trained_message_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
