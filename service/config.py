@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     fine_tune_model: str = "ft:gpt-4o-mini"
     fine_tune_training_price: float = Field(default=3.0, ge=0, description="USD per 1M training tokens")
     fine_tune_epochs: int = Field(default=3, ge=1)
+    # `supportbot finetune`: the provider speaking the OpenAI files + fine_tuning.jobs protocol (default: the
+    # chat model's URL and key), or an operator's script that trains on the file and prints the model name.
+    fine_tune_backend: Literal["openai", "command"] = "openai"
+    fine_tune_base_url: str | None = None
+    fine_tune_api_key: str | None = None
+    fine_tune_command: str | None = None
 
     daily_token_budget: int = Field(default=0, ge=0, description="tokens per UTC day for the deployment; 0 = off")
     daily_cost_budget_usd: float = Field(default=0.0, ge=0, description="USD per UTC day; 0 = off")

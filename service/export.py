@@ -92,6 +92,7 @@ class ExportLine:
     text: str
     validation: bool
     conversation_id: str
+    reply_id: int | None = None  # the bot reply the example stands for (a fine-tune records them)
 
 
 @dataclass
@@ -299,7 +300,7 @@ class Exporter:
         self.summary.written += 1
         self.summary.validation += validation
         self.summary.estimated_tokens += len(text) // 4
-        return ExportLine(text, validation, conversation_id)
+        return ExportLine(text, validation, conversation_id, target.reply.id)
 
     def _example(self, conversation_id: str, history: list[Row[Any]], target: _Target,
                  redaction: _Redaction | None) -> dict[str, Any] | None:
