@@ -10,12 +10,14 @@ from fastapi import APIRouter, Body, Query
 from ..assignment import Assignments
 from ..events import AGENT_REPLY, RESOLVED, new_event
 from ..presence import is_online
+from ..ratings import Ratings
 from ..turns import check_message
 from .deps import Answering, BeforeId, RuntimeDep, Staff
 from .schemas import (
     AdminMessage,
     AgentMessageCreate,
     ConversationAdmin,
+    CsatPublic,
     ErrorBody,
     EscalationAdmin,
     ResolvePublic,
@@ -52,6 +54,7 @@ async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staf
         runtime.handoff.conversation_detail, conversation_id)
     assignee = (await to_thread.run_sync(Assignments(runtime.log.sessions).assignees, [conversation_id])
                 ).get(conversation_id)
+    csat = await to_thread.run_sync(Ratings(runtime.log.sessions).get, conversation_id)
     return ConversationAdmin(
         id=conversation.id, status=conversation.status, created_at=conversation.created_at,
         visitor=conversation.visitor, visitor_online=is_online(conversation.visitor_seen_at),
@@ -63,6 +66,7 @@ async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staf
         escalations=[EscalationAdmin.model_validate(e).model_copy(update={"assignee": assignee})
                      for e in escalations],
         assignee=assignee,
+        csat=CsatPublic.model_validate(csat, from_attributes=True) if csat else None,
     )
 
 

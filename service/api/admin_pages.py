@@ -31,6 +31,7 @@ from ..presence import is_online
 from ..promote import promote
 from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
+from ..ratings import Ratings
 from ..report import build_report, weekly_rates
 from ..runtime import Runtime
 from ..sign_in import account_backoff, sign_in_with_password
@@ -281,6 +282,7 @@ async def conversation_page(
         "assignee": (await to_thread.run_sync(desk.assignees, [conversation_id])).get(conversation_id),
         "answerers": await to_thread.run_sync(desk.answerers),
         "canned_replies": await to_thread.run_sync(CannedReplies(runtime.log.sessions).all),
+        "csat": await to_thread.run_sync(Ratings(runtime.log.sessions).get, conversation_id),
     })
 
 

@@ -17,6 +17,7 @@ from ..errors import PayloadTooLarge, SupportbotError
 from ..events import ESCALATION, MESSAGE, new_event, preview
 from ..llm import TextDelta
 from ..models import ConversationStatus
+from ..ratings import Ratings
 from ..turns import Turn, TurnOutcome, check_message, start_turn
 from .assignment import announce_round_robin
 from .deps import LimitedVisitor, MessageId, RuntimeDep, VisitorConversation, limit_conversation_start, limit_ip
@@ -30,6 +31,8 @@ from .schemas import (
     HandoffCreate,
     MessageCreate,
     MessagePublic,
+    RatingCreate,
+    RatingPublic,
     ReplyPublic,
     SourcePublic,
     TranscriptPublic,
@@ -223,3 +226,16 @@ async def give_feedback(
         escalated=escalation is not None,
         escalation=EscalationPublic(reason=escalation.reason, detail=escalation.detail) if escalation else None,
     )
+
+
+@router.post("/{conversation_id}/rating", status_code=201, response_model=RatingPublic,
+             responses={**VISITOR_ERRORS,
+                        409: {"model": ErrorBody, "description": "already_rated: a conversation is rated once"},
+                        422: {"model": ErrorBody, "description": "Invalid body, or nothing_to_rate (no answer yet)"}})
+async def rate_conversation(
+    conversation_id: LimitedVisitor, body: RatingCreate, runtime: RuntimeDep
+) -> RatingPublic:
+    """CSAT: the visitor rates the whole conversation, 1-5 with an optional comment, once."""
+    csat = await to_thread.run_sync(Ratings(runtime.log.sessions).rate, conversation_id, body.score, body.comment)
+    return RatingPublic(conversation_id=conversation_id, score=csat.score, comment=csat.comment,
+                        created_at=csat.created_at)

@@ -122,6 +122,25 @@ class FeedbackPublic(BaseModel):
     escalation: EscalationPublic | None
 
 
+class RatingCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: int = Field(ge=1, le=5, strict=True, description="Satisfaction with the conversation: 1 (bad) to 5 (great).")
+    comment: str | None = Field(default=None, max_length=1000)
+
+
+class CsatPublic(BaseModel):
+    """The visitor's rating of the whole conversation (asked once)."""
+
+    score: int = Field(ge=1, le=5)
+    comment: str | None
+    created_at: datetime
+
+
+class RatingPublic(CsatPublic):
+    conversation_id: str
+
+
 class AgentMessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -187,6 +206,7 @@ class ConversationAdmin(BaseModel):
     escalations: list[EscalationAdmin]
     visitor_online: bool = Field(default=False, description="The visitor's widget sent a heartbeat in the last 45 s.")
     assignee: str | None = Field(default=None, description=ASSIGNEE_DESCRIPTION)
+    csat: CsatPublic | None = Field(default=None, description="The visitor's rating; null until they give one.")
 
 
 class ResolvePublic(BaseModel):
