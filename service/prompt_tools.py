@@ -24,14 +24,28 @@ def _load(settings: Settings) -> tuple[PromptRegistry, KnowledgeStore]:
 def list_prompts(settings: Settings) -> int:
     """Print every prompt version with its labels and description."""
     registry, _ = _load(settings)
-    labels = registry.labels()
+    labels, splits = registry.labels(), registry.splits()
     for name, versions in sorted(registry.versions().items()):
+        split = splits.get(name, {})
         for version in sorted(versions.values(), key=lambda v: v.version):
-            tags = [label for label, target in labels.get(name, {}).items() if target == version.version]
-            served = " (served)" if _served(registry, settings) == version.ref else ""
+            tags = [label for label, target in labels.get(name, {}).items()
+                    if target == version.version and label not in split]
+            tags += [label for label, weights in split.items() if version.version in dict(weights.weights)]
+            served = " (served)" if version.ref in _served_arms(registry, settings) else ""
             tag_text = f" [{', '.join(tags)}]" if tags else ""
             print(f"{version.ref:<20}{tag_text}{served}  {version.description}")
+        for label, weights in split.items():
+            # A split label serves several versions: each new conversation gets one of them (its arm).
+            print(f"{name} {label}: {weights.describe()}")
     return 0
+
+
+def _served_arms(registry: PromptRegistry, settings: Settings) -> set[str]:
+    """The versions the configured prompt serves: one, or every arm of a split label."""
+    name, _, label = settings.prompt.partition("@")
+    split = registry.splits().get(name, {}).get(label or "production")
+    served = _served(registry, settings)
+    return ({f"{name}@{version}" for version, _ in split.weights} if split else set()) | ({served} if served else set())
 
 
 def _served(registry: PromptRegistry, settings: Settings) -> str | None:

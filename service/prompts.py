@@ -143,18 +143,85 @@ def parse_prompt_file(path: Path) -> PromptVersion:
     return prompt
 
 
-def parse_labels_file(path: Path) -> dict[str, str]:
-    """Parse `labels.yaml`: label -> version, e.g. `production: v2`."""
+@dataclass(frozen=True)
+class Split:
+    """A label serving several versions by weight, e.g. `production: {v2: 90, v3: 10}`; the first is control."""
+
+    weights: tuple[tuple[str, int], ...]  # (version, weight), in the file's order
+
+    @property
+    def control(self) -> str:
+        return self.weights[0][0]
+
+    @property
+    def total(self) -> int:
+        return sum(weight for _, weight in self.weights)
+
+    def pick(self, conversation_id: str, label: str) -> str:
+        """The version a conversation is assigned: the same on every replica, from its id and the label."""
+        digest = hashlib.sha256(f"{conversation_id}:{label}".encode()).digest()
+        point = int.from_bytes(digest[:8], "big") % self.total
+        # Sorted by version, so reordering the file's lines moves no conversation to another arm.
+        for version, weight in sorted(self.weights):
+            if point < weight:
+                return version
+            point -= weight
+        raise AssertionError("unreachable: point < total")
+
+    def describe(self) -> str:
+        """`v2 90 % / v3 10 %`."""
+        return " / ".join(f"{version} {weight * 100 / self.total:g} %" for version, weight in self.weights)
+
+
+Label = str | Split
+
+
+def parse_labels_file(path: Path) -> dict[str, Label]:
+    """Parse `labels.yaml`: label -> version (`production: v2`) or a split (`production: {v2: 90, v3: 10}`)."""
+    source = str(path)
+    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text) or {}
+        root = yaml.compose(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        raise ConfigError(str(path), mark.line + 1 if mark else None, f"not valid YAML: {error}") from None
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str | int | float) for k, v in data.items()
-    ):
-        raise ConfigError(str(path), 1, "labels must be 'label: version' lines, e.g. 'production: v2'")
-    return {k: str(v) for k, v in data.items()}
+        raise ConfigError(source, mark.line + 1 if mark else None, f"not valid YAML: {error}") from None
+    if not data:
+        return {}
+    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
+        raise ConfigError(source, 1, "labels must be 'label: version' lines, e.g. 'production: v2'")
+    lines = {key.value: (key.start_mark.line + 1, value) for key, value in root.value}
+    labels: dict[str, Label] = {}
+    for label, target in data.items():
+        line, node = lines.get(str(label), (1, None))
+        if not isinstance(label, str):
+            raise ConfigError(source, line, f"label {label!r} must be a name, e.g. 'production'")
+        if isinstance(target, dict):
+            labels[label] = _parse_split(source, label, target, node)
+        elif isinstance(target, str | int | float) and not isinstance(target, bool):
+            labels[label] = str(target)
+        else:
+            raise ConfigError(source, line, f"label '{label}' must name a version ('{label}: v2') "
+                                            f"or split traffic ('{label}: {{v2: 90, v3: 10}}')")
+    return labels
+
+
+def _parse_split(source: str, label: str, target: dict[Any, Any], node: yaml.Node | None) -> Split:
+    lines = {key.value: key.start_mark.line + 1 for key, _ in node.value} \
+        if isinstance(node, yaml.MappingNode) else {}
+    if not target:
+        line = node.start_mark.line + 1 if node is not None else None
+        raise ConfigError(source, line, f"label '{label}' splits traffic over no versions")
+    weights = []
+    for version, weight in target.items():
+        line = lines.get(str(version))
+        if not isinstance(version, str | int | float) or isinstance(version, bool):
+            raise ConfigError(source, line, f"label '{label}': {version!r} is not a version name")
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+            raise ConfigError(source, line, f"label '{label}': the weight of '{version}' must be a positive "
+                                            f"whole number, not {weight!r}")
+        weights.append((str(version), weight))
+    return Split(tuple(weights))
 
 
 def _render_error(version: PromptVersion, error: Exception) -> ConfigError:
@@ -184,7 +251,17 @@ class PromptRegistry:
         return result
 
     def labels(self) -> dict[str, dict[str, str]]:
-        """name -> label -> version."""
+        """name -> label -> version; a split label names its control version."""
+        return {name: {label: target.control if isinstance(target, Split) else target
+                       for label, target in labels.items()}
+                for name, labels in self._all_labels().items()}
+
+    def splits(self) -> dict[str, dict[str, Split]]:
+        """name -> label -> split, for the labels that split traffic."""
+        return {name: {label: target for label, target in labels.items() if isinstance(target, Split)}
+                for name, labels in self._all_labels().items()}
+
+    def _all_labels(self) -> dict[str, dict[str, Label]]:
         return {path.parent.name: labels for path, labels in self._labels.current().items.items()}
 
     def errors(self) -> list[ConfigError]:
@@ -193,12 +270,17 @@ class PromptRegistry:
         versions = self.versions()
         for path, labels in self._labels.current().items.items():
             for label, target in labels.items():
-                if target not in versions.get(path.parent.name, {}):
-                    errors.append(ConfigError(str(path), None, f"label '{label}' points to missing version '{target}'"))
+                for wanted in [v for v, _ in target.weights] if isinstance(target, Split) else [target]:
+                    if wanted not in versions.get(path.parent.name, {}):
+                        errors.append(ConfigError(str(path), None,
+                                                  f"label '{label}' points to missing version '{wanted}'"))
         return errors
 
     def resolve(self, spec: str) -> PromptVersion:
-        """`support@production`, `support@v2` or `support` (its `production` label) -> a version."""
+        """`support@production`, `support@v2` or `support` (its `production` label) -> a version.
+
+        A label that splits traffic resolves to its control version; turns serve the conversation's arm.
+        """
         name, _, wanted = spec.partition("@")
         wanted = wanted or "production"
         versions = self.versions().get(name)
@@ -208,6 +290,31 @@ class PromptRegistry:
         if target not in versions:
             raise LookupError(f"prompt '{name}' has no version or label '{wanted}'")
         return versions[target]
+
+    def arm(self, spec: str, conversation_id: str) -> str | None:
+        """The arm (`name@version`) a new conversation is assigned, when `spec`'s label splits traffic.
+
+        An arm whose version is missing gives way to the label's control version, so no arm points nowhere.
+        """
+        name, _, wanted = spec.partition("@")
+        split = self.splits().get(name, {}).get(wanted or "production")
+        if split is None:
+            return None
+        picked = split.pick(conversation_id, wanted or "production")
+        if picked in self.versions().get(name, {}):
+            return f"{name}@{picked}"
+        try:
+            return self.resolve(spec).ref
+        except LookupError:
+            return None
+
+    def exact(self, ref: str) -> PromptVersion:
+        """The version `name@version` names, labels aside; LookupError when it no longer exists."""
+        name, _, version = ref.partition("@")
+        found = self.versions().get(name, {}).get(version)
+        if found is None:
+            raise LookupError(f"prompt '{name}' has no version '{version}'")
+        return found
 
     def render(self, version: PromptVersion, context: dict[str, Any]) -> str:
         """Render a version with the given variables (StrictUndefined: a missing one is an error)."""

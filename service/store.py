@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, case, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -49,6 +49,7 @@ class TurnStart:
     day_tokens: int = 0
     day_cost: float = 0.0
     language: str | None = None  # the visitor message's (service/language.py); None when not detected
+    arm: str | None = None  # the experiment arm (`name@version`) the conversation was assigned; None without a split
 
 
 @dataclass(frozen=True)
@@ -136,16 +137,18 @@ class ConversationLog:
     def begin_turn(
         self, conversation_id: str, content: str, client_message_id: str | None, *,
         max_turns: int, history_limit: int, with_usage: bool = False, language: Guess | None = None,
+        arm: str | None = None,
     ) -> TurnStart:
         """Store the user message in its own committed transaction, with the history to answer it.
 
         A repeated `client_message_id` stores nothing and returns the first message (and its
         reply, when there is one), so retries from a flaky network are answered once. `language`,
         what detection made of the message, is resolved against the conversation's and stored on both.
+        `arm` is stored when this is the conversation's first message, and kept for its life.
         """
         try:
             return self._begin_turn(conversation_id, content, client_message_id, max_turns, history_limit,
-                                    with_usage, language)
+                                    with_usage, language, arm)
         except IntegrityError:
             # Two sends with one client_message_id raced; the other one stored it first.
             if client_message_id is None:
@@ -156,7 +159,7 @@ class ConversationLog:
 
     def _begin_turn(
         self, conversation_id: str, content: str, client_message_id: str | None,
-        max_turns: int, history_limit: int, with_usage: bool, guess: Guess | None = None,
+        max_turns: int, history_limit: int, with_usage: bool, guess: Guess | None = None, arm: str | None = None,
     ) -> TurnStart:
         if client_message_id is not None:
             replay = self._replay(conversation_id, client_message_id, history_limit)
@@ -167,7 +170,7 @@ class ConversationLog:
             # would write, without its unit of work (bench/findings.md, finding 1).
             connection = session.connection()
             counted = connection.execute(_COUNT_TURN, {
-                "conversation_id": conversation_id, "max_turns": max_turns, "now": utcnow(),
+                "conversation_id": conversation_id, "max_turns": max_turns, "now": utcnow(), "arm": arm,
             }).first()
             if counted is None:
                 if session.get(Conversation, conversation_id) is None:
@@ -190,7 +193,7 @@ class ConversationLog:
             today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
         return TurnStart(conversation_id, message, counted.status, history, escalation=escalation,
                          tokens_used=counted.tokens_used, day_tokens=today.tokens if today else 0,
-                         day_cost=today.cost_usd if today else 0.0, language=language)
+                         day_cost=today.cost_usd if today else 0.0, language=language, arm=counted.arm)
 
     def _replay(self, conversation_id: str, client_message_id: str, history_limit: int) -> TurnStart | None:
         with self.sessions() as session:
@@ -204,7 +207,7 @@ class ConversationLog:
             reply, escalation = self._reply_of(session, message.id)
             history = [] if reply else _history(session.connection(), conversation_id, message.id, history_limit)
         return TurnStart(conversation_id, Said(message.id, message.role, message.content), conversation.status,
-                         history, reply, escalation, language=message.language)
+                         history, reply, escalation, language=message.language, arm=conversation.arm)
 
     def find_reply(self, message_id: int) -> tuple[Message | None, Escalation | None]:
         """The reply to a user message and the escalation it triggered, if any."""
@@ -336,9 +339,14 @@ _COUNT_TURN = (
         # A customer writing again after an agent resolved the conversation reopens it.
         status=case((_CONVERSATIONS.c.status == ConversationStatus.RESOLVED, ConversationStatus.OPEN),
                     else_=_CONVERSATIONS.c.status),
+        # The arm is assigned in the statement that counts the first message, so a concurrent second
+        # message (waiting on this row) already sees it.
+        arm=case((_CONVERSATIONS.c.user_turns == 0,
+                  func.coalesce(_CONVERSATIONS.c.arm, bindparam("arm", type_=_CONVERSATIONS.c.arm.type))),
+                 else_=_CONVERSATIONS.c.arm),
     )
     .returning(_CONVERSATIONS.c.status, _CONVERSATIONS.c.tokens_used, _CONVERSATIONS.c.language,
-               _CONVERSATIONS.c.visitor)
+               _CONVERSATIONS.c.visitor, _CONVERSATIONS.c.arm)
 )
 _SET_LANGUAGE = (
     update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))

@@ -1,6 +1,7 @@
 """One user message -> one reply: the only place that orchestrates a turn.
 
-store user message (committed) -> retrieve knowledge -> deterministic escalation -> assemble prompt
+store user message (committed; a new conversation's experiment arm with it) -> the conversation's prompt
+version (its arm, else the configured one) -> retrieve knowledge -> deterministic escalation -> assemble prompt
 -> provider (through the leak guard) -> detect escalation -> cite sources -> store reply.
 """
 
@@ -86,6 +87,9 @@ async def start_turn(
         max_turns=settings.max_turns, history_limit=settings.history_max_messages,
         with_usage=bool(settings.daily_token_budget or settings.daily_cost_budget_usd),
         language=runtime.detection.guess(text),
+        # Deterministic from the id, so computing it on every message is cheap and agrees across replicas;
+        # only the first message's is stored.
+        arm=runtime.prompts.arm(settings.prompt, conversation_id),
     ))
     return Turn(runtime, start, db_seconds=time.perf_counter() - started)
 
@@ -116,7 +120,7 @@ class Turn:
             yield _stored_outcome(self.start, self.start.reply, self.start.escalation)
             return
         try:
-            version = self.runtime.prompts.resolve(self.runtime.settings.prompt)
+            version = self._version()
         except LookupError as error:
             raise ServiceUnavailable(f"prompt not available: {error}", code="prompt_unavailable") from None
         self._hits = await self.runtime.search(self.start.user_message.content, MAX_SOURCES)
@@ -205,6 +209,17 @@ class Turn:
             sources = self._sources(prompt, completion)
         yield await self._store(prompt, request, completion, status, signal, began, text, origin,
                                 blocked=completion.text if leak and completion else None, sources=sources)
+
+    def _version(self) -> PromptVersion:
+        """The conversation's arm for its life; without one (or once its version is gone), the configured prompt."""
+        prompts, arm = self.runtime.prompts, self.start.arm
+        if arm is not None:
+            try:
+                return prompts.exact(arm)
+            except LookupError:
+                log.warning("conversation=%s arm %s no longer exists; serving %s", self.start.conversation_id, arm,
+                            self.runtime.settings.prompt)
+        return prompts.resolve(self.runtime.settings.prompt)
 
     def _fixed_reply(self) -> tuple[str, EscalationSignal, bool] | None:
         """The reply when no model is asked: (text, escalation, whether it is a new escalation)."""

@@ -58,6 +58,7 @@ async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staf
     return ConversationAdmin(
         id=conversation.id, status=conversation.status, created_at=conversation.created_at,
         visitor=conversation.visitor, visitor_online=is_online(conversation.visitor_seen_at),
+        arm=conversation.arm,
         messages=[
             AdminMessage.model_validate(m).model_copy(
                 update={"feedback": feedback[m.id].rating if m.id in feedback else None})

@@ -204,6 +204,8 @@ class ConversationAdmin(BaseModel):
     visitor: dict[str, object] | None
     messages: list[AdminMessage]
     escalations: list[EscalationAdmin]
+    arm: str | None = Field(default=None, description="The experiment arm (`name@version`) the conversation "
+                            "was assigned when it started; null when its label had no split.")
     visitor_online: bool = Field(default=False, description="The visitor's widget sent a heartbeat in the last 45 s.")
     assignee: str | None = Field(default=None, description=ASSIGNEE_DESCRIPTION)
     csat: CsatPublic | None = Field(default=None, description="The visitor's rating; null until they give one.")
