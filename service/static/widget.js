@@ -63,6 +63,12 @@
       helpful: "Helpful",
       notHelpful: "Not helpful",
       thanksFeedback: "Thanks for your feedback!",
+      csatPrompt: "How would you rate this conversation?",
+      csatScore: "{score} out of 5",
+      csatComment: "Anything to add? (optional)",
+      csatSubmit: "Send rating",
+      csatSkip: "No thanks",
+      csatThanks: "Thanks for your rating!",
       sources: "Sources",
       retry: "Retry",
       retryIn: "Retry in {seconds} s",
@@ -102,6 +108,12 @@
       helpful: "Hilfreich",
       notHelpful: "Nicht hilfreich",
       thanksFeedback: "Danke f\u00fcr Ihr Feedback!",
+      csatPrompt: "Wie bewerten Sie diese Unterhaltung?",
+      csatScore: "{score} von 5",
+      csatComment: "M\u00f6chten Sie noch etwas erg\u00e4nzen? (optional)",
+      csatSubmit: "Bewertung senden",
+      csatSkip: "Nein, danke",
+      csatThanks: "Danke f\u00fcr Ihre Bewertung!",
       sources: "Quellen",
       retry: "Erneut versuchen",
       retryIn: "Erneut in {seconds} s",
@@ -141,6 +153,12 @@
       helpful: "\u00datil",
       notHelpful: "No es \u00fatil",
       thanksFeedback: "\u00a1Gracias por tu opini\u00f3n!",
+      csatPrompt: "\u00bfC\u00f3mo valoras esta conversaci\u00f3n?",
+      csatScore: "{score} de 5",
+      csatComment: "\u00bfAlgo que a\u00f1adir? (opcional)",
+      csatSubmit: "Enviar valoraci\u00f3n",
+      csatSkip: "No, gracias",
+      csatThanks: "\u00a1Gracias por tu valoraci\u00f3n!",
       sources: "Fuentes",
       retry: "Reintentar",
       retryIn: "Reintentar en {seconds} s",
@@ -180,6 +198,12 @@
       helpful: "Utile",
       notHelpful: "Pas utile",
       thanksFeedback: "Merci pour votre avis !",
+      csatPrompt: "Comment \u00e9valuez-vous cette conversation ?",
+      csatScore: "{score} sur 5",
+      csatComment: "Un commentaire ? (facultatif)",
+      csatSubmit: "Envoyer la note",
+      csatSkip: "Non merci",
+      csatThanks: "Merci pour votre note !",
       sources: "Sources",
       retry: "R\u00e9essayer",
       retryIn: "Nouvel essai dans {seconds} s",
@@ -219,6 +243,12 @@
       helpful: "\u00datil",
       notHelpful: "N\u00e3o foi \u00fatil",
       thanksFeedback: "Obrigado pela sua opini\u00e3o!",
+      csatPrompt: "Como avalia esta conversa?",
+      csatScore: "{score} de 5",
+      csatComment: "Algo a acrescentar? (opcional)",
+      csatSubmit: "Enviar avalia\u00e7\u00e3o",
+      csatSkip: "N\u00e3o, obrigado",
+      csatThanks: "Obrigado pela sua avalia\u00e7\u00e3o!",
       sources: "Fontes",
       retry: "Tentar novamente",
       retryIn: "Nova tentativa em {seconds} s",
@@ -258,6 +288,12 @@
       helpful: "Utile",
       notHelpful: "Non utile",
       thanksFeedback: "Grazie per il tuo feedback!",
+      csatPrompt: "Come valuti questa conversazione?",
+      csatScore: "{score} su 5",
+      csatComment: "Vuoi aggiungere qualcosa? (facoltativo)",
+      csatSubmit: "Invia valutazione",
+      csatSkip: "No, grazie",
+      csatThanks: "Grazie per la tua valutazione!",
       sources: "Fonti",
       retry: "Riprova",
       retryIn: "Nuovo tentativo tra {seconds} s",
@@ -297,6 +333,12 @@
       helpful: "Nuttig",
       notHelpful: "Niet nuttig",
       thanksFeedback: "Bedankt voor uw feedback!",
+      csatPrompt: "Hoe beoordeelt u dit gesprek?",
+      csatScore: "{score} van 5",
+      csatComment: "Wilt u nog iets toevoegen? (optioneel)",
+      csatSubmit: "Beoordeling versturen",
+      csatSkip: "Nee, bedankt",
+      csatThanks: "Bedankt voor uw beoordeling!",
       sources: "Bronnen",
       retry: "Opnieuw proberen",
       retryIn: "Opnieuw over {seconds} s",
@@ -722,6 +764,7 @@
     thumbsDown: "M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3H10zM17 2h2.67A2.31 " +
       "2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17",
     alert: "M12 22a10 10 0 1 1 0-20 10 10 0 0 1 0 20zM12 8v4M12 16h.01",
+    star: "M12 2.5l2.94 5.96 6.56.95-4.75 4.63 1.12 6.54L12 17.5l-5.87 3.08 1.12-6.54L2.5 9.41l6.56-.95z",
   };
 
   function h(tag, attributes, children) {
@@ -875,6 +918,26 @@
     ".sb-button { flex: none; height: 36px; padding: 0 16px; border: 0; border-radius: 10px; background: var(--sb-primary);",
     "  color: var(--sb-on-primary); font-weight: 600; }",
 
+    ".sb-csat { flex: none; padding: 12px 16px; border-top: 1px solid var(--sb-border); background: var(--sb-surface); font-size: 13px; }",
+    ".sb-csat-title { margin: 0 0 6px; font-weight: 600; }",
+    ".sb-stars { display: flex; gap: 4px; margin: 0 0 8px; }",
+    ".sb-stars button { width: 34px; height: 34px; padding: 0; border: 0; border-radius: 8px; background: transparent; color: var(--sb-muted); }",
+    ".sb-stars button .sb-icon { width: 24px; height: 24px; }",
+    ".sb-stars button:hover, .sb-stars button.sb-lit { color: #d97706; }",
+    ".sb-stars button.sb-lit .sb-icon { fill: currentColor; }",
+    ".sb-csat label { display: block; margin: 0 0 4px; }",
+    ".sb-csat textarea { box-sizing: border-box; width: 100%; min-height: 52px; padding: 6px 10px; border: 1px solid var(--sb-border);",
+    "  border-radius: 10px; background: #fff; color: var(--sb-text); font: inherit; resize: vertical; }",
+    ".sb-csat-row { display: flex; gap: 8px; margin-top: 8px; }",
+    ".sb-csat-skip { height: 36px; padding: 0 12px; border: 0; border-radius: 10px; background: transparent; color: var(--sb-muted); }",
+    ".sb-button:disabled { opacity: .6; cursor: default; }",
+    ".sb-csat-thanks { margin: 0; font-weight: 600; }",
+    // Asked as the chat closes: a card above the launcher, clear of it, while the panel is away.
+    ".sb-csat--float { position: fixed; bottom: 92px; right: 20px; z-index: var(--sb-z); width: min(320px, calc(100vw - 40px));",
+    "  border: 1px solid var(--sb-border); border-radius: var(--sb-radius); background: var(--sb-panel); color: var(--sb-text);",
+    "  box-shadow: 0 12px 32px rgba(17, 24, 39, .18); }",
+    "[data-position='bottom-left'] .sb-csat--float { right: auto; left: 20px; }",
+
     ".sb-error { flex: none; display: flex; align-items: center; gap: 10px; padding: 10px 14px; border-top: 1px solid #fecdca;",
     "  background: var(--sb-danger-bg); color: var(--sb-danger); font-size: 13px; }",
     ".sb-error-text { flex: 1; margin: 0; }",
@@ -929,6 +992,7 @@
     retryTimer: 0,
     retry: null,
     handoffBusy: false,
+    answered: false, // a bot or agent answer is on screen: the conversation can be rated
   };
   var known = new Set(); // ids of the messages on screen
   var listeners = {};
@@ -968,7 +1032,7 @@
       ui.newButton,
       ui.closeButton = h("button", {
         type: "button", class: "sb-icon-button", "aria-label": t.close, title: t.close,
-        onclick: function () { close(); },
+        onclick: function () { close(true); },
       }, icon("close")),
     ]);
 
@@ -1020,12 +1084,17 @@
     ui.announcer = h("div", { class: "sb-sr", role: "status", "aria-live": "polite", "aria-atomic": "true" });
     ui.panel = h("div", {
       id: "sb-panel", class: "sb-panel", role: "dialog", "aria-modal": "false", "aria-labelledby": "sb-title",
-      onkeydown: function (event) { if (event.key === "Escape") { event.stopPropagation(); close(); } },
+      onkeydown: function (event) { if (event.key === "Escape") { event.stopPropagation(); close(true); } },
     }, [header, ui.log, ui.handoff, ui.error, composer, footer, ui.announcer]);
+    ui.csatLive = h("span", { class: "sb-sr", "aria-live": "polite" }); // the panel's announcer is hidden with it
+    ui.csatBody = h("div");
+    ui.csatTitle = h("p", { id: "sb-csat-title", class: "sb-csat-title" });
+    ui.csat = h("section", { class: "sb-csat", "aria-labelledby": "sb-csat-title", hidden: true },
+      [ui.csatTitle, ui.csatBody, ui.csatLive]);
 
     ui.probe = h("span", { class: "sb-probe", "aria-hidden": "true" });
     ui.root = h("div", { class: "sb-root", "data-position": config.position, lang: locale },
-      [ui.launcher, ui.panel, ui.probe]);
+      [ui.launcher, ui.panel, ui.csat, ui.probe]);
     ui.shadow.append(ui.root);
     document.body.append(ui.host);
     applyTheme();
@@ -1166,6 +1235,7 @@
     ui.contactForm.hidden = Boolean(contact);
     ui.contactDone.hidden = !contact;
     if (contact) ui.contactDone.textContent = format(t.emailSaved, { email: contact });
+    if (status === "resolved") askRating(false);
     schedulePoll();
     heartbeat();
   }
@@ -1404,6 +1474,8 @@
   // Clears what is on screen; with keepPending, a message being sent stays.
   function clearView(keepPending) {
     known.clear();
+    state.answered = false;
+    hideRating();
     Array.prototype.slice.call(ui.log.children).forEach(function (child) {
       if (child.classList.contains("sb-greeting")) return;
       if (keepPending && child.getAttribute("data-id") === null) return;
@@ -1427,7 +1499,10 @@
       var element = messageElement(message);
       placeMessage(element);
       if (message.role === "assistant") addFeedback(element, message.id);
-      if (message.role !== "user") fresh.push(element);
+      if (message.role !== "user") {
+        fresh.push(element);
+        state.answered = true;
+      }
     });
     setStatus(transcript.status);
     if (!fresh.length) return;
@@ -1540,6 +1615,7 @@
     showSources(reply, turn.reply.sources);
     reply.setAttribute("data-id", String(turn.reply.message_id));
     known.add(turn.reply.message_id);
+    state.answered = true;
     if (!turn.escalated && state.status !== "escalated") addFeedback(reply, turn.reply.message_id);
     scrollToEnd();
     announce(config.title + ": " + bubbleText(reply));
@@ -1599,6 +1675,105 @@
     await requestHandoff(value);
   }
 
+  // ---------------------------------------------------------------- CSAT: rate the conversation once
+
+  // Asks for a 1-5 rating once per conversation (kept in localStorage with it); false when not asked now.
+  function askRating(closing) {
+    var conversation = state.conversation;
+    if (!conversation || conversation.csat || !state.answered || state.busy) return false;
+    conversation.csat = "asked"; // asked once, whatever the visitor does with it
+    saveConversation();
+    var score = 0;
+    var stars = [];
+    var comment = h("textarea", { id: "sb-csat-comment", maxlength: "1000", rows: "2" });
+    var submit = h("button", { type: "submit", class: "sb-button", text: t.csatSubmit, disabled: true });
+    for (var n = 1; n <= 5; n += 1) {
+      stars.push(h("button", {
+        type: "button", "aria-label": format(t.csatScore, { score: n }), "aria-pressed": "false",
+        onclick: choose.bind(null, n),
+      }, icon("star")));
+    }
+    function choose(value) {
+      score = value;
+      stars.forEach(function (star, i) {
+        star.classList.toggle("sb-lit", i < value);
+        star.setAttribute("aria-pressed", String(i + 1 === value));
+      });
+      submit.disabled = false;
+    }
+    async function submitRating(event) {
+      event.preventDefault();
+      if (!score || submit.disabled) return;
+      submit.disabled = true;
+      clearError();
+      try {
+        await call("POST", conversationPath(conversation, "/rating"), {
+          token: conversation.token, body: { score: score, comment: comment.value.trim() || null },
+        });
+        thank(conversation);
+      } catch (error) {
+        if (error instanceof ApiError && error.code === "already_rated") thank(conversation); // another tab rated
+        else {
+          submit.disabled = false;
+          showError(error, function () { submitRating(event); });
+        }
+      }
+    }
+    ui.csatTitle.textContent = t.csatPrompt;
+    ui.csatBody.replaceChildren(h("form", { onsubmit: submitRating }, [
+      h("div", { class: "sb-stars", role: "group", "aria-labelledby": "sb-csat-title" }, stars),
+      h("label", { for: "sb-csat-comment", text: t.csatComment }),
+      comment,
+      h("div", { class: "sb-csat-row" }, [submit, h("button", {
+        type: "button", class: "sb-csat-skip", text: t.csatSkip, onclick: skipRating,
+      })]),
+    ]));
+    placeRating();
+    ui.csat.hidden = false;
+    csatSay(t.csatPrompt);
+    // Closing moves focus back to the launcher as always; asked in the open panel, the stars take it.
+    if (state.open && !closing) stars[0].focus();
+    return true;
+  }
+
+  function thank(conversation) {
+    conversation.csat = "rated";
+    if (state.conversation === conversation) saveConversation();
+    ui.csatBody.replaceChildren(h("p", { class: "sb-csat-thanks", text: t.csatThanks }));
+    csatSay(t.csatThanks);
+    emit("rated", {});
+  }
+
+  function skipRating() {
+    hideRating();
+    if (state.open) ui.input.focus();
+    else ui.launcher.focus();
+  }
+
+  function hideRating() {
+    ui.csat.hidden = true;
+    ui.csatBody.replaceChildren();
+  }
+
+  // The panel opened or closed: a pending question follows it; a thank-you has been seen and goes.
+  function moveRating() {
+    if (ui.csat.hidden) return;
+    if (state.conversation && state.conversation.csat === "rated") hideRating();
+    else placeRating();
+  }
+
+  function csatSay(text) {
+    ui.csatLive.textContent = "";
+    setTimeout(function () { ui.csatLive.textContent = text; }, 60);
+  }
+
+  // In the open panel, above the composer; with the panel closed, a card above the launcher.
+  function placeRating() {
+    if (state.open) ui.panel.insertBefore(ui.csat, ui.error);
+    else ui.root.insertBefore(ui.csat, ui.probe);
+    ui.csat.classList.toggle("sb-csat--float", !state.open);
+  }
+
   // ---------------------------------------------------------------- open, close, new conversation
 
   function open(options) {
@@ -1613,12 +1788,15 @@
       schedulePoll();
       heartbeat();
       scrollToEnd();
+      moveRating();
       emit("open", {});
     }
     if (!options || options.focus !== false) ui.input.focus();
   }
 
-  function close() {
+  // `ask`: the visitor closed the chat themselves (not the host page's API): the first time after an
+  // answer, a rating is asked for beside the launcher.
+  function close(ask) {
     if (!state.open) return;
     var focusInside = ui.panel.contains(ui.shadow.activeElement);
     state.open = false;
@@ -1629,11 +1807,12 @@
     schedulePoll();
     heartbeat();
     if (focusInside) ui.launcher.focus();
+    if (!(ask && askRating(true))) moveRating();
     emit("close", {});
   }
 
   function toggle() {
-    if (state.open) close();
+    if (state.open) close(true);
     else open();
   }
 
@@ -1685,6 +1864,7 @@
     }
     state.conversation.contact = stored.contact;
     state.conversation.ratings = stored.ratings;
+    state.conversation.csat = stored.csat;
     refreshTranscript(false); // another tab wrote in this conversation
   }
 
