@@ -132,6 +132,14 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
     return user_cli.run(args, settings)
 
 
+def cmd_finetune(args: argparse.Namespace, settings: Settings) -> int:
+    from . import finetune_cli
+
+    if not _schema_ok(settings):
+        return 2
+    return finetune_cli.run(args, settings)
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -225,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_user_parser(commands)
     commands.choices["user"].set_defaults(handler=cmd_user)
+
+    from .finetune_cli import add_parser as add_finetune_parser
+
+    add_finetune_parser(commands)
+    commands.choices["finetune"].set_defaults(handler=cmd_finetune)
 
     report = commands.add_parser("report", help="where prompting stands, and whether to fine-tune")
     report.add_argument("--json", action="store_true")
