@@ -56,8 +56,8 @@ def _start(jobs: FineTuneJobs, args: argparse.Namespace, settings: Settings) -> 
                                       args.validation_split)
     state = asyncio.run(_start_job(backend, args, files))
     job = jobs.record(ACTOR, backend.name, args.base_model, args.suffix, state, files.trained_message_ids)
-    print(f"started fine-tuning job {job.id} ({backend.name}, base {job.base_model}, "
-          f"{files.examples} training examples from {files.training}): {job.status}")
+    print(f"started fine-tuning job {job.id} ({backend.name}, base {job.base_model}, {files.examples} training "
+          f"example{'' if files.examples == 1 else 's'} from {files.training}): {job.status}")
     if state.status == "failed":
         print(f"error: the job failed: {state.error}", file=sys.stderr)
         return 1
@@ -69,8 +69,9 @@ def _start(jobs: FineTuneJobs, args: argparse.Namespace, settings: Settings) -> 
 def _show(job: FineTuneJob, events: list[str]) -> None:
     print(f"job {job.id} ({job.backend}, base {job.base_model}"
           + (f", suffix {job.suffix}" if job.suffix else "") + f"): {job.status}")
-    print(f"trained on {len(job.trained_message_ids)} corrected bot replies; started by {job.created_by} "
-          f"at {job.created_at:%Y-%m-%d %H:%M} UTC")
+    source = (f"{len(job.trained_message_ids)} logged bot replies" if job.trained_message_ids
+              else "a given file (no logged replies)")
+    print(f"trained on {source}; started by {job.created_by} at {job.created_at:%Y-%m-%d %H:%M} UTC")
     if events:
         print("events:")
         for event in events:

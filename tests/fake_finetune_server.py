@@ -52,13 +52,18 @@ class FakeFineTuning:
         if following == "succeeded" and self.fail_with:
             job.update(status="failed", finished_at=int(time.time()),
                        error={"code": "invalid_training_file", "message": self.fail_with, "param": "training_file"})
-            self._event(job["id"], "error", self.fail_with)
             return
         job["status"] = following
         if following == "succeeded":
             job.update(fine_tuned_model=f"ft:{job['model']}:acme:{job['suffix'] or 'custom'}:{job['id'][-6:]}",
                        finished_at=int(time.time()), trained_tokens=1234)
-        self._event(job["id"], "info", MESSAGES[following])
+
+    def _announce(self, job: dict[str, Any]) -> None:
+        """The event of the state a job is shown in, once: events never run ahead of what a client saw."""
+        job_id, status = job["id"], job["status"]
+        message = self.fail_with if status == "failed" else MESSAGES[status]
+        if not any(e["message"] == message for e in self.events.get(job_id, [])):
+            self._event(job_id, "error" if status == "failed" else "info", str(message))
 
     def app(self) -> Starlette:
         """The HTTP routes."""
@@ -108,6 +113,7 @@ class FakeFineTuning:
             self.retrieves += 1
             # The job is shown as it was, then moves on: retrieves see every state in order.
             shown = dict(job)
+            self._announce(shown)
             self._move(job)
             return JSONResponse(shown)
 
@@ -123,7 +129,7 @@ class FakeFineTuning:
             if job["status"] in ("succeeded", "failed", "cancelled"):
                 return refused(400, f"Job has already {job['status']}", "invalid_state")
             job.update(status="cancelled", finished_at=int(time.time()))
-            self._event(job["id"], "info", MESSAGES["cancelled"])
+            self._announce(job)
             return JSONResponse(job)
 
         return Starlette(routes=[

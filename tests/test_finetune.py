@@ -22,7 +22,7 @@ from service.runtime import Runtime
 
 from .conftest import make_settings
 from .factories import build_logged_dataset
-from .fake_finetune_server import API_KEY, FakeFineTuning, running_fine_tuning
+from .fake_finetune_server import API_KEY, MESSAGES, FakeFineTuning, running_fine_tuning
 
 Run = Callable[..., tuple[int, str, str]]
 GOOD = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
@@ -144,9 +144,13 @@ def test_status_shows_every_state_then_the_fine_tuned_model_and_list_every_job(
         assert code == 0, err
         seen.append(jobs(runtime)[0].status)
         assert out.startswith(f"job ftjob-000001 (openai, base gpt-4o-mini, suffix acme): {seen[-1]}\n")
+        latest_event = [line for line in out.split("events:\n")[1].splitlines() if line.startswith("  ")][-1]
+        assert latest_event.endswith(MESSAGES[seen[-1]]), out
 
     assert seen == ["validating_files", "queued", "running", "succeeded", "succeeded"]
-    assert "Created fine-tuning job" in out and out.index("Fine-tuning job queued") < out.index("successfully")
+    events = [line.split("info  ")[1] for line in out.split("events:\n")[1].splitlines() if "info  " in line]
+    assert events == ["Created fine-tuning job", *(MESSAGES[state] for state in seen[:4])]
+    assert "trained on 3 logged bot replies; started by cli" in out
     assert "fine-tuned model: ft:gpt-4o-mini:acme:acme:000001" in out
     assert jobs(runtime)[0].fine_tuned_model == "ft:gpt-4o-mini:acme:acme:000001"
 
@@ -159,26 +163,33 @@ def test_status_shows_every_state_then_the_fine_tuned_model_and_list_every_job(
     assert oldest.endswith("gpt-4o-mini -> ft:gpt-4o-mini:acme:acme:000001")
 
 
+def given_file(tmp_path: Path) -> tuple[str, str]:
+    """`--file` with a one-example valid file: for tests about the job rather than the export."""
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text(json.dumps(GOOD) + "\n", encoding="utf-8")
+    return "--file", str(examples)
+
+
 def test_a_failed_job_keeps_the_providers_error(
-    run_cli: Run, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
+    run_cli: Run, runtime: Runtime, provider: FakeFineTuning, tmp_path: Path
 ) -> None:
-    provider.fail_with = "Training file has 3 examples, but at least 10 are required"
-    assert run_cli("start", "--base-model", "gpt-4o-mini")[0] == 0
+    provider.fail_with = "Training file has 1 example, but at least 10 are required"
+    assert run_cli("start", "--base-model", "gpt-4o-mini", *given_file(tmp_path))[0] == 0
     out = ""
     while "failed" not in jobs(runtime)[0].status:
         assert provider.retrieves < 5, "the job never failed"
         code, out, _ = run_cli("status", "ftjob-000001")
         assert code == 0
 
-    assert "failed: Training file has 3 examples, but at least 10 are required" in out
+    assert "failed: Training file has 1 example, but at least 10 are required" in out
     [job] = jobs(runtime)
     assert job.error == provider.fail_with and job.fine_tuned_model is None
 
 
 def test_cancel_stops_a_running_job_once(
-    run_cli: Run, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
+    run_cli: Run, runtime: Runtime, provider: FakeFineTuning, tmp_path: Path
 ) -> None:
-    assert run_cli("start", "--base-model", "gpt-4o-mini")[0] == 0
+    assert run_cli("start", "--base-model", "gpt-4o-mini", *given_file(tmp_path))[0] == 0
     assert run_cli("status")[0] == 0
 
     code, out, err = run_cli("cancel", "ftjob-000001")
@@ -223,9 +234,7 @@ def test_a_failing_command_is_recorded_with_its_stderr(
     command = settings.model_copy(update={"fine_tune_backend": "command",
                                           "fine_tune_command": f"{sys.executable} {script}"})
 
-    examples = tmp_path / "examples.jsonl"
-    examples.write_text(json.dumps(GOOD) + "\n", encoding="utf-8")
-    code, _, err = run_cli("start", "--base-model", "llama-3.1-8b", "--file", str(examples), using=command)
+    code, _, err = run_cli("start", "--base-model", "llama-3.1-8b", *given_file(tmp_path), using=command)
 
     assert code == 1 and "exit status 3" in err and "CUDA out of memory" in err
     [job] = jobs(runtime)
@@ -261,9 +270,7 @@ def test_a_given_file_is_validated_then_uploaded_as_is(
 def test_unknown_jobs_and_refusals_exit_1_with_the_reason(
     run_cli: Run, runtime: Runtime, provider: FakeFineTuning, settings: Settings, tmp_path: Path
 ) -> None:
-    examples = tmp_path / "examples.jsonl"
-    examples.write_text(json.dumps(GOOD) + "\n", encoding="utf-8")
-    given = ("--file", str(examples))
+    given = given_file(tmp_path)
     assert run_cli("status")[2] == "error: no fine-tuning job yet; start one with `supportbot finetune start`\n"
     code, _, err = run_cli("cancel", "ftjob-nope")
     assert code == 1 and "no fine-tuning job 'ftjob-nope'" in err
