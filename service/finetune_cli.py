@@ -49,11 +49,15 @@ def _start(jobs: FineTuneJobs, args: argparse.Namespace, settings: Settings) -> 
     if not 0 <= args.validation_split < 1:
         raise Unprocessable("--validation-split must be at least 0 and below 1", code="invalid_split")
     backend = backend_for(settings)  # refuse a missing key or command before exporting anything
-    if args.file:
-        files = checked_file(Path(args.file))
-    else:
-        files = export_training_files(jobs.sessions, settings.data_dir / "finetune", args.select or "corrected",
-                                      args.validation_split)
+    try:
+        if args.file:
+            files = checked_file(Path(args.file))
+        else:
+            files = export_training_files(jobs.sessions, settings.data_dir / "finetune",
+                                          args.select or "corrected", args.validation_split)
+    except SupportbotError:
+        asyncio.run(backend.aclose())
+        raise
     state = asyncio.run(_start_job(backend, args, files))
     job = jobs.record(ACTOR, backend.name, args.base_model, args.suffix, state, files.trained_message_ids)
     print(f"started fine-tuning job {job.id} ({backend.name}, base {job.base_model}, {files.examples} training "
