@@ -6,8 +6,11 @@ without sending a row twice at once, and a process that dies mid-delivery leaves
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
 from .models import Escalation, OutboxEvent, OutboxStatus, utcnow
+
+log = logging.getLogger(__name__)
 
 ESCALATED = "conversation.escalated"
 CONTACT_ADDED = "conversation.contact_added"
@@ -144,3 +149,14 @@ class Outbox:
             found = dict(session.execute(select(OutboxEvent.status, func.count()).group_by(OutboxEvent.status)).all())
         return {status: int(found.get(status, 0)) for status in OutboxStatus}
 
+
+
+async def deliver_forever(deliver_due: Callable[[], Awaitable[int]], interval: float, what: str) -> None:
+    """Run a sender's delivery pass every `interval` seconds, for ever; a failed pass (a database hiccup) is
+    logged and the next one tries again."""
+    while True:
+        try:
+            await deliver_due()
+        except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            log.exception("%s outbox pass failed; retrying", what)
+        await asyncio.sleep(interval)

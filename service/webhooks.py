@@ -5,7 +5,6 @@ The only module that makes outbound HTTP besides the model client.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -18,7 +17,7 @@ import httpx
 from anyio import to_thread
 
 from .models import OutboxEvent, utcnow
-from .outbox import Outbox
+from .outbox import Outbox, deliver_forever
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +87,7 @@ class WebhookSender:
 
     async def run(self, interval: float) -> None:
         """Deliver forever, looking for due rows every `interval` seconds."""
-        while True:
-            try:
-                await self.deliver_due()
-            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
-                log.exception("outbox pass failed; retrying")
-            await asyncio.sleep(interval)
+        await deliver_forever(self.deliver_due, interval, "webhook")
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -254,19 +254,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(chat.router)
-    app.include_router(admin.router)
-    app.include_router(widget.router)
-    app.include_router(review.router)
-    app.include_router(users.router)
-    app.include_router(users.pages)
-    app.include_router(oidc.router)
-    app.include_router(assignment.router)
-    app.include_router(assignment.pages)
-    app.include_router(live.router)
-    app.include_router(slack.router)
-    app.include_router(admin_pages.router)
+    for router in (health.router, chat.router, admin.router, widget.router, review.router, users.router,
+                   users.pages, oidc.router, assignment.router, assignment.pages, live.router, slack.router,
+                   admin_pages.router):
+        app.include_router(router)
     origins = runtime.settings.allowed_origins
     if origins:
         # Bearer tokens, not cookies: credentials stay off, so no origin ever gets `*` with credentials.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import transaction
 from ..models import OutboxEvent, OutboxStatus, SlackThread, utcnow
-from ..outbox import SLACK_EVENTS, Outbox
+from ..outbox import SLACK_EVENTS, Outbox, deliver_forever
 from .client import SlackApiError, SlackClient, SlackError, SlackRateLimited
 from .threads import THREAD
 
@@ -113,12 +112,7 @@ class SlackSender:
 
     async def run(self, interval: float) -> None:
         """Deliver forever, looking for due rows every `interval` seconds."""
-        while True:
-            try:
-                await self.deliver_due()
-            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
-                log.exception("slack outbox pass failed; retrying")
-            await asyncio.sleep(interval)
+        await deliver_forever(self.deliver_due, interval, "slack")
 
     async def aclose(self) -> None:
         """Close the Slack client."""
