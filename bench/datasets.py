@@ -162,10 +162,11 @@ def _tables(rows: LogRows) -> Iterator[tuple[str, tuple[str, ...], list[tuple[An
 
 def sqlite_log(directory: Path, messages: int) -> tuple[Path, dict[str, int], bool]:
     """A migrated SQLite file holding `messages` messages: (path, row counts, whether it was reused)."""
-    from service.db import upgrade
+    from service.db import head_revision, upgrade
 
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"log-{messages}-v{GENERATOR_VERSION}.db"
+    # Named by the schema too: a file built before a migration has other tables, and is not reused.
+    path = directory / f"log-{messages}-v{GENERATOR_VERSION}-schema{head_revision()}.db"
     done = path.with_suffix(".done")
     if path.exists() and done.exists():
         return path, _counts_sqlite(path), True
