@@ -115,7 +115,7 @@ def openai_transform(system_prompt: str) -> list[dict[str, Any]]:
         from openai.types.chat import completion_create_params
     except ImportError as error:
         return [{"error": f"openai internals moved: {error}"}]
-    from service.llm import ESCALATE_TOOL
+    from service.providers.base import ESCALATE_TOOL
 
     history: list[dict[str, str]] = []
     for question in QUESTIONS[:9]:

@@ -93,7 +93,7 @@ def system_prompt() -> str:
 
 def base_spec(target: Target, profile: Profile, prompt: str) -> dict[str, Any]:
     """What every run against `target` sends, whatever the scenario."""
-    from service.llm import ESCALATE_TOOL
+    from service.providers.base import ESCALATE_TOOL
 
     return {
         "kind": target.kind, "host": "127.0.0.1", "port": target.port, "questions": QUESTIONS,

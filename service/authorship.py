@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .handoff import HANDOFF_PROVIDER
-from .llm import OfflineProvider
 from .models import Message, Origin, Role
+from .providers.offline import OfflineProvider
 from .store import REPLAY_PROVIDER
 
 

@@ -8,7 +8,7 @@ from anyio import to_thread
 
 from .config import Settings
 from .errors import SupportbotError
-from .llm import TextDelta
+from .providers.base import TextDelta
 from .runtime import Runtime
 from .turns import TurnOutcome, start_turn
 

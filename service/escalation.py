@@ -16,8 +16,8 @@ from functools import lru_cache
 
 from .knowledge import KnownIssue
 from .languages import LanguageRules
-from .llm import ESCALATE_TOOL_NAME, Completion
 from .policies import PolicyRule
+from .providers.base import ESCALATE_TOOL_NAME, Completion
 from .spelling import (
     FUNCTION_WORDS,
     Token,

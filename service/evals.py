@@ -22,8 +22,8 @@ from .config import Settings
 from .db import upgrade
 from .escalation import NO_ANSWER
 from .grading import Grade, grade_reference
-from .llm import Provider
 from .models import Message
+from .providers.base import Provider
 from .runtime import Runtime
 from .turns import TurnOutcome
 

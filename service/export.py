@@ -22,8 +22,8 @@ from .errors import Unprocessable
 from .escalation import POLICY_PREFIX
 from .export_format import CHECKS, FORMATS
 from .inbox import day_end, day_start, split_ref
-from .llm import ESCALATE_TOOL
 from .models import Conversation, Correction, Escalation, Feedback, Message, PromptSnapshot, Role
+from .providers.base import ESCALATE_TOOL
 from .redact import Redactor
 from .review import is_answer, is_model_turn
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .errors import ModelUnavailable
 from .knowledge import tokenize
-from .llm import ChatRequest, Provider
+from .providers.base import ChatRequest, Provider
 
 log = logging.getLogger(__name__)
 

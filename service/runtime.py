@@ -24,14 +24,16 @@ from .inbox import Inbox
 from .knowledge import KnowledgeStore
 from .language import LanguageDetection
 from .languages import LanguageStore
-from .llm import OfflineProvider, OpenAIProvider, Provider
 from .models import utcnow
 from .outbox import HandoffNotice, Outbox
 from .people import People
 from .policies import PolicyStore
 from .prompts import PromptRegistry
+from .providers.base import Provider
+from .providers.offline import OfflineProvider
+from .providers.openai_compat import OpenAIProvider
+from .providers.resilient import CircuitBreaker, ResilientProvider
 from .ratelimit import RateLimits
-from .resilience import CircuitBreaker, ResilientProvider
 from .retrieval import Hits, RetrievalMode, Retriever, retriever_for, searcher
 from .review import ReviewDesk
 from .spelling import is_english_word
@@ -43,14 +45,17 @@ log = logging.getLogger(__name__)
 
 def hosted_provider(settings: Settings, http_client: httpx.AsyncClient | None = None) -> ResilientProvider:
     """The hosted model with its time budget, circuit breaker and (when configured) fallback model."""
+    primary = OpenAIProvider(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
+                             timeout=settings.openai_timeout, max_retries=settings.openai_max_retries,
+                             http_client=http_client)
     fallback = None
     if settings.fallback_model or settings.fallback_openai_base_url:
         # The fallback gets no retries of its own: one retry layer in all, bounded attempts per turn.
-        fallback = OpenAIProvider(settings, http_client=http_client, api_key=settings.fallback_openai_api_key,
-                                  base_url=settings.fallback_openai_base_url, max_retries=0)
+        fallback = OpenAIProvider(api_key=settings.fallback_openai_api_key or settings.openai_api_key,
+                                  base_url=settings.fallback_openai_base_url or settings.openai_base_url,
+                                  timeout=settings.openai_timeout, max_retries=0, http_client=http_client)
     breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown)
-    return ResilientProvider(OpenAIProvider(settings, http_client=http_client), breaker, settings.turn_timeout,
-                             fallback, settings.fallback_model)
+    return ResilientProvider(primary, breaker, settings.turn_timeout, fallback, settings.fallback_model)
 
 
 @dataclass

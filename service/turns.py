@@ -35,10 +35,10 @@ from .guard import StreamGate
 from .handoff import BOT_FELL_SHORT, HANDOFF_PROVIDER, summarize
 from .knowledge import KnownIssue
 from .language import english_name
-from .llm import ChatRequest, Completion, StreamBroken, TextDelta
 from .models import ConversationStatus, Escalation, FinishStatus, Message, Origin, Role, Said
 from .prompts import PromptVersion, RenderedPrompt
-from .resilience import CircuitOpen
+from .providers.base import ChatRequest, Completion, StreamBroken, TextDelta
+from .providers.resilient import CircuitOpen
 from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, is_answer
 from .runtime import Runtime
 from .sources import MAX_SOURCES, Source, answered_from, relevant_in_prompt, sources_from_json

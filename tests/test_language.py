@@ -299,7 +299,8 @@ async def test_report_breaks_escalation_and_miss_rates_down_by_language(
 @pytest.mark.parametrize(("score", "answered"), [(0.36, False), (0.45, True)])
 async def test_offline_answers_across_languages_only_on_a_strong_match(score: float, answered: bool) -> None:
     from service.knowledge import KnownIssue
-    from service.llm import ChatRequest, OfflineProvider
+    from service.providers.base import ChatRequest
+    from service.providers.offline import OfflineProvider
 
     issue = KnownIssue("api-401", "API returns 401 Unauthorized", ("api",), "Create a new key.", False, "api.md:18")
 

@@ -11,7 +11,8 @@ import openai
 import pytest
 import respx
 
-from service.llm import ChatRequest, OpenAIProvider
+from service.providers.base import ChatRequest
+from service.providers.openai_compat import OpenAIProvider
 from tests import fake_model
 from tests.conftest import MODEL_BASE_URL, make_settings
 
@@ -39,7 +40,8 @@ async def test_body_is_what_the_clients_create_would_send(tmp_path: Path, stream
         if stream else fake_model.completion("Hi")
     with respx.mock(base_url=MODEL_BASE_URL) as router:
         route = router.post("/chat/completions").mock(side_effect=lambda _: reply)
-        provider = OpenAIProvider(settings)
+        provider = OpenAIProvider(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
+                                  timeout=settings.openai_timeout, max_retries=0)
         if stream:
             events = [event async for event in provider.stream(request)]
             assert events[-1].text == "Hi"  # type: ignore[union-attr]

@@ -12,8 +12,8 @@ import respx
 from sqlalchemy import select
 
 from service.api import create_app
-from service.llm import TextDelta
 from service.models import Conversation, Escalation, Message, PromptSnapshot
+from service.providers.base import TextDelta
 from service.runtime import Runtime
 from service.turns import start_turn
 

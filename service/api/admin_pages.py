@@ -33,6 +33,7 @@ from ..prompt_tools import assemble_for_display, prompt_diff
 from ..prompts import estimate_tokens
 from ..ratings import Ratings
 from ..report import build_report, weekly_rates
+from ..review import is_model_turn
 from ..runtime import Runtime
 from ..sign_in import account_backoff, sign_in_with_password
 from .deps import BeforeId, IsoDate, MessageId, RuntimeDep, role_gate
@@ -42,6 +43,7 @@ PACKAGE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
 templates.env.filters["markdown"] = render_markdown
 templates.env.globals["byline"] = byline
+templates.env.tests["model_turn"] = is_model_turn
 ADMIN_CSS = (PACKAGE / "static" / "admin.css").read_bytes()
 ADMIN_LIVE_JS = (PACKAGE / "static" / "admin-live.js").read_bytes()
 VIEW_LABELS = {"all": "All conversations", "misses": "Misses", "escalated": "Escalated",

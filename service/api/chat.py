@@ -15,8 +15,8 @@ from fastapi.responses import StreamingResponse
 from ..auth import verified_visitor
 from ..errors import PayloadTooLarge, SupportbotError
 from ..events import ESCALATION, MESSAGE, new_event, preview
-from ..llm import TextDelta
 from ..models import ConversationStatus
+from ..providers.base import TextDelta
 from ..ratings import Ratings
 from ..turns import Turn, TurnOutcome, check_message, start_turn
 from .assignment import announce_round_robin

@@ -12,8 +12,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from .errors import ModelUnavailable
-from .llm import ChatRequest, Completion, OpenAIProvider, StreamBroken, TextDelta
+from ..errors import ModelUnavailable
+from .base import ChatRequest, Completion, StreamBroken, TextDelta
+from .openai_compat import OpenAIProvider
 
 log = logging.getLogger(__name__)
 
