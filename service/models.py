@@ -469,3 +469,24 @@ class FineTuneJob(Base):
     created_by: Mapped[str] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ArmStop(Base):
+    """An experiment arm taken out of traffic: by the guard (a sequential test found it worse) or a person.
+
+    While a stop is not lifted, new conversations that would have drawn this arm get the label's control
+    version; conversations already on it keep it.
+    """
+
+    __tablename__ = "arm_stops"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    prompt: Mapped[str] = mapped_column(String(100))  # the prompt's name, e.g. "support"
+    label: Mapped[str] = mapped_column(String(64))  # the label that splits traffic, e.g. "production"
+    version: Mapped[str] = mapped_column(String(64))  # the stopped arm's version
+    metric: Mapped[str] = mapped_column(String(32))  # what was worse, e.g. "escalation", "thumbs_down"; "manual"
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # counts, rates, the test's statistic
+    stopped_by: Mapped[str] = mapped_column(String(254))  # "guard" or the person's actor name
+    stopped_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(254), default=None)
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
