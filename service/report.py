@@ -11,6 +11,7 @@ The trend the recommendation reads is one miss rate per prompt version, oldest f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,8 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
+from .experiment_text import read_experiments
+from .experiments import ExperimentReport
 from .models import Conversation, Escalation, Message, Role
 from .review import has_correction, model_turn_condition
 
@@ -45,7 +48,7 @@ class VersionFigures:
 
 @dataclass
 class Recommendation:
-    verdict: str  # keep_prompting | ready_to_fine_tune | not_enough_data
+    verdict: str  # keep_prompting | ready_to_fine_tune | not_enough_data | promote_arm
     headline: str
     reasons: list[str]
     next_steps: list[str] = field(default_factory=list)
@@ -235,8 +238,22 @@ def _missed_topics(session: Session, limit: int = 5) -> list[tuple[str, int]]:
 
 
 def recommend(settings: Settings, versions: list[VersionFigures], topics: list[tuple[str, int]],
-              corrected: int, training_tokens: int) -> Recommendation:
-    """The verdict, from thresholds in the settings, with every reason spelled out."""
+              corrected: int, training_tokens: int,
+              experiments: Sequence[ExperimentReport] = ()) -> Recommendation:
+    """The verdict: what live experiments show when one runs, else the history of versions; reasons spelled out."""
+    history = _from_history(settings, versions, topics, corrected, training_tokens)
+    reading = read_experiments(experiments)
+    if reading is None:
+        return history
+    # Arms serving the same weeks are the stronger evidence; the history stays as context.
+    return Recommendation(reading.verdict, reading.headline, [
+        *reading.reasons, f"from the history of prompt versions: {history.headline.lower()}", *history.reasons],
+        reading.next_steps + (history.next_steps if reading.verdict == "not_enough_data" else []))
+
+
+def _from_history(settings: Settings, versions: list[VersionFigures], topics: list[tuple[str, int]],
+                  corrected: int, training_tokens: int) -> Recommendation:
+    """The verdict from the history of versions, by thresholds in the settings."""
     if not versions:
         return Recommendation("not_enough_data", "Not enough data yet",
                               ["no conversations have been logged with a prompt version"],

@@ -12,11 +12,14 @@ from service.api import create_app
 from service.charts import rate_chart
 from service.config import Settings
 from service.db import transaction
+from service.experiments import Difference, ExperimentReport, StopInfo
 from service.models import Conversation, Correction, Escalation, Feedback, Message
-from service.report import build_report, weekly_rates
+from service.report import Recommendation, build_report, recommend, weekly_rates
 from service.runtime import Runtime
 
+from . import experiment_reports as experiment
 from .conftest import make_settings
+from .experiment_reports import fine_tuned_winner
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -150,7 +153,6 @@ def test_too_little_says_what_is_missing(runtime: Runtime) -> None:
 
 def test_empty_log() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    from service.report import recommend
 
     assert recommend(settings, [], [], 0, 0).verdict == "not_enough_data"
 
@@ -248,3 +250,109 @@ async def test_offline_fresh_install_is_one_version_not_a_falling_trend(client: 
     assert row.miss_rate == pytest.approx(1 / 3)
     assert report.recommendation.verdict == "not_enough_data"
     assert not any("falling" in r for r in report.recommendation.reasons)
+
+
+# The recommendation reads live experiments (arms built by hand here; end to end in test_experiments_page.py)
+
+
+def _recommend(*experiments: ExperimentReport) -> Recommendation:
+    return recommend(Settings(_env_file=None), [], [], 0, 0, experiments)  # type: ignore[call-arg]
+
+
+def test_fine_tuned_arm_that_resolves_more_for_less_is_promoted() -> None:
+    recommendation = _recommend(fine_tuned_winner())
+
+    assert recommendation.verdict == "promote_arm"
+    assert recommendation.headline == (
+        "Fine-tuned arm v9 resolves 6.0 points more [2.1, 9.9] than v2 at 40 % lower cost per conversation "
+        "(-$0.0040 [-$0.0059, -$0.0021]); promote it")
+    assert recommendation.next_steps[0].endswith("in prompts/support/labels.yaml write `production: v9`")
+    assert "from the history of prompt versions: not enough data yet" in recommendation.reasons
+
+
+@pytest.mark.parametrize(("cost", "words"), [
+    (experiment.difference(-0.001, -0.003, 0.001), "than v2 at similar cost; promote it"),
+    (experiment.difference(0.002, 0.001, 0.003),
+     "than v2 at 20 % higher cost per conversation (+$0.0020 [$0.0010, $0.0030]); promote it if the extra "
+     "resolutions are worth the cost"),
+])
+def test_cost_is_named_only_when_its_difference_is_significant(cost: Difference, words: str) -> None:
+    better = experiment.arm("v3", differences={"resolution": experiment.difference(0.041, 0.012, 0.070),
+                                               "cost": cost})
+
+    recommendation = _recommend(experiment.report(experiment.arm("v2", control=True), better))
+
+    assert recommendation.verdict == "promote_arm"
+    assert recommendation.headline == f"Arm v3 resolves 4.1 points more [1.2, 7.0] {words}"
+
+
+def test_the_largest_significant_gain_is_promoted() -> None:
+    small = experiment.arm("v3", differences={"resolution": experiment.difference(0.03, 0.01, 0.05)})
+    large = experiment.arm("v4", differences={"resolution": experiment.difference(0.08, 0.05, 0.11)})
+
+    recommendation = _recommend(experiment.report(experiment.arm("v2", control=True), small, large))
+
+    assert recommendation.headline.startswith("Arm v4 resolves 8.0 points more [5.0, 11.0] than v2")
+    assert [r.split(": ", 1)[1][:6] for r in recommendation.reasons[:2]] == ["arm v3", "arm v4"]
+
+
+def test_an_arm_that_resolves_less_says_keep_prompting() -> None:
+    worse = experiment.arm("v9", fine_tuned=True,
+                           differences={"resolution": experiment.difference(-0.04, -0.07, -0.01)})
+
+    recommendation = _recommend(experiment.report(experiment.arm("v2", control=True), worse))
+
+    assert recommendation.verdict == "keep_prompting"
+    assert recommendation.headline == ("Keep prompting: fine-tuned arm v9 resolves 4.0 points less [1.0, 7.0] "
+                                       "than v2 at similar cost; keep v2")
+    assert recommendation.next_steps == ["end the split: in prompts/support/labels.yaml write `production: v2`"]
+
+
+def test_a_stopped_arm_says_keep_prompting_and_why() -> None:
+    stop = StopInfo("thumbs_down", "guard", datetime(2026, 11, 20, 9, 30, tzinfo=UTC), {})
+    stopped = experiment.arm("v3", weight=10, stopped=stop,
+                             differences={"resolution": experiment.difference(-0.01, -0.05, 0.03)})
+
+    recommendation = _recommend(experiment.report(experiment.arm("v2", control=True, weight=90), stopped))
+
+    assert recommendation.verdict == "keep_prompting"
+    assert recommendation.headline == "Keep prompting: arm v3 was stopped by the guard; keep v2"
+    assert ("support@production (v2 90 % / v3 10 %): arm v3 was stopped on 2026-11-20 by guard (thumbs_down "
+            "worse than control); its traffic went back to v2") in recommendation.reasons
+
+
+def test_an_undecided_arm_says_how_many_more_conversations() -> None:
+    undecided = experiment.arm("v3", conversations=350,
+                               differences={"resolution": experiment.difference(0.012, -0.02, 0.044)})
+
+    recommendation = _recommend(experiment.report(experiment.arm("v2", control=True), undecided,
+                                                  needed_per_arm=900))
+
+    assert recommendation.verdict == "not_enough_data"
+    assert recommendation.headline == "Not enough data yet: about 550 more conversations per arm"
+    assert recommendation.reasons[0] == ("support@production (v2 50 % / v3 50 %): arm v3 resolves 1.2 points more "
+                                         "[-2.0, 4.4] than v2 at similar cost; not significant yet (350 and 400 "
+                                         "conversations)")
+    assert recommendation.next_steps[0] == "keep the split running and follow it on /admin/experiments"
+    assert "put the widget live, or replay cases with `supportbot eval`" in recommendation.next_steps
+
+
+def test_no_difference_with_enough_conversations_says_keep_prompting() -> None:
+    alike = experiment.arm("v3", conversations=1000,
+                           differences={"resolution": experiment.difference(0.004, -0.015, 0.023)})
+
+    recommendation = _recommend(experiment.report(experiment.arm("v2", control=True, conversations=1000), alike,
+                                                  needed_per_arm=900))
+
+    assert recommendation.verdict == "keep_prompting"
+    assert recommendation.headline.startswith("Keep prompting: no arm resolves clearly more than control")
+
+
+def test_without_an_experiment_the_history_decides(runtime: Runtime) -> None:
+    log_conversations(runtime, "v1", 10, misses=5, days_ago=20)
+    log_conversations(runtime, "v2", 10, misses=1, days_ago=5)
+    report = build_report(runtime.settings, runtime.log.sessions, training_tokens=0, now=NOW)
+
+    again = recommend(runtime.settings, report.versions, report.top_missed_topics, 0, 0, ())
+
+    assert again == report.recommendation and again.verdict == "keep_prompting"
