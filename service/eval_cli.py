@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,6 +24,16 @@ def columns_for(settings: Settings, prompts: list[str], models: list[str]) -> li
     return [Column(prompt, model) for prompt in prompts or [settings.prompt] for model in models or [default_model]]
 
 
+@contextmanager
+def progress(settings: Settings, total: int) -> Iterator[Callable[[], object]]:
+    """A progress bar on a terminal (none in a pipe), with the per-case log lines quieted."""
+    if settings.log_level != "DEBUG":
+        # One line per case would drown the table; the table and --json carry the results.
+        logging.getLogger("service").setLevel(logging.WARNING)
+    with tqdm(total=total, unit="case", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        yield bar.update
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Exit status 0 when every column passes --min-pass, 1 when one falls under, 2 on bad input."""
     try:
@@ -33,15 +45,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if any(c.model != "offline" for c in columns) and not settings.hosted_model_configured:
         print("error: --model needs a hosted model: set OPENAI_API_KEY (or use --model offline)", file=sys.stderr)
         return 2
-    if settings.log_level != "DEBUG":
-        # One line per case would drown the table; the table and --json carry the results.
-        logging.getLogger("service").setLevel(logging.WARNING)
     runner = EvalRunner(settings, columns, knowledge_dir=Path(args.knowledge) if args.knowledge else None,
                         concurrency=args.concurrency)
     try:
-        with tqdm(total=len(cases) * len(columns), unit="case", disable=not sys.stderr.isatty(),
-                  file=sys.stderr) as bar:
-            report = asyncio.run(runner.run(cases, on_progress=bar.update))
+        with progress(settings, len(cases) * len(columns)) as step:
+            report = asyncio.run(runner.run(cases, on_progress=step))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

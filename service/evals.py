@@ -116,11 +116,13 @@ class EvalRunner:
     """Runs every case in every column and scores them."""
 
     def __init__(self, settings: Settings, columns: list[Column], *, knowledge_dir: Path | None = None,
-                 concurrency: int = 1) -> None:
+                 concurrency: int = 1, grader_model: str | None = None) -> None:
         self.settings = settings
         self.columns = columns
         self.knowledge_dir = knowledge_dir
         self.concurrency = max(1, concurrency)
+        # None: each column's model grades its own replies; a name: one grader for every column.
+        self.grader_model = grader_model
 
     def _column_settings(self, column: Column, workdir: Path) -> Settings:
         updates: dict[str, Any] = {
@@ -171,7 +173,7 @@ class EvalRunner:
         if "reference" in case.expect:
             question = case.messages[-1]["content"]
             grade = await grade_reference(question, str(case.expect["reference"]), outcome.reply, grader,
-                                          runtime.settings.model)
+                                          self.grader_model or runtime.settings.model)
             if not grade.passed:
                 failures.append(f"reference: {grade.reason}")
         reply = await to_thread.run_sync(_reply_row, runtime, outcome.reply_id)
@@ -230,10 +232,12 @@ def format_table(report: EvalReport) -> str:
     def num(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    header = f"{'prompt x model':<34} {'pass':>6} {'esc P':>6} {'esc R':>6} {'tokens':>7} {'ms':>7} {'$/1k conv':>10}"
+    width = max([34, *(len(f"{c.prompt} x {c.model}") for c in report.columns)])
+    header = (f"{'prompt x model':<{width}} {'pass':>6} {'esc P':>6} {'esc R':>6} {'tokens':>7} {'ms':>7} "
+              f"{'$/1k conv':>10}")
     lines = [header, "-" * len(header)]
     for c in report.columns:
-        lines.append(f"{(c.prompt + ' x ' + c.model)[:34]:<34} {pct(c.pass_rate):>6} "
+        lines.append(f"{c.prompt + ' x ' + c.model:<{width}} {pct(c.pass_rate):>6} "
                      f"{pct(c.escalation_precision):>6} {pct(c.escalation_recall):>6} "
                      f"{num(c.mean_tokens, '.0f'):>7} {num(c.mean_latency_ms, '.0f'):>7} "
                      f"{num(c.cost_per_1000, '.4f'):>10}")
