@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,6 +116,11 @@ class FineTuneJobs:
             jobs = list(session.scalars(select(FineTuneJob).order_by(FineTuneJob.created_at.desc())))
             session.expunge_all()
             return jobs
+
+    def note(self, actor: str, action: str, job_id: str, details: dict[str, Any]) -> None:
+        """Audit something done with a job that changes no column of it (eval, promote)."""
+        with self.sessions.begin() as session:
+            audit(session, actor, action, f"finetune:{job_id}", details)
 
     def update(self, state: JobState, actor: str | None = None, action: str | None = None) -> FineTuneJob:
         """Store what the backend reports now (auditing `action` by `actor` when given)."""
