@@ -140,6 +140,14 @@ def cmd_finetune(args: argparse.Namespace, settings: Settings) -> int:
     return finetune_cli.run(args, settings)
 
 
+def cmd_experiment(args: argparse.Namespace, settings: Settings) -> int:
+    from . import experiment_cli
+
+    if not _schema_ok(settings):
+        return 2
+    return experiment_cli.run(args, settings)
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -238,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_finetune_parser(commands)
     commands.choices["finetune"].set_defaults(handler=cmd_finetune)
+
+    from .experiment_cli import add_parser as add_experiment_parser
+
+    add_experiment_parser(commands)
+    commands.choices["experiment"].set_defaults(handler=cmd_experiment)
 
     report = commands.add_parser("report", help="where prompting stands, and whether to fine-tune")
     report.add_argument("--json", action="store_true")

@@ -176,6 +176,16 @@ class Settings(BaseSettings):
     fine_tune_base_url: str | None = None
     fine_tune_api_key: str | None = None
     fine_tune_command: str | None = None
+    # Live experiments (service/experiment_guard.py): an arm whose escalation or thumbs-down rate is worse than
+    # control's beyond a sequential test's bound (valid however often it looks) is taken out of traffic.
+    experiment_guard: bool = Field(default=True, description="stop clearly worse experiment arms automatically")
+    experiment_guard_interval: float = Field(default=300.0, gt=0, description="seconds between the guard's looks")
+    experiment_guard_alpha: float = Field(default=0.05, gt=0, lt=1, description="chance of stopping an arm that is "
+                                          "no worse, over all looks")
+    experiment_guard_min_conversations: int = Field(default=200, ge=1, description="conversations each arm needs "
+                                                    "before the guard may stop it")
+    experiment_stop_refresh: float = Field(default=2.0, ge=0, description="seconds a replica keeps the set of "
+                                           "stopped arms before reading it again")
 
     daily_token_budget: int = Field(default=0, ge=0, description="tokens per UTC day for the deployment; 0 = off")
     daily_cost_budget_usd: float = Field(default=0.0, ge=0, description="USD per UTC day; 0 = off")

@@ -174,6 +174,7 @@ class Split:
 
 
 Label = str | Split
+StoppedArms = frozenset[tuple[str, str, str]]  # (prompt, label, version) of arms taken out of traffic
 
 
 def parse_labels_file(path: Path) -> dict[str, Label]:
@@ -291,16 +292,19 @@ class PromptRegistry:
             raise LookupError(f"prompt '{name}' has no version or label '{wanted}'")
         return versions[target]
 
-    def arm(self, spec: str, conversation_id: str) -> str | None:
+    def arm(self, spec: str, conversation_id: str, stopped: StoppedArms = frozenset()) -> str | None:
         """The arm (`name@version`) a new conversation is assigned, when `spec`'s label splits traffic.
 
-        An arm whose version is missing gives way to the label's control version, so no arm points nowhere.
+        An arm whose version is missing, or that was `stopped`, gives way to the label's control version.
         """
         name, _, wanted = spec.partition("@")
-        split = self.splits().get(name, {}).get(wanted or "production")
+        label = wanted or "production"
+        split = self.splits().get(name, {}).get(label)
         if split is None:
             return None
-        picked = split.pick(conversation_id, wanted or "production")
+        picked = split.pick(conversation_id, label)
+        if (name, label, picked) in stopped:
+            picked = split.control
         if picked in self.versions().get(name, {}):
             return f"{name}@{picked}"
         try:

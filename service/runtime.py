@@ -14,6 +14,7 @@ from .auth import VisitorTokens
 from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import DatabaseThreads, create_db_engine, make_session_factory
 from .events import EventBus, event_bus
+from .experiment_guard import ArmStops, ExperimentGuard
 from .fixed_texts import FixedTexts
 from .guard import make_canary
 from .handoff import HandoffDesk
@@ -87,6 +88,7 @@ class Runtime:
     limits: RateLimits
     canary: str
     db_threads: DatabaseThreads
+    arm_stops: ArmStops
 
     @classmethod
     def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
@@ -131,6 +133,7 @@ class Runtime:
             limits=RateLimits(settings),
             canary=make_canary(secret_key(settings)),
             db_threads=DatabaseThreads.for_engine(engine, settings.db_threads),
+            arm_stops=ArmStops(sessions, settings.experiment_stop_refresh),
         )
 
     def webhook_sender(self, clock: Callable[[], datetime] = utcnow) -> WebhookSender | None:
@@ -148,6 +151,14 @@ class Runtime:
         if not interval:
             return None
         return ScheduledSync(KnowledgeImports(self.log.sessions, fetch_limits(self.settings)), interval)
+
+    def experiment_guard(self) -> ExperimentGuard | None:
+        """The guard that stops clearly worse experiment arms, unless SUPPORTBOT_EXPERIMENT_GUARD is off."""
+        settings = self.settings
+        if not settings.experiment_guard:
+            return None
+        return ExperimentGuard(self.log.sessions, self.prompts, self.arm_stops, alpha=settings.experiment_guard_alpha,
+                               min_conversations=settings.experiment_guard_min_conversations)
 
     async def search(self, query: str, k: int) -> Hits:
         """The `k` known issues that match `query` best, with their matches (0 to 1), best first."""

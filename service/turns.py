@@ -89,7 +89,7 @@ async def start_turn(
         language=runtime.detection.guess(text),
         # Deterministic from the id, so computing it on every message is cheap and agrees across replicas;
         # only the first message's is stored.
-        arm=runtime.prompts.arm(settings.prompt, conversation_id),
+        arm=runtime.prompts.arm(settings.prompt, conversation_id, runtime.arm_stops.current()),
     ))
     return Turn(runtime, start, db_seconds=time.perf_counter() - started)
 

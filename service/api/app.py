@@ -26,7 +26,7 @@ from ..config import Settings, get_settings
 from ..errors import SupportbotError
 from ..runtime import Runtime
 from ..slack.delivery import slack_sender
-from . import admin, admin_pages, assignment, chat, health, live, oidc, review, slack, users, widget
+from . import admin, admin_pages, assignment, chat, experiments, health, live, oidc, review, slack, users, widget
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         slack_worker = asyncio.create_task(slack_out.run(runtime.settings.outbox_poll_interval)) if slack_out else None
         sync = runtime.knowledge_sync()
         syncer = asyncio.create_task(sync.run()) if sync else None
+        guard = runtime.experiment_guard()
+        guarding = asyncio.create_task(guard.run(runtime.settings.experiment_guard_interval)) if guard else None
         await runtime.events.start()  # listens in the background: Redis or PostgreSQL down does not stop start-up
         live.end_streams_on_signal(runtime.events)
         await runtime.warm_up()
@@ -240,10 +242,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             with contextlib.suppress(asyncio.CancelledError):
                 await slack_worker
             await slack_out.aclose()
-        if syncer is not None:
-            syncer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await syncer
+        for task in (syncer, guarding):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await runtime.aclose()
 
     app = FastAPI(
@@ -256,7 +259,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     for router in (health.router, chat.router, admin.router, widget.router, review.router, users.router,
                    users.pages, oidc.router, assignment.router, assignment.pages, live.router, slack.router,
-                   admin_pages.router):
+                   admin_pages.router, experiments.router):
         app.include_router(router)
     origins = runtime.settings.allowed_origins
     if origins:
