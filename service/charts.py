@@ -70,7 +70,7 @@ def interval_chart(metric: Metric, series: Mapping[str, Sequence[Point]], width:
     if not values:
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60" role="img" '
                 f'aria-label="{escape(title)}: no data yet"><text x="10" y="35" font-size="13">'
-                "No conversations in this period yet.</text></svg>")
+                "No data in this period yet.</text></svg>")
     left, right, top, bottom = 64, 150, 16, 32
     plot_w, plot_h = width - left - right, height - top - bottom
     when = [p.start.timestamp() for points in drawn.values() for p in points]

@@ -14,6 +14,7 @@ from .experiments import ArmFigures, Difference, Estimate, ExperimentReport, Met
 RESOLUTION = "resolution"  # the metric the verdicts and the sample size are about
 COST = "cost"  # cost per conversation, USD
 NO_VALUE = "–"
+_UNKNOWN = Difference(None, None, None, significant=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ def figure(metric: Metric, value: float | None) -> str:
         return f"${value:,.4f}"
     if "latency" in metric.key:
         return f"{value:,.0f} ms"
+    if metric.key == "tokens":
+        return f"{value:,.0f}"
     return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
 
 
@@ -76,6 +79,12 @@ def more_needed(report: ExperimentReport) -> int | None:
         return None
     serving = [arm.conversations for arm in report.arms if arm.weight > 0 and arm.stopped is None]
     return max(0, report.needed_per_arm - min(serving, default=0))
+
+
+def undecided(report: ExperimentReport) -> bool:
+    """Some arm in traffic does not yet differ significantly from control in resolution."""
+    return any(not (arm.differences.get(RESOLUTION) or _UNKNOWN).significant for arm in report.arms
+               if not arm.control and arm.weight > 0 and arm.stopped is None)
 
 
 def arm_name(arm: ArmFigures) -> str:
@@ -214,9 +223,14 @@ def _arm_reason(report: ExperimentReport, arm: ArmFigures, *, pending: bool) -> 
         return (f"{where}: {arm_name(arm)} was stopped on {arm.stopped.stopped_at:%Y-%m-%d} by "
                 f"{arm.stopped.stopped_by} ({arm.stopped.metric} worse than control); its traffic went back to "
                 f"{report.control}")
+    if not pending:
+        return f"{where}: {resolution_sentence(report, arm)}"
     control = next((a.conversations for a in report.arms if a.control), 0)
-    undecided = f"; not significant yet ({arm.conversations:,} and {control:,} conversations)" if pending else ""
-    return f"{where}: {resolution_sentence(report, arm)}{undecided}"
+    metric, difference = metric_of(report, RESOLUTION), arm.differences.get(RESOLUTION)
+    so_far = (f"resolution {difference_text(metric, difference)} against {report.control}"
+              if metric and difference and difference.value is not None else "no resolution figures yet")
+    return (f"{where}: {arm_name(arm)}: {so_far}, not significant yet ({arm.conversations:,} and {control:,} "
+            "conversations)")
 
 
 def _capital(text: str) -> str:

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
 from .experiment_text import read_experiments
-from .experiments import ExperimentReport
+from .experiments import ExperimentReport, experiment_reports
 from .models import Conversation, Escalation, Message, Role
+from .prompts import PromptRegistry
 from .review import has_correction, model_turn_condition
 
 NO_MODEL = "no model asked"  # a version whose conversations were all handed over before any model call
@@ -332,9 +333,11 @@ def _fine_tune_steps(settings: Settings, versions: list[VersionFigures], trainin
 
 
 def build_report(settings: Settings, sessions: sessionmaker[Session], training_tokens: int | None = None,
-                 now: datetime | None = None) -> Report:
-    """All figures and the recommendation; `training_tokens` defaults to an estimate from corrections."""
+                 now: datetime | None = None, prompts: PromptRegistry | None = None) -> Report:
+    """All figures and the recommendation, which reads the live experiments of `prompts` (default: the
+    prompts directory's); `training_tokens` defaults to an estimate from corrections."""
     now = now or datetime.now(UTC)
+    experiments = experiment_reports(sessions, prompts or PromptRegistry(settings.prompts_dir, interval=0), now=now)
     with sessions() as session:
         versions = _figures(session, now)
         topics = _missed_topics(session)
@@ -348,7 +351,7 @@ def build_report(settings: Settings, sessions: sessionmaker[Session], training_t
             pass
         training_tokens = exporter.summary.estimated_tokens
     return Report(versions, topics, corrected, training_tokens,
-                  recommend(settings, versions, topics, corrected, training_tokens), languages)
+                  recommend(settings, versions, topics, corrected, training_tokens, experiments), languages)
 
 
 def format_report(report: Report) -> str:

@@ -4,17 +4,33 @@ metric; rendered from hand-built reports, then through the real app on SQLite an
 from __future__ import annotations
 
 import html
+import json
 import re
+import shutil
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from service import experiment_text
+import httpx
+import pytest
+
+from service import cli, experiment_text
+from service.api import create_app
 from service.api.admin_pages import templates
+from service.auth import AdminSessions
 from service.charts import experiment_charts, interval_chart
+from service.config import PROJECT_ROOT, Settings, secret_key
 from service.experiments import ExperimentReport, Point, StopInfo
+from service.models import StaffRole
+from service.runtime import Runtime
 
 from . import experiment_reports as experiment
+from .conftest import make_settings
 from .experiment_reports import COST, RESOLUTION, fine_tuned_winner
+from .factories import rate, send, start_conversation
 
 
 def render_page(*reports: ExperimentReport, label: str = "", problem: str | None = None) -> str:
@@ -74,6 +90,13 @@ def test_the_sample_still_needed_is_said_per_arm() -> None:
 
     assert "Not enough data yet: about 520 more conversations per arm" in text
     assert "900 per arm detect a difference of 5.0 points in resolution rate with 80 % power" in text
+
+
+def test_no_sample_is_asked_for_once_resolution_differs_significantly() -> None:
+    decided = experiment.report(experiment.arm("v2", control=True), experiment.arm("v3", differences={
+        "resolution": experiment.difference(0.08, 0.02, 0.14)}), needed_per_arm=900)
+
+    assert "more conversations per arm" not in render_page(decided)
 
 
 def test_a_stopped_arm_is_badged_with_why_and_when() -> None:
@@ -154,6 +177,143 @@ def test_chart_skips_periods_without_data_and_says_when_there_is_none() -> None:
     empty = Point(datetime(2026, 11, 2, tzinfo=UTC), experiment.estimate(None))
     full = Point(datetime(2026, 11, 9, tzinfo=UTC), experiment.estimate(0.5))
 
-    assert "No conversations in this period yet." in interval_chart(RESOLUTION, {"support@v2": (empty,)})
+    assert "No data in this period yet." in interval_chart(RESOLUTION, {"support@v2": (empty,)})
     svg = interval_chart(RESOLUTION, {"support@v2": (empty, full)})
     assert svg.count("<circle") == 1 and "2026-11-02" not in svg
+
+
+# Through the real app: turns on two arms, then the page, the report and its roles
+
+
+PINNED_V3 = "---\ndescription: v2's words, tried as an arm\n---\n"
+QUESTION = "My dashboard takes forever to load"
+
+
+def split_prompts(tmp_path: Path) -> Path:
+    """The shipped prompts with a v3 (v2's words) and `production` split 50/50 over v2 and v3."""
+    target = tmp_path / "prompts"
+    shutil.copytree(PROJECT_ROOT / "prompts", target)
+    v2 = (target / "support" / "v2.md.j2").read_text(encoding="utf-8")
+    (target / "support" / "v3.md.j2").write_text(PINNED_V3 + (v2.split("---\n", 2)[2] if v2.startswith("---")
+                                                              else v2), encoding="utf-8")
+    (target / "support" / "labels.yaml").write_text("production: {v2: 50, v3: 50}\nstaging: v2\n",
+                                                    encoding="utf-8")
+    return target
+
+
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    runtime = Runtime.build(settings)
+    transport = httpx.ASGITransport(app=create_app(runtime=runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://supportbot.test") as client:
+        yield client, runtime
+    await runtime.aclose()
+
+
+async def serve_both_arms(client: httpx.AsyncClient, per_arm: int = 8) -> Counter[str]:
+    """Conversations until each arm has `per_arm`: every v3 reply gets a thumbs-down, v2's none."""
+    arms: Counter[str] = Counter()
+    for _ in range(20 * per_arm):  # each arm is a coin flip: running out of tries is (1/2)**140 unlikely
+        if min(arms["support@v2"], arms["support@v3"]) >= per_arm:
+            break
+        conversation_id, auth = await start_conversation(client)
+        body = (await send(client, conversation_id, auth, QUESTION)).json()
+        arms[body["prompt_version"]] += 1
+        if body["prompt_version"] == "support@v3":
+            await rate(client, conversation_id, auth, body["reply"]["message_id"], "down")
+    assert min(arms["support@v2"], arms["support@v3"]) >= per_arm, arms
+    return arms
+
+
+def session_cookie(runtime: Runtime, role: StaffRole) -> dict[str, str]:
+    """The page headers of a signed-in person of `role`."""
+    user = runtime.people.add("test", f"{role}@team.example", role)
+    helper = AdminSessions(secret_key(runtime.settings), runtime.admin_token, runtime.log.sessions)
+    return {"Cookie": f"sb_admin={helper.issue(user)}"}
+
+
+def words(page: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+async def test_a_reviewer_sees_the_arms_figures_verdict_and_charts(tmp_path: Path, database_url: str) -> None:
+    settings = make_settings(tmp_path, database_url, prompts_dir=split_prompts(tmp_path))
+    async with app_client(settings) as (client, runtime):
+        arms = await serve_both_arms(client)
+        reviewer = session_cookie(runtime, StaffRole.REVIEWER)
+
+        page = await client.get("/admin/experiments", headers=reviewer)
+
+    assert page.status_code == 200 and page.headers["content-security-policy"].startswith("default-src 'none'")
+    text = words(page.text)
+    assert "support@production: v2 50 % / v3 50 %" in text
+    v2, v3 = arms["support@v2"], arms["support@v3"]
+    resolution = cells(page.text, "Resolution rate")
+    assert resolution[1].startswith("100.0 % [") and resolution[1].endswith(f"n = {v2}")
+    assert resolution[2].startswith("0.0 % [0.0, ") and "vs control: -100.0 points [" in resolution[2]
+    assert resolution[2].endswith("significantly worse")
+    assert "v3 resolves less: -100.0 points" in text, "the verdict"
+    assert "more conversations per arm" not in text, "decided: no more sample asked for"
+    assert cells(page.text, "Thumbs-down rate")[2].endswith("significantly worse")
+    assert '<a href="/admin/prompts/support@v3">v3</a>' in page.text and f"<td>{v3}</td>" in page.text
+    assert page.text.count("<svg") >= 3 and "Resolution rate per arm over time, with 95 % intervals" in page.text
+    assert 'href="/admin/experiments" class="active">Experiments</a>' in page.text
+
+
+async def test_the_report_recommends_from_the_arms_in_text_json_and_page(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path, database_url, prompts_dir=split_prompts(tmp_path))
+    async with app_client(settings) as (client, runtime):
+        await serve_both_arms(client)
+        admin = {"Authorization": f"Bearer {runtime.admin_token}"}
+        data = (await client.get("/admin/api/report", headers=admin)).json()
+        page = await client.get("/admin/report", headers=session_cookie(runtime, StaffRole.AGENT))
+    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+
+    assert cli.main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert cli.main(["report", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+
+    headline = re.compile(r"Keep prompting: arm v3 resolves 100\.0 points less \[\d+\.\d, 100\.0\] than v2 "
+                          r"at similar cost; keep v2")
+    assert headline.fullmatch(data["recommendation"]["headline"]), data["recommendation"]
+    assert data["recommendation"]["verdict"] == printed["recommendation"]["verdict"] == "keep_prompting"
+    assert printed["recommendation"]["headline"] == data["recommendation"]["headline"]
+    assert f"Recommendation: {data['recommendation']['headline']}" in out
+    assert "end the split: in prompts/support/labels.yaml write `production: v2`" in out
+    assert page.status_code == 200 and html.escape(data["recommendation"]["headline"], quote=False) in page.text
+
+
+async def test_an_agent_is_refused_and_sees_no_link(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(tmp_path, sqlite_url, prompts_dir=split_prompts(tmp_path))
+    async with app_client(settings) as (client, runtime):
+        agent = session_cookie(runtime, StaffRole.AGENT)
+
+        refused = await client.get("/admin/experiments", headers=agent)
+        inbox = await client.get("/admin", headers=agent)
+        anonymous = await client.get("/admin/experiments?label=production")
+
+    assert refused.status_code == 403
+    assert inbox.status_code == 200 and "/admin/experiments" not in inbox.text
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == "/admin/login?next=%2Fadmin%2Fexperiments%3Flabel%3Dproduction"
+
+
+async def test_a_label_that_splits_nothing_says_how_to_split_it(tmp_path: Path, sqlite_url: str) -> None:
+    settings = make_settings(tmp_path, sqlite_url, prompts_dir=split_prompts(tmp_path))
+    async with app_client(settings) as (client, runtime):
+        admin = session_cookie(runtime, StaffRole.ADMIN)
+
+        staging = await client.get("/admin/experiments?label=staging", headers=admin)
+        unknown = await client.get("/admin/experiments?label=<nope>", headers=admin)
+        everything = await client.get("/admin/experiments", headers=admin)
+
+    assert staging.status_code == unknown.status_code == 200
+    assert "label 'staging' serves one version: it splits no traffic" in words(staging.text)
+    assert "production: {v2: 90, v3: 10}" in staging.text
+    assert "&lt;nope&gt;" in unknown.text and "<nope>" not in unknown.text
+    assert "support@production: v2 50 % / v3 50 %" in words(everything.text), "a split with no conversations yet"
+    assert "no data" in cells(everything.text, "Resolution rate")[1]

@@ -330,9 +330,8 @@ def test_an_undecided_arm_says_how_many_more_conversations() -> None:
 
     assert recommendation.verdict == "not_enough_data"
     assert recommendation.headline == "Not enough data yet: about 550 more conversations per arm"
-    assert recommendation.reasons[0] == ("support@production (v2 50 % / v3 50 %): arm v3 resolves 1.2 points more "
-                                         "[-2.0, 4.4] than v2 at similar cost; not significant yet (350 and 400 "
-                                         "conversations)")
+    assert recommendation.reasons[0] == ("support@production (v2 50 % / v3 50 %): arm v3: resolution +1.2 points "
+                                         "[-2.0, 4.4] against v2, not significant yet (350 and 400 conversations)")
     assert recommendation.next_steps[0] == "keep the split running and follow it on /admin/experiments"
     assert "put the widget live, or replay cases with `supportbot eval`" in recommendation.next_steps
 

@@ -13,14 +13,16 @@ from fastapi import APIRouter, Cookie, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from .. import experiment_text
 from ..assignment import Assignments
 from ..auth import AdminSessions
 from ..authorship import byline
 from ..canned import CannedReplies
-from ..charts import rate_chart
+from ..charts import experiment_charts, rate_chart
 from ..config import secret_key
 from ..errors import NotFound, RateLimited, SupportbotError, Unauthorized
 from ..events import AGENT_REPLY, RESOLVED, new_event
+from ..experiments import experiment_reports
 from ..forwarded import client_ip, request_scheme, require_same_origin
 from ..inbox import ASSIGNED, VIEWS, InboxQuery
 from ..lockout import count_failure, refuse_if_locked_out, sign_in_guard
@@ -133,6 +135,7 @@ def form_requires(roles: frozenset[StaffRole]) -> Any:
 PageActor = Annotated[Principal, Depends(page_actor)]  # any signed-in person (sign-out)
 FormActor = Annotated[Principal, Depends(form_actor)]
 StaffPage = Annotated[Principal, page_requires(STAFF)]
+ReviewingPage = Annotated[Principal, page_requires(REVIEWING)]
 AdminsPage = Annotated[Principal, page_requires(ADMINS)]
 AnsweringForm = Annotated[Principal, form_requires(ANSWERING)]
 CorrectingForm = Annotated[Principal, form_requires(CORRECTING)]
@@ -406,7 +409,23 @@ async def audit_page(request: Request, runtime: RuntimeDep, helper: SessionsDep,
 @router.get("/report")
 async def report_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: StaffPage) -> HTMLResponse:
     """The prompting-vs-fine-tuning report with its chart."""
-    report = await to_thread.run_sync(build_report, runtime.settings, runtime.log.sessions)
+    report = await to_thread.run_sync(lambda: build_report(runtime.settings, runtime.log.sessions,
+                                                           prompts=runtime.prompts))
     series = await to_thread.run_sync(weekly_rates, runtime.log.sessions)
     return render(request, helper, "admin/report.html", {"actor": actor, "section": "report", "report": report,
                                                          "chart": rate_chart(series)})
+
+
+@router.get("/experiments")
+async def experiments_page(request: Request, runtime: RuntimeDep, helper: SessionsDep, actor: ReviewingPage,
+                           label: str = "") -> HTMLResponse:
+    """Each split label's arms: figures with 95 % intervals, differences to control, verdicts, charts."""
+    problem = None
+    try:
+        reports = await to_thread.run_sync(lambda: experiment_reports(runtime.log.sessions, runtime.prompts,
+                                                                      label=label or None))
+    except NotFound as error:  # an unknown label, or one that splits no traffic: the page says how to split
+        reports, problem = [], error.message
+    return render(request, helper, "admin/experiments.html", {
+        "actor": actor, "section": "experiments", "label": label, "problem": problem, "reports": reports,
+        "text": experiment_text, "chart_sets": [experiment_charts(report) for report in reports]})
