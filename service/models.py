@@ -144,6 +144,10 @@ class Conversation(Base):
     # The experiment arm (a prompt version ref, `name@version`) the conversation was assigned when it started,
     # kept for its life; NULL when the label served had no split.
     arm: Mapped[str | None] = mapped_column(String(160), default=None)
+    # Retention (service/retention.py): when personal data was redacted from a conversation kept for training,
+    # and when its text and contact details were removed (figures stay); an anonymized one is never looked at again.
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    anonymized_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class PromptSnapshot(Base):
@@ -490,3 +494,13 @@ class ArmStop(Base):
     stopped_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     lifted_by: Mapped[str | None] = mapped_column(String(254), default=None)
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class JobLease(Base):
+    """A periodic job's lease (the retention purge): the replica that takes it runs the job; others skip until then."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime())
