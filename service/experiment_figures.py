@@ -63,6 +63,13 @@ def _day(value: Any) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
+def _started(session: Session) -> Any:
+    """The UTC day a conversation started, in SQL (PostgreSQL's date() would use the session's time zone)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", Conversation.created_at))
+    return func.date(Conversation.created_at)
+
+
 def _cell(cells: Cells, arm: str, day: Any) -> Cell:
     return cells.setdefault(arm, {}).setdefault(_day(day), Cell())
 
@@ -99,7 +106,7 @@ def _conversation_sums(session: Session, refs: list[str], cells: Cells) -> None:
     )
     tokens = func.coalesce(per_conversation.c.tokens, 0.0)
     cost = func.coalesce(per_conversation.c.cost, 0.0)
-    day = func.date(Conversation.created_at)
+    day = _started(session)
     escalated = Conversation.escalated_ever.is_(True)
     downs = Conversation.thumbs_down > 0
     rows = session.execute(
@@ -129,7 +136,7 @@ def _subtract_reopened(session: Session, refs: list[str], cells: Cells) -> None:
     """Take out of `resolved` the conversations a visitor came back to within 24 h of an agent resolving them."""
     target_id = func.substr(AuditEntry.target, len(_TARGET_PREFIX) + 1)
     rows = session.execute(
-        select(Conversation.id, Conversation.arm, func.date(Conversation.created_at), AuditEntry.created_at,
+        select(Conversation.id, Conversation.arm, _started(session), AuditEntry.created_at,
                func.min(Message.created_at))
         .select_from(AuditEntry)
         .join(Conversation, Conversation.id == target_id)
@@ -137,8 +144,7 @@ def _subtract_reopened(session: Session, refs: list[str], cells: Cells) -> None:
                             Message.created_at > AuditEntry.created_at))
         .where(AuditEntry.action == RESOLVE_ACTION, AuditEntry.target.like(f"{_TARGET_PREFIX}%"),
                Conversation.arm.in_(refs), Conversation.escalated_ever.is_(False), Conversation.thumbs_down == 0)
-        .group_by(AuditEntry.id, Conversation.id, Conversation.arm, func.date(Conversation.created_at),
-                  AuditEntry.created_at)
+        .group_by(AuditEntry.id, Conversation.id, Conversation.arm, Conversation.created_at, AuditEntry.created_at)
     )
     reopened: dict[str, tuple[str, Any]] = {}
     for conversation_id, arm, day, resolved_at, came_back in rows:
@@ -154,7 +160,7 @@ def _aware(value: datetime) -> datetime:
 
 def _add_ratings(session: Session, refs: list[str], cells: Cells) -> None:
     score = cast(ConversationRating.score, Float)
-    day = func.date(Conversation.created_at)
+    day = _started(session)
     for arm, when, n, total, squares in session.execute(
         select(Conversation.arm, day, func.count(), func.sum(score), func.sum(score * score))
         .join(Conversation, Conversation.id == ConversationRating.conversation_id)
@@ -164,7 +170,7 @@ def _add_ratings(session: Session, refs: list[str], cells: Cells) -> None:
 
 
 def _add_reasons(session: Session, refs: list[str], cells: Cells) -> None:
-    day = func.date(Conversation.created_at)
+    day = _started(session)
     for arm, when, reason, n in session.execute(
         select(Conversation.arm, day, Escalation.reason, func.count(func.distinct(Conversation.id)))
         .join(Conversation, Conversation.id == Escalation.conversation_id)
@@ -175,7 +181,7 @@ def _add_reasons(session: Session, refs: list[str], cells: Cells) -> None:
 
 def _add_latencies(session: Session, refs: list[str], cells: Cells) -> None:
     """Latency of each model turn, as a histogram (value -> count): compact at any number of replies."""
-    day = func.date(Conversation.created_at)
+    day = _started(session)
     for arm, when, latency, n in session.execute(
         select(Conversation.arm, day, Message.latency_ms, func.count())
         .join(Conversation, Conversation.id == Message.conversation_id)

@@ -313,8 +313,9 @@ def _verdicts(arms: list[ArmFigures], metrics: tuple[Metric, ...], needed: int, 
             verdicts.append(f"{arm.version} vs {control.version}: not enough data yet: about {needed - have:,} more "
                             f"conversations per arm (to detect {effect * 100:g} points of resolution)")
         else:
-            verdicts.append(f"{arm.version} vs {control.version}: no difference in resolution of {effect * 100:g} "
-                            f"points or more: {_amount(RESOLUTION, arm.differences['resolution'])}")
+            verdicts.append(f"{arm.version} vs {control.version}: no significant difference in resolution, with "
+                            f"enough data to detect {effect * 100:g} points: "
+                            f"{_amount(RESOLUTION, arm.differences['resolution'])}")
     return tuple(verdicts)
 
 

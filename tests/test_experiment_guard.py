@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from service.api import create_app
 from service.experiment_guard import GUARD_ACTOR, ArmStops, ExperimentGuard, msprt
+from service.experiments import experiment_reports
 from service.models import ArmStop, AuditEntry
 from service.prompts import Split
 from service.runtime import Runtime
@@ -166,6 +167,11 @@ async def test_the_guard_stops_a_worse_arm_and_new_conversations_get_control(tmp
         assert [(a.actor, a.action, a.target) for a in audited] == [
             (GUARD_ACTOR, "experiment.stop", "support@v3"), ("cli", "experiment.resume", "support@v3")]
         assert audited[0].details is not None and audited[0].details["metric"] == "escalation"
+        (report,) = experiment_reports(runtime.log.sessions, runtime.prompts, now=now)
+        today = datetime.combine(now.date(), datetime.min.time(), UTC)
+        points = report.series["escalation"]["support@v3"]
+        assert [p.start for p in points] == [today], "a young experiment is charted per day"
+        assert points[0].estimate.n == 81 and points[0].estimate.value == pytest.approx(28 / 81)
     finally:
         await runtime.aclose()
 
