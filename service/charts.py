@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from html import escape
 
 from .experiment_text import estimate_text
 from .experiments import ExperimentReport, Metric, Point
 
 COLOURS = ("#3d5afe", "#e65100", "#2e7d32", "#8e24aa", "#00838f", "#c62828")
+RATE_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2)  # gridline spacing of a rate axis: the finest giving at most 5 steps
 
 
 def rate_chart(series: dict[str, list[tuple[datetime, float, float]]], width: int = 720,
@@ -75,7 +78,7 @@ def interval_chart(metric: Metric, series: Mapping[str, Sequence[Point]], width:
     plot_w, plot_h = width - left - right, height - top - bottom
     when = [p.start.timestamp() for points in drawn.values() for p in points]
     start, span = min(when), max(max(when) - min(when), 1.0)
-    floor, peak = _value_range(metric, values)
+    floor, peak, divisions = _axis(metric, values)
 
     def x(moment: datetime) -> float:
         return left + (moment.timestamp() - start) / span * plot_w if max(when) > start else left + plot_w / 2
@@ -86,17 +89,19 @@ def interval_chart(metric: Metric, series: Mapping[str, Sequence[Point]], width:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
              f'height="{height}" role="img" aria-label="{escape(title)}">',
              f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#e4e7eb"/>']
-    for step in range(5):
-        tick = floor + (peak - floor) * step / 4
+    for step in range(divisions + 1):
+        tick = floor + (peak - floor) * step / divisions
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" '
                      f'stroke="#f0f2f5"/><text x="{left - 6}" y="{y(tick) + 4:.1f}" font-size="11" '
                      f'text-anchor="end">{escape(_tick(metric, tick))}</text>')
     for index, (ref, points) in enumerate(drawn.items()):
         colour = COLOURS[index % len(COLOURS)]
-        parts += [_band(run, x, y, colour) for run in _with_intervals(points)]
-        coords = " ".join(f"{x(p.start):.1f},{y(p.estimate.value or 0.0):.1f}" for p in points)
+        # Arms a few pixels apart, so intervals of the same period do not hide each other.
+        at = partial(_shifted, x, (index - (len(drawn) - 1) / 2) * 6)
+        parts += [_band(run, at, y, colour) for run in _with_intervals(points)]
+        coords = " ".join(f"{at(p.start):.1f},{y(p.estimate.value or 0.0):.1f}" for p in points)
         parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        parts += [f'<circle cx="{x(p.start):.1f}" cy="{y(p.estimate.value or 0.0):.1f}" r="3" fill="{colour}">'
+        parts += [f'<circle cx="{at(p.start):.1f}" cy="{y(p.estimate.value or 0.0):.1f}" r="3" fill="{colour}">'
                   f"<title>{escape(_point_label(metric, ref, p))}</title></circle>" for p in points]
         legend_y = top + 14 + index * 20
         parts.append(f'<text x="{left + plot_w + 12}" y="{legend_y}" font-size="12" fill="{colour}">'
@@ -108,18 +113,26 @@ def interval_chart(metric: Metric, series: Mapping[str, Sequence[Point]], width:
     return "".join(parts)
 
 
+def _shifted(x: Callable[[datetime], float], shift: float, moment: datetime) -> float:
+    return x(moment) + shift
+
+
 def _bounds(point: Point) -> list[float]:
     estimate = point.estimate
     return [v for v in (estimate.value, estimate.low, estimate.high) if v is not None]
 
 
-def _value_range(metric: Metric, values: list[float]) -> tuple[float, float]:
-    """The y axis: rates from 0 (at least to 5 %, at most 100 %); other figures around their values."""
+def _axis(metric: Metric, values: list[float]) -> tuple[float, float, int]:
+    """The y axis (bottom, top, divisions): rates from 0 up to a round share in round steps, at most 100 %;
+    other figures a little around their values, in four steps."""
     if metric.kind == "rate":
-        return 0.0, min(1.0, max(0.05, max(values)))
+        highest = max(max(values), 0.05)
+        step = next(s for s in RATE_STEPS if highest / s <= 5 + 1e-9)
+        divisions = math.ceil(highest / step - 1e-9)
+        return 0.0, min(1.0, divisions * step), divisions
     low, high = min(values), max(values)
     pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
-    return (max(0.0, low - pad) if low >= 0 else low - pad), high + pad
+    return (max(0.0, low - pad) if low >= 0 else low - pad), high + pad, 4
 
 
 def _with_intervals(points: list[Point]) -> list[list[Point]]:
