@@ -111,6 +111,11 @@ TABLE: dict[str, object] = {
     "POST /admin/canned": ADMINS,
     "POST /admin/canned/{reply_id}": ADMINS,
     "POST /admin/canned/{reply_id}/delete": ADMINS,
+    # experiments (service/api/experiments.py, the page in admin_pages.py)
+    "GET /admin/api/experiments": REVIEWING,
+    "POST /admin/api/experiments/stop": ADMINS,
+    "POST /admin/api/experiments/resume": ADMINS,
+    "GET /admin/experiments": REVIEWING,
     # live updates (service/api/live.py)
     "GET /admin/api/events": STAFF,
 }
