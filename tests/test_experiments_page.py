@@ -24,7 +24,7 @@ from service.auth import AdminSessions
 from service.charts import experiment_charts, interval_chart
 from service.config import PROJECT_ROOT, Settings, secret_key
 from service.experiments import ExperimentReport, Point, StopInfo
-from service.models import StaffRole
+from service.models import FineTuneJob, StaffRole
 from service.runtime import Runtime
 
 from . import experiment_reports as experiment
@@ -186,18 +186,21 @@ def test_chart_skips_periods_without_data_and_says_when_there_is_none() -> None:
 # Through the real app: turns on two arms, then the page, the report and its roles
 
 
-PINNED_V3 = "---\ndescription: v2's words, tried as an arm\n---\n"
+ARM_V3 = "---\ndescription: v2's words, tried as an arm\n---\n"
+FINE_TUNED = "ft:gpt-4o-mini-2024-07-18:acme:support:9a8b7c"
+ARM_V9 = f"---\ndescription: v2's words on the fine-tuned model\nmodel: {FINE_TUNED}\n---\n"
 QUESTION = "My dashboard takes forever to load"
 
 
-def split_prompts(tmp_path: Path) -> Path:
-    """The shipped prompts with a v3 (v2's words) and `production` split 50/50 over v2 and v3."""
+def split_prompts(tmp_path: Path, version: str = "v3", front_matter: str = ARM_V3) -> Path:
+    """The shipped prompts with `version` (v2's words under `front_matter`) and `production` split 50/50 over
+    v2 and it."""
     target = tmp_path / "prompts"
     shutil.copytree(PROJECT_ROOT / "prompts", target)
     v2 = (target / "support" / "v2.md.j2").read_text(encoding="utf-8")
-    (target / "support" / "v3.md.j2").write_text(PINNED_V3 + (v2.split("---\n", 2)[2] if v2.startswith("---")
-                                                              else v2), encoding="utf-8")
-    (target / "support" / "labels.yaml").write_text("production: {v2: 50, v3: 50}\nstaging: v2\n",
+    body = v2.split("---\n", 2)[2] if v2.startswith("---") else v2
+    (target / "support" / f"{version}.md.j2").write_text(front_matter + body, encoding="utf-8")
+    (target / "support" / "labels.yaml").write_text(f"production: {{v2: 50, {version}: 50}}\nstaging: v2\n",
                                                     encoding="utf-8")
     return target
 
@@ -211,18 +214,19 @@ async def app_client(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClien
     await runtime.aclose()
 
 
-async def serve_both_arms(client: httpx.AsyncClient, per_arm: int = 8) -> Counter[str]:
-    """Conversations until each arm has `per_arm`: every v3 reply gets a thumbs-down, v2's none."""
+async def serve_both_arms(client: httpx.AsyncClient, per_arm: int = 8, challenger: str = "support@v3",
+                          thumbs_down: str = "support@v3") -> Counter[str]:
+    """Conversations until v2 and `challenger` have `per_arm` each; every reply of `thumbs_down` gets one."""
     arms: Counter[str] = Counter()
     for _ in range(20 * per_arm):  # each arm is a coin flip: running out of tries is (1/2)**140 unlikely
-        if min(arms["support@v2"], arms["support@v3"]) >= per_arm:
+        if min(arms["support@v2"], arms[challenger]) >= per_arm:
             break
         conversation_id, auth = await start_conversation(client)
         body = (await send(client, conversation_id, auth, QUESTION)).json()
         arms[body["prompt_version"]] += 1
-        if body["prompt_version"] == "support@v3":
+        if body["prompt_version"] == thumbs_down:
             await rate(client, conversation_id, auth, body["reply"]["message_id"], "down")
-    assert min(arms["support@v2"], arms["support@v3"]) >= per_arm, arms
+    assert min(arms["support@v2"], arms[challenger]) >= per_arm, arms
     return arms
 
 
@@ -286,6 +290,30 @@ async def test_the_report_recommends_from_the_arms_in_text_json_and_page(
     assert f"Recommendation: {data['recommendation']['headline']}" in out
     assert "end the split: in prompts/support/labels.yaml write `production: v2`" in out
     assert page.status_code == 200 and html.escape(data["recommendation"]["headline"], quote=False) in page.text
+
+
+async def test_a_fine_tuned_arm_that_resolves_more_is_recommended_for_promotion(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    settings = make_settings(tmp_path, database_url, prompts_dir=split_prompts(tmp_path, "v9", ARM_V9))
+    async with app_client(settings) as (client, runtime):
+        with runtime.log.sessions.begin() as db:
+            db.add(FineTuneJob(id="ftjob-9", backend="openai", base_model="gpt-4o-mini-2024-07-18",
+                               status="succeeded", fine_tuned_model=FINE_TUNED, created_by="cli"))
+        await serve_both_arms(client, challenger="support@v9", thumbs_down="support@v2")
+        page = await client.get("/admin/experiments", headers=session_cookie(runtime, StaffRole.REVIEWER))
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+
+    assert cli.main(["report"]) == 0
+
+    out = capsys.readouterr().out
+    assert re.search(r"Recommendation: Fine-tuned arm v9 resolves 100\.0 points more \[\d+\.\d, 100\.0\] than v2 "
+                     r"at similar cost; promote it\n", out), out
+    assert "give it every new conversation: in prompts/support/labels.yaml write `production: v9`" in out
+    row = re.search(r"<tr>\s*<td><a href=\"/admin/prompts/support@v9\">.*?</tr>", page.text, re.S)
+    assert row and '<span class="badge">fine-tuned</span>' in row.group(0) and FINE_TUNED in row.group(0)
+    assert cells(page.text, "Resolution rate")[2].endswith("significantly better")
 
 
 async def test_an_agent_is_refused_and_sees_no_link(tmp_path: Path, sqlite_url: str) -> None:
