@@ -148,6 +148,14 @@ def cmd_experiment(args: argparse.Namespace, settings: Settings) -> int:
     return experiment_cli.run(args, settings)
 
 
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from . import purge_cli
+
+    if not _schema_ok(settings):
+        return 2
+    return purge_cli.run(args, settings)
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -251,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_experiment_parser(commands)
     commands.choices["experiment"].set_defaults(handler=cmd_experiment)
+
+    from .purge_cli import add_parser as add_purge_parser
+
+    add_purge_parser(commands)
+    commands.choices["purge"].set_defaults(handler=cmd_purge)
 
     report = commands.add_parser("report", help="where prompting stands, and whether to fine-tune")
     report.add_argument("--json", action="store_true")

@@ -206,6 +206,26 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: int = Field(default=30, ge=0, description="on SIGTERM, wait this long for "
                                           "streams in flight; then they are stored as partial")
 
+    # Data lifecycle (service/retention.py, service/erasure.py): conversations with no activity for longer than
+    # retention_days are deleted or anonymized (text and contact details removed, figures kept); those holding
+    # reviewed training examples are kept (PII redacted) until training_retention_days.
+    retention_days: int = Field(default=0, ge=0, description="days without activity a conversation is kept; 0 = off")
+    retention_mode: Literal["delete", "anonymize"] = "delete"
+    training_retention_days: int = Field(default=0, ge=0, description="days conversations with reviewed training "
+                                         "examples are kept (redacted); 0 or not above retention_days = no longer")
+    retention_interval: float = Field(default=3600.0, gt=0, description="seconds between scheduled purges "
+                                      "(one replica runs each, under a lease)")
+    # PII kept out (service/redact.py): Luhn-valid card numbers are never stored in clear unless redact_cards is
+    # false; redact_stored adds secrets (and, when asked, e-mails and phone numbers).
+    redact_stored: bool = Field(default=False, description="redact secrets and card numbers before a message is "
+                                "written")
+    redact_stored_emails: bool = Field(default=False, description="with redact_stored, e-mail addresses too")
+    redact_stored_phones: bool = Field(default=False, description="with redact_stored, phone numbers too")
+    redact_cards: bool = Field(default=True, description="card numbers (Luhn-valid) are stored as [CARD] even "
+                               "without redact_stored")
+    redact_before_model: bool = Field(default=False, description="send the model the text with personal data "
+                                      "replaced by stable placeholders ([EMAIL_1], [CARD_1], ...)")
+
     log_level: str = "INFO"
 
     knowledge_language: str = Field(default="en", description="the language the knowledge is written in; the "

@@ -1,4 +1,5 @@
-"""Personal data out of training data: typed placeholders, consistent within one example."""
+"""Personal data out of training data, stored messages and model requests: typed placeholders, consistent
+within one example (or one conversation)."""
 
 from __future__ import annotations
 
@@ -78,20 +79,36 @@ _RULES: tuple[tuple[str, re.Pattern[str], Callable[[str], bool], Callable[[str],
 )
 
 
+KINDS = frozenset(kind for kind, *_ in _RULES)
+
+
+def stored_kinds(*, redact_stored: bool, emails: bool, phones: bool, cards: bool) -> frozenset[str]:
+    """What is redacted before a message is written: cards (Luhn-valid) unless switched off; with
+    `redact_stored`, secrets too, and e-mails and phone numbers when asked."""
+    kinds = {"CARD"} if cards or redact_stored else set()
+    if redact_stored:
+        kinds |= {"SECRET"} | ({"EMAIL"} if emails else set()) | ({"PHONE"} if phones else set())
+    return frozenset(kinds)
+
+
 class Redactor:
     """Replaces personal data with `[EMAIL]`, `[PHONE]`, `[CARD]`, `[IP]`, `[SECRET]`.
 
     One instance per example: the same value gets the same placeholder in every message, a second
-    distinct value of a kind gets `[EMAIL_2]`, and so on.
+    distinct value of a kind gets `[EMAIL_2]`, and so on (`numbered`: the first is `[EMAIL_1]`).
+    `kinds` limits it to some kinds (default: all).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: frozenset[str] = KINDS, numbered: bool = False) -> None:
         self._seen: dict[tuple[str, str], str] = {}
         self._counts: dict[str, int] = {}
+        self._rules = tuple(rule for rule in _RULES if rule[0] in kinds)
+        self._numbered = numbered
 
     def copy(self) -> Redactor:
         """A redactor that continues from this one's placeholders without changing them."""
-        twin = Redactor()
+        twin = Redactor(numbered=self._numbered)
+        twin._rules = self._rules
         twin._seen, twin._counts = dict(self._seen), dict(self._counts)
         return twin
 
@@ -100,12 +117,12 @@ class Redactor:
         if key not in self._seen:
             self._counts[kind] = self._counts.get(kind, 0) + 1
             number = self._counts[kind]
-            self._seen[key] = f"[{kind}]" if number == 1 else f"[{kind}_{number}]"
+            self._seen[key] = f"[{kind}]" if number == 1 and not self._numbered else f"[{kind}_{number}]"
         return self._seen[key]
 
     def redact(self, text: str) -> str:
         """`text` with every recognised piece of personal data replaced."""
-        for kind, pattern, check, possible in _RULES:
+        for kind, pattern, check, possible in self._rules:
             if possible(text):
                 text = pattern.sub(self._replacer(kind, check), text)
         return text

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 from sqlalchemy.exc import IntegrityError
 
+from .config import Settings
 from .errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from .escalation import (
     BUDGET_EXCEEDED,
@@ -39,6 +40,7 @@ from .models import ConversationStatus, Escalation, FinishStatus, Message, Origi
 from .prompts import PromptVersion, RenderedPrompt
 from .providers.base import ChatRequest, Completion, StreamBroken, TextDelta
 from .providers.resilient import CircuitOpen
+from .redact import Redactor, stored_kinds
 from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, is_answer
 from .runtime import Runtime
 from .sources import MAX_SOURCES, Source, answered_from, relevant_in_prompt, sources_from_json
@@ -79,9 +81,9 @@ async def start_turn(
     runtime: Runtime, conversation_id: str, content: str, client_message_id: str | None = None
 ) -> Turn:
     """Validate and store the user message (committed before anything else); return the turn to run."""
-    text = check_message(runtime, content)
-    started = time.perf_counter()
     settings = runtime.settings
+    text = redact_for_storage(settings, check_message(runtime, content))
+    started = time.perf_counter()
     start = await runtime.db_threads.run(lambda: runtime.log.begin_turn(
         conversation_id, text, client_message_id,
         max_turns=settings.max_turns, history_limit=settings.history_max_messages,
@@ -345,6 +347,8 @@ class Turn:
         messages = [{"role": "system", "content": prompt.text}]
         messages += model_history(self.start.history, settings.history_max_chars)
         messages.append({"role": "user", "content": self.start.user_message.content})
+        if settings.redact_before_model:
+            messages = messages[:1] + redact_for_model(messages[1:])
         return ChatRequest(
             model=version.model or self.runtime.model,
             messages=messages,
@@ -389,6 +393,7 @@ class Turn:
 
     async def _persist(self, record: ReplyRecord, signal: EscalationSignal | None, prompt_ref: str) -> TurnOutcome:
         written = time.perf_counter()
+        record = replace(record, content=redact_for_storage(self.runtime.settings, record.content))
         try:
             reply_id, escalation = await self.runtime.db_threads.run(self.runtime.log.record_reply, record)
         except IntegrityError:
@@ -416,6 +421,20 @@ class Turn:
         if prices is None:
             return None
         return round(completion.tokens_in * prices[0] + completion.tokens_out * prices[1], 8)
+
+
+def redact_for_storage(settings: Settings, text: str) -> str:
+    """`text` as it may be written: card numbers (and, with SUPPORTBOT_REDACT_STORED, more) replaced."""
+    kinds = stored_kinds(redact_stored=settings.redact_stored, emails=settings.redact_stored_emails,
+                         phones=settings.redact_stored_phones, cards=settings.redact_cards)
+    return Redactor(kinds).redact(text) if kinds else text
+
+
+def redact_for_model(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation with personal data replaced by numbered placeholders, the same value the same one
+    throughout what the model sees (`[EMAIL_1]` in the third message is the `[EMAIL_1]` of the first)."""
+    redactor = Redactor(numbered=True)
+    return [{**message, "content": redactor.redact(message["content"])} for message in messages]
 
 
 def model_history(history: Sequence[Said], max_chars: int) -> list[dict[str, str]]:

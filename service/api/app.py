@@ -24,9 +24,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..config import Settings, get_settings
 from ..errors import SupportbotError
+from ..retention import scheduled_purge
 from ..runtime import Runtime
 from ..slack.delivery import slack_sender
-from . import admin, admin_pages, assignment, chat, experiments, health, live, oidc, review, slack, users, widget
+from . import (
+    admin,
+    admin_pages,
+    assignment,
+    chat,
+    experiments,
+    health,
+    live,
+    oidc,
+    privacy,
+    review,
+    slack,
+    users,
+    widget,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +238,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         syncer = asyncio.create_task(sync.run()) if sync else None
         guard = runtime.experiment_guard()
         guarding = asyncio.create_task(guard.run(runtime.settings.experiment_guard_interval)) if guard else None
+        kept = runtime.settings
+        purger = scheduled_purge(runtime.log.sessions, kept.retention_days, kept.retention_mode,
+                                 kept.training_retention_days, kept.retention_interval)
+        purging = asyncio.create_task(purger.run()) if purger else None
         await runtime.events.start()  # listens in the background: Redis or PostgreSQL down does not stop start-up
         live.end_streams_on_signal(runtime.events)
         await runtime.warm_up()
@@ -242,7 +261,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             with contextlib.suppress(asyncio.CancelledError):
                 await slack_worker
             await slack_out.aclose()
-        for task in (syncer, guarding):
+        for task in (syncer, guarding, purging):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -259,7 +278,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     for router in (health.router, chat.router, admin.router, widget.router, review.router, users.router,
                    users.pages, oidc.router, assignment.router, assignment.pages, live.router, slack.router,
-                   admin_pages.router, experiments.router):
+                   admin_pages.router, experiments.router, privacy.router):
         app.include_router(router)
     origins = runtime.settings.allowed_origins
     if origins:
