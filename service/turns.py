@@ -67,14 +67,15 @@ class TurnOutcome:
 
 
 def check_message(runtime: Runtime, content: str) -> str:
-    """The message as it will be stored, or a clear error when it is empty or too long."""
+    """The message as it will be stored (personal data redacted as configured), or a clear error when it is
+    empty or too long."""
     text = content.strip()
     if not text:
         raise Unprocessable("message content is empty", code="empty_message")
     limit = runtime.settings.max_message_chars
     if len(text) > limit:
         raise PayloadTooLarge(f"message is {len(text)} characters; the limit is {limit}", code="message_too_long")
-    return text
+    return redact_for_storage(runtime.settings, text)
 
 
 async def start_turn(
@@ -82,7 +83,7 @@ async def start_turn(
 ) -> Turn:
     """Validate and store the user message (committed before anything else); return the turn to run."""
     settings = runtime.settings
-    text = redact_for_storage(settings, check_message(runtime, content))
+    text = check_message(runtime, content)
     started = time.perf_counter()
     start = await runtime.db_threads.run(lambda: runtime.log.begin_turn(
         conversation_id, text, client_message_id,

@@ -130,3 +130,22 @@ async def test_a_reply_repeating_a_card_number_is_stored_without_it(
 
     _, messages = runtime.log.transcript(conversation_id)
     assert messages[1].content == "Your card [CARD] is fine."
+
+
+async def test_a_handoff_note_and_an_agent_reply_are_redacted_like_a_message(
+        tmp_path: Path, database_url: str) -> None:
+    runtime = Runtime.build(make_settings(tmp_path, database_url, admin_token="admin-token-for-tests-0123",
+                                          redact_stored=True, redact_stored_emails=True))
+    async for client in _client(runtime):
+        conversation_id, auth = await start_conversation(client)
+        handoff = await client.post(f"/api/conversations/{conversation_id}/handoff", headers=auth,
+                                    json={"note": f"charge {CARD} twice, reach me at {EMAIL}"})
+        agent = await client.post(f"/admin/api/conversations/{conversation_id}/messages",
+                                  headers={"Authorization": f"Bearer {runtime.admin_token}"},
+                                  json={"content": f"Refunded the card {CARD}; key {KEY}"})
+        assert handoff.status_code == 200 and agent.status_code == 201, agent.text
+
+    _, messages = runtime.log.transcript(conversation_id)
+    contents = [message.content for message in messages]
+    assert "charge [CARD] twice, reach me at [EMAIL]" in contents
+    assert "Refunded the card [CARD]; key [SECRET]" in contents

@@ -4,6 +4,8 @@ a purge stopped half way leaves nothing half done, one replica per round, `suppo
 from __future__ import annotations
 
 import argparse
+import os
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service import erasure, retention
 from service.api import create_app
 from service.cli import build_parser
-from service.models import AuditEntry, Conversation, Escalation, Message, UsageDay, utcnow
+from service.models import AuditEntry, Conversation, Escalation, JobLease, Message, UsageDay, utcnow
 from service.purge_cli import run as run_purge
+from service.report import build_report
 from service.retention import (
     ANONYMIZE,
     DELETE,
@@ -31,6 +34,7 @@ from service.runtime import Runtime
 
 from .conftest import make_settings
 from .privacy_data import Footprint, age, census, leave_footprint
+from .upstream_server import serving
 
 EMAIL = "ada@example.com"
 
@@ -96,6 +100,8 @@ async def test_anonymize_strips_text_and_contacts_but_keeps_the_figures(
         tokens_before = session.scalar(select(func.sum(Message.tokens_out)))
     assert before is not None
     rows_before = census(sessions, old.conversation_id)
+    now = utcnow()
+    figures = build_report(privacy_runtime.settings, sessions, now=now).as_json()
 
     report = purge(sessions, RetentionPolicy(days=30, mode=ANONYMIZE))
 
@@ -116,6 +122,7 @@ async def test_anonymize_strips_text_and_contacts_but_keeps_the_figures(
         assert escalation.reason, "the reason is a figure and stays"
         assert session.scalar(select(func.sum(UsageDay.tokens))) == usage_before
         assert session.scalar(select(func.sum(Message.tokens_out))) == tokens_before
+    assert build_report(privacy_runtime.settings, sessions, now=now).as_json() == figures
     assert purge(sessions, RetentionPolicy(days=30, mode=ANONYMIZE)).items == [], "an anonymized one is done"
 
 
@@ -221,6 +228,24 @@ async def test_one_replica_runs_each_round_under_the_lease(
 
     clock[0] = now + timedelta(seconds=3601)
     assert second.run_due() is not None
+
+
+def test_the_service_purges_on_its_schedule(tmp_path: Path, database_url: str) -> None:
+    settings = make_settings(tmp_path, database_url, admin_token="admin-token-for-tests-0123", retention_days=30,
+                             retention_interval=0.2, language_detection="fast")
+    runtime = Runtime.build(settings)
+    conversation = runtime.log.create_conversation()
+    runtime.log.begin_turn(conversation.id, "hello", None, max_turns=10, history_limit=5)
+    age(runtime.log.sessions, conversation.id, 40)
+
+    with serving(create_app(runtime=runtime)):
+        deadline = time.monotonic() + 20
+        while census(runtime.log.sessions, conversation.id)["conversations"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert census(runtime.log.sessions, conversation.id) == dict.fromkeys(census(runtime.log.sessions, ""), 0)
+    with runtime.log.sessions() as session:
+        lease = session.get(JobLease, retention.LEASE)
+        assert lease is not None and lease.holder.endswith(f":{os.getpid()}"), "this process took the round"
 
 
 async def test_purge_command_prints_what_it_would_remove_then_removes_it(
