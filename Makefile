@@ -23,6 +23,7 @@ serve: install
 services:
 	@sh scripts/ensure-services.sh
 	@sh scripts/ensure-browser.sh
+	@sh scripts/ensure-nginx.sh
 
 lint: install
 	$(BIN)/ruff check service tests bench
