@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def format_report(report: PurgeReport, days: int, training_days: int) -> str:
     """One line per conversation, then the totals."""
     kept = f"; reviewed training examples kept {training_days} days, redacted" if training_days else ""
-    lines = [f"{'would ' if report.dry_run else ''}purge conversations with no activity for {days} days{kept}:"]
+    lines = [f"{'Would purge' if report.dry_run else 'Purged'} conversations with no activity for {days} days{kept}:"]
     for item in report.items:
         verb = _VERBS[item.action][0 if report.dry_run else 1]
         lines.append(f"  {verb:<10} {item.conversation_id}  last activity {item.last_activity:%Y-%m-%d %H:%M}  "
@@ -66,5 +66,5 @@ def format_report(report: PurgeReport, days: int, training_days: int) -> str:
         lines.append(f"dry run: {counts or 'nothing'} would change; run without --dry-run to apply")
     else:
         rows = ", ".join(f"{table} {count}" for table, count in sorted(report.rows.items()))
-        lines.append(f"{counts or 'nothing changed'}" + (f" (rows: {rows})" if rows else ""))
+        lines.append(f"{counts or 'nothing changed'}" + (f" (rows touched: {rows})" if rows else ""))
     return "\n".join(lines)

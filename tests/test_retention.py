@@ -265,7 +265,7 @@ async def test_purge_command_prints_what_it_would_remove_then_removes_it(
     assert census(privacy_runtime.log.sessions, old.conversation_id)["messages"] > 0
 
     code, out = run("--older-than", "30d")
-    assert code == 0 and f"deleted    {old.conversation_id}" in out and "1 deleted (rows: " in out
+    assert code == 0 and f"deleted    {old.conversation_id}" in out and "1 deleted (rows touched: " in out
     assert census(privacy_runtime.log.sessions, old.conversation_id)["conversations"] == 0
 
     assert run()[0] == 2, "retention off and no --older-than: nothing to go by"
