@@ -63,7 +63,7 @@ def dataset(runtime: Runtime) -> dict[str, dict[str, object]]:
 @pytest.fixture
 def run_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     # The CLI points logging at the stderr of its run; capsys closes that stream after each test.
-    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
 
     def run(*args: str, using: Settings | None = None) -> tuple[int, str, str]:
         monkeypatch.setattr(cli, "get_settings", lambda: using or settings)
@@ -117,13 +117,17 @@ def test_validation_split_uploads_held_conversations_apart(
 ) -> None:
     code, _, err = run_cli("start", "--base-model", "gpt-4o-mini", "--select", "all", "--validation-split", "0.5")
 
-    assert code == 0, err
-    [created] = provider.created
     exported = list(Exporter(runtime.log.sessions, ExportOptions(select="all", validation_split=0.5)).lines())
     # Which side a conversation falls on hashes its (random) id: both sides are checked, whichever is empty.
     held = [line for line in exported if line.validation]
     trained = [line for line in exported if not line.validation]
     assert len(exported) == 5
+    if not trained:  # every conversation fell on the validation side (a few runs in a hundred)
+        assert code == 1 and "put all 5 examples (select all) in the validation file" in err, err
+        assert provider.created == [] and jobs(runtime) == []
+        return
+    assert code == 0, err
+    [created] = provider.created
     assert provider.uploaded(created["training_file"]) == [line.text for line in trained]
     if held:
         assert provider.uploaded(created["validation_file"]) == [line.text for line in held]
@@ -132,6 +136,19 @@ def test_validation_split_uploads_held_conversations_apart(
     [job] = jobs(runtime)
     assert sorted(job.trained_message_ids) == sorted(line.reply_id for line in trained)
     assert job.validation_file == created.get("validation_file")
+
+
+def test_a_split_that_leaves_nothing_to_train_on_says_so(
+    run_cli: Run, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
+) -> None:
+    # 0.9999999 puts every conversation on the validation side but for a chance of about one in a million.
+    code, _, err = run_cli("start", "--base-model", "gpt-4o-mini", "--select", "all",
+                           "--validation-split", "0.9999999")
+
+    assert code == 1
+    assert "--validation-split 0.9999999 put all 5 examples (select all) in the validation file" in err
+    assert "lower it" in err and provider.created == [] and jobs(runtime) == []
+    assert not list((runtime.settings.data_dir / "finetune").glob("*.jsonl")), "no half-written files left"
 
 
 def test_status_shows_every_state_then_the_fine_tuned_model_and_list_every_job(

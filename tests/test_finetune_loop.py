@@ -126,7 +126,7 @@ def hosted(settings: Settings, chat: FakeChat) -> Iterator[Settings]:
 
 @pytest.fixture
 def run_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
 
     def run(*args: str, using: Settings | None = None) -> tuple[int, str, str]:
         monkeypatch.setattr(cli, "get_settings", lambda: using or settings)

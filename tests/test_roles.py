@@ -116,6 +116,10 @@ TABLE: dict[str, object] = {
     "POST /admin/api/experiments/stop": ADMINS,
     "POST /admin/api/experiments/resume": ADMINS,
     "GET /admin/experiments": REVIEWING,
+    # privacy: erasure and access on request (service/api/privacy.py)
+    "DELETE /admin/api/conversations/{conversation_id}": ADMINS,
+    "POST /admin/api/erasure": ADMINS,
+    "GET /admin/api/visitors/export": ADMINS,
     # live updates (service/api/live.py)
     "GET /admin/api/events": STAFF,
 }

@@ -49,6 +49,10 @@ def export_training_files(sessions: sessionmaker[Session], directory: Path, sele
     if not trained:
         training.unlink()
         validation.unlink()
+        if held:  # the conversation-level split put every example on the validation side
+            raise Unprocessable(f"--validation-split {validation_split} put all {held} examples (select "
+                                f"{select_mode}) in the validation file, none left to train on: lower it, or "
+                                "correct more misses first", code="no_examples")
         raise Unprocessable(f"no examples to train on (select {select_mode}): correct some misses first, "
                             "or pick another --select", code="no_examples")
     if not held:
