@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.config
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -13,16 +15,17 @@ from pathlib import Path
 from . import __version__
 from .config import Settings, get_settings
 from .shipped import IncompleteInstall
+from .telemetry.logs import LogFormat, logging_config
 
 log = logging.getLogger("supportbot")
 
 
-def configure_logging(level: str) -> None:
-    """One log format for the service and uvicorn: time, level, logger, message (ids, not text)."""
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
-    )
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """One log format for the service and uvicorn: time, level, logger, message (ids, not text); or JSON lines."""
+    for handler in logging.getLogger().handlers[:]:  # as basicConfig(force=True) did: replace, never add
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    logging.config.dictConfig(logging_config(level, log_format))
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
@@ -35,15 +38,26 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from .serving import raise_open_file_limit, uvicorn_options
+    from .telemetry import metrics
 
     if not _schema_ok(settings):
         return 2
     raise_open_file_limit()
-    uvicorn.run(
-        "service.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-        log_config=None, log_level=settings.log_level.lower(), proxy_headers=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds, **uvicorn_options(settings),
-    )
+    # Several workers count into files that any one of them sums when scraped; a folder fresh for each start.
+    metrics_dir = metrics.prepare_multiprocess_dir(args.metrics_dir) if args.workers > 1 else None
+    if settings.metrics_port:
+        metrics.serve_metrics_port(settings, settings.metrics_port)
+    try:
+        uvicorn.run(
+            "service.api.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+            # Applied again in every worker process, which starts with no logging configured.
+            log_config=logging_config(settings.log_level, settings.log_format), log_level=settings.log_level.lower(),
+            proxy_headers=False, timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+            **uvicorn_options(settings),
+        )
+    finally:
+        if metrics_dir is not None:
+            metrics.remove_multiprocess_dir(metrics_dir, created=not args.metrics_dir)
     return 0
 
 
@@ -279,12 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `supportbot` console script."""
+    # Taken before anything imports prometheus-client, which picks its mode from it once: only `serve --workers N`
+    # counts into that folder (tests/test_metrics.py); other commands and a single worker count in memory.
+    metrics_dir = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     args = build_parser().parse_args(argv)
+    args.metrics_dir = metrics_dir
     if args.command == "export":
         args.format_given = args.format is not None
         args.format = args.format or "openai-chat"
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         code: int = args.handler(args, settings)
     except IncompleteInstall as error:

@@ -227,6 +227,14 @@ class Settings(BaseSettings):
                                       "replaced by stable placeholders ([EMAIL_1], [CARD_1], ...)")
 
     log_level: str = "INFO"
+    # Seeing it at work (service/telemetry/): log lines as JSON objects, GET /metrics for the admin token or
+    # this one, optionally a second metrics port on 127.0.0.1 without a token; tracing is switched on by the
+    # standard OTEL_EXPORTER_OTLP_ENDPOINT, and message text goes into spans only when asked.
+    log_format: Literal["text", "json"] = "text"
+    metrics_token: str | None = Field(default=None, description="a bearer token for GET /metrics only")
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="also serve /metrics on 127.0.0.1:PORT "
+                              "without a token; 0 = off")
+    trace_content: bool = Field(default=False, description="put message text in the model call's span")
 
     knowledge_language: str = Field(default="en", description="the language the knowledge is written in; the "
                                     "offline provider hands a question in another language over")
@@ -322,7 +330,7 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'supportbot.db').resolve()}"
 
-    @field_validator("admin_token", "secret_key", "handoff_webhook_secret", "identity_secret")
+    @field_validator("admin_token", "secret_key", "handoff_webhook_secret", "identity_secret", "metrics_token")
     @classmethod
     def _strong_secret(cls, value: str | None) -> str | None:
         if value is not None and len(value.strip()) < 16:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .db import transaction
 from .models import Escalation, OutboxEvent, OutboxStatus, utcnow
+from .telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,9 @@ def enqueue_handoff(session: Session, notice: HandoffNotice, escalation: Escalat
         "text": f"Conversation {escalation.conversation_id} {headline} ({slack_escape(escalation.reason)}): "
                 f"{slack_escape(summary[:300])} <{url}|Open transcript>",
     }
+    trace = tracing.carrier()
+    if trace:  # the turn's trace, continued by the delivery (taken out of the body before sending)
+        payload[tracing.OUTBOX_TRACE_KEY] = trace
     session.add(OutboxEvent(event=event, idempotency_key=key, payload=payload))
 
 

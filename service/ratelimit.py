@@ -1,8 +1,8 @@
 """Rate limits per visitor (conversation) and per client IP, with the `limits` library.
 
 In memory by default (each replica counts alone); `SUPPORTBOT_RATE_LIMIT_STORAGE=redis://...` shares the
-counts across replicas. When the storage cannot be reached, requests are let through and the failure is
-logged: a broken limiter must not take the support chat down.
+counts across replicas. When the storage cannot be reached, requests are let through, the failure is
+logged and counted (supportbot_ratelimit_fail_open_total): a broken limiter must not take the support chat down.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from .config import Settings
 from .errors import RateLimited
+from .telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,10 @@ class RateLimits:
                 reset = self.limiter.get_window_stats(item, scope, key).reset_time
             except Exception as error:  # noqa: BLE001 - fail open when the storage is down
                 log.warning("rate limit storage unavailable (%s); letting the request through", type(error).__name__)
+                metrics.record_rate_limit_fail_open(scope)
                 return
             retry_after = max(1, math.ceil(reset - time.time()))
+            metrics.record_rate_limited(scope)
             raise RateLimited(f"too many requests ({item}); try again in {retry_after} s", retry_after)
 
     def check_ip(self, ip: str) -> None:

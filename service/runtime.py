@@ -54,7 +54,8 @@ def hosted_provider(settings: Settings, http_client: httpx.AsyncClient | None = 
         # The fallback gets no retries of its own: one retry layer in all, bounded attempts per turn.
         fallback = OpenAIProvider(api_key=settings.fallback_openai_api_key or settings.openai_api_key,
                                   base_url=settings.fallback_openai_base_url or settings.openai_base_url,
-                                  timeout=settings.openai_timeout, max_retries=0, http_client=http_client)
+                                  timeout=settings.openai_timeout, max_retries=0, http_client=http_client,
+                                  target="fallback")
     breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown)
     return ResilientProvider(primary, breaker, settings.turn_timeout, fallback, settings.fallback_model)
 

@@ -31,6 +31,7 @@ from .models import (
 from .outbox import HandoffNotice, enqueue_handoff
 from .review import refresh_conversation, set_miss_reason
 from .slack.threads import enqueue_slack_handoff, enqueue_visitor_message
+from .telemetry import metrics
 
 REPLAY_PROVIDER = "replay"  # earlier turns stored by `seed_history` when labeled cases are replayed
 
@@ -307,6 +308,7 @@ def escalate(
     )
     if notice.auto_assign:
         assign_round_robin(session, conversation_id)
+    metrics.record_escalation(reason)
     enqueue_handoff(session, notice, escalation)
     enqueue_slack_handoff(session, notice, escalation)
     return escalation

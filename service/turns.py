@@ -15,6 +15,7 @@ from itertools import chain
 from typing import Any
 
 import anyio
+from opentelemetry.trace import INVALID_SPAN, Span
 from sqlalchemy.exc import IntegrityError
 
 from .config import Settings
@@ -45,6 +46,7 @@ from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, 
 from .runtime import Runtime
 from .sources import MAX_SOURCES, Source, answered_from, relevant_in_prompt, sources_from_json
 from .store import ReplyRecord, TurnStart
+from .telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,9 @@ async def start_turn(
     settings = runtime.settings
     text = check_message(runtime, content)
     started = time.perf_counter()
-    start = await runtime.db_threads.run(lambda: runtime.log.begin_turn(
+    span = tracing.start_turn(conversation_id)
+    stored = "supportbot.db.store_message"
+    start = await runtime.db_threads.run(tracing.step(span, stored, lambda: runtime.log.begin_turn(
         conversation_id, text, client_message_id,
         max_turns=settings.max_turns, history_limit=settings.history_max_messages,
         with_usage=bool(settings.daily_token_budget or settings.daily_cost_budget_usd),
@@ -93,16 +97,20 @@ async def start_turn(
         # Deterministic from the id, so computing it on every message is cheap and agrees across replicas;
         # only the first message's is stored.
         arm=runtime.prompts.arm(settings.prompt, conversation_id, runtime.arm_stops.current()),
-    ))
-    return Turn(runtime, start, db_seconds=time.perf_counter() - started)
+    ), ends_turn_on_error=True))
+    return Turn(runtime, start, db_seconds=time.perf_counter() - started, span=span, began=started)
 
 
 class Turn:
     """A stored user message waiting for its reply."""
 
-    def __init__(self, runtime: Runtime, start: TurnStart, db_seconds: float = 0.0) -> None:
+    def __init__(self, runtime: Runtime, start: TurnStart, db_seconds: float = 0.0, span: Span = INVALID_SPAN,
+                 began: float | None = None) -> None:
         self.runtime = runtime
         self.start = start
+        self.span = span  # the turn's trace (service/telemetry/tracing.py); a no-op span when tracing is off
+        self._began = time.perf_counter() - db_seconds if began is None else began
+        self._mode = "json"
         self.timings: dict[str, float] = {"db": db_seconds, "upstream": 0.0}
         self._text_sent: list[str] = []
         self._provider_name = runtime.provider.name
@@ -119,6 +127,21 @@ class Turn:
 
     async def events(self, stream: bool) -> AsyncIterator[TextDelta | TurnOutcome]:
         """Text deltas (when streaming), then the outcome; a client that goes away leaves a `partial` reply."""
+        self._mode = "sse" if stream else "json"
+        waiting = True
+        try:
+            async for event in self._events(stream):
+                if waiting and isinstance(event, TextDelta):
+                    waiting = False
+                    metrics.record_first_token(self._provider_name, time.perf_counter() - self._began)
+                yield event
+        except BaseException as error:
+            tracing.fail(self.span, error)
+            raise
+        finally:
+            self.span.end()
+
+    async def _events(self, stream: bool) -> AsyncIterator[TextDelta | TurnOutcome]:
         if self.start.reply is not None:
             yield _stored_outcome(self.start, self.start.reply, self.start.escalation)
             return
@@ -126,7 +149,8 @@ class Turn:
             version = self._version()
         except LookupError as error:
             raise ServiceUnavailable(f"prompt not available: {error}", code="prompt_unavailable") from None
-        self._hits = await self.runtime.search(self.start.user_message.content, MAX_SOURCES)
+        with tracing.child(self.span, "supportbot.retrieval"):
+            self._hits = await self.runtime.search(self.start.user_message.content, MAX_SOURCES)
         fixed = self._fixed_reply()
         if fixed is not None:
             text, handover, new = fixed
@@ -149,6 +173,8 @@ class Turn:
         completion: Completion | None = None
         status = FinishStatus.OK
         signal: EscalationSignal | None = None
+        call = tracing.start_model_call(self.span, request, self._provider_name)
+        failure: Exception | None = None
         try:
             if stream:
                 async for event in self.runtime.provider.stream(request):
@@ -162,10 +188,12 @@ class Turn:
             else:
                 completion = await self.runtime.provider.complete(request)
         except StreamBroken as error:
+            failure = error
             log.warning("conversation=%s upstream stream broke: %s", self.start.conversation_id, error)
             completion, status = error.partial, FinishStatus.PARTIAL
             signal = EscalationSignal(MODEL_UNAVAILABLE, detail=str(error))
         except CircuitOpen as error:
+            failure = error
             # The model is being skipped: answer from the knowledge base when it knows, else hand over.
             completion = await self.runtime.offline.answer(request)
             self._provider_name = self.runtime.offline.name
@@ -177,14 +205,16 @@ class Turn:
                 yield TextDelta(completion.text)
         except Exception as error:  # noqa: BLE001 - any provider failure must end in a polite handover
             log.warning("conversation=%s model unavailable: %s", self.start.conversation_id, error)
-            status = FinishStatus.FAILED
+            failure, status = error, FinishStatus.FAILED
             signal = EscalationSignal(MODEL_UNAVAILABLE, detail=str(error) or type(error).__name__)
-        except BaseException:
+        except BaseException as error:
             # The client went away (cancelled): keep what was produced, marked partial, then stop.
+            tracing.end_model_call(call, completion, error)
             with anyio.CancelScope(shield=True):
                 await self._store(prompt, request, None, FinishStatus.PARTIAL, None, began, "".join(self._text_sent),
                                   Origin.MODEL)
             raise
+        tracing.end_model_call(call, completion, failure)
         text = self._reply_text(completion, status, signal)
         origin = Origin.FIXED if status == FinishStatus.FAILED else Origin.MODEL
         if signal is None and completion is not None:
@@ -202,6 +232,7 @@ class Turn:
             # The reply repeats the system prompt: the visitor gets a fixed text (the `done` event's
             # content replaces anything shown), reviewers get the original.
             log.warning("conversation=%s reply blocked by the leak guard (%s)", self.start.conversation_id, leak)
+            metrics.record_leak_block(self._provider_name)
             text, origin = self._text("leak"), Origin.FIXED
         extra = text[len("".join(self._text_sent)):] if text.startswith("".join(self._text_sent)) else ""
         if stream and extra:
@@ -330,8 +361,9 @@ class Turn:
         else:
             query = " ".join(m.content for m in [*self.start.history[-3:], self.start.user_message]
                              if m.role == Role.USER)
-            issues = tuple(issue for issue, _ in await runtime.retriever.search(knowledge, query,
-                                                                                 settings.knowledge_top_k))
+            with tracing.child(self.span, "supportbot.retrieval"):
+                hits = await runtime.retriever.search(knowledge, query, settings.knowledge_top_k)
+            issues = tuple(issue for issue, _ in hits)
             complete = False
         return runtime.prompts.assemble(version, knowledge, issues, complete=complete,
                                         company=settings.company_name, product=settings.product_name,
@@ -396,7 +428,8 @@ class Turn:
         written = time.perf_counter()
         record = replace(record, content=redact_for_storage(self.runtime.settings, record.content))
         try:
-            reply_id, escalation = await self.runtime.db_threads.run(self.runtime.log.record_reply, record)
+            reply_id, escalation = await self.runtime.db_threads.run(
+                tracing.step(self.span, "supportbot.db.store_reply", self.runtime.log.record_reply), record)
         except IntegrityError:
             # The same message was answered by a concurrent retry; return that answer.
             found, escalation = await self.runtime.db_threads.run(self.runtime.log.find_reply,
@@ -404,15 +437,30 @@ class Turn:
             assert found is not None
             return _stored_outcome(self.start, found, escalation)
         self.timings["db"] += time.perf_counter() - written
-        log.info("conversation=%s message=%s reply=%s provider=%s status=%s escalation=%s latency_ms=%s",
-                 self.start.conversation_id, self.start.user_message.id, reply_id, record.provider, record.status,
-                 escalation.reason if escalation else None, record.latency_ms)
+        self._observe(record, reply_id, signal, prompt_ref)
+        with tracing.current(self.span):
+            log.info("conversation=%s message=%s reply=%s provider=%s status=%s escalation=%s latency_ms=%s",
+                     self.start.conversation_id, self.start.user_message.id, reply_id, record.provider, record.status,
+                     escalation.reason if escalation else None, record.latency_ms)
         return TurnOutcome(
             conversation_id=self.start.conversation_id, message_id=self.start.user_message.id,
             reply_id=reply_id, reply=record.content, status=record.status, escalation=signal,
             prompt_version=prompt_ref, timings=dict(self.timings), sources=sources_from_json(record.sources),
             language=self.start.language,
         )
+
+    def _observe(self, record: ReplyRecord, reply_id: int, signal: EscalationSignal | None, prompt_ref: str) -> None:
+        """Count the stored reply (service/telemetry/metrics.py) and describe it on the turn's span."""
+        outcome = metrics.turn_outcome(record.status, signal is not None)
+        metrics.record_turn(outcome, record.provider, prompt_ref, self.start.arm, self._mode,
+                            time.perf_counter() - self._began)
+        metrics.record_usage(record.model_requested or "none", record.tokens_in, record.tokens_out, record.cost_usd)
+        if self.span.is_recording():
+            self.span.set_attributes({
+                "supportbot.message_id": self.start.user_message.id, "supportbot.reply_id": reply_id,
+                "supportbot.outcome": outcome, "supportbot.provider": record.provider,
+                "supportbot.prompt_version": prompt_ref, "supportbot.escalation": signal.reason if signal else "",
+            })
 
     def _cost(self, model: str, completion: Completion | None) -> float | None:
         if completion is None or completion.tokens_in is None or completion.tokens_out is None:

@@ -16,8 +16,9 @@ from datetime import datetime
 import httpx
 from anyio import to_thread
 
-from .models import OutboxEvent, utcnow
+from .models import OutboxEvent, OutboxStatus, utcnow
 from .outbox import Outbox, deliver_forever
+from .telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class WebhookSender:
         self.client = client or httpx.AsyncClient(timeout=timeout)
         self.timeout = timeout
         self.clock = clock
+        self.host = httpx.URL(url).host  # for the delivery's span: the receiver, not its path or query
 
     async def deliver_due(self) -> int:
         """Send every row that is due now; returns how many were delivered."""
@@ -62,7 +64,11 @@ class WebhookSender:
         return delivered
 
     async def _deliver(self, row: OutboxEvent) -> int:
-        body = json.dumps(row.payload, separators=(",", ":")).encode()
+        payload = dict(row.payload)
+        span = tracing.start_remote_child(payload.pop(tracing.OUTBOX_TRACE_KEY, None), "supportbot.webhook.deliver",
+                                          {"supportbot.outbox_id": row.id, "supportbot.event": row.event,
+                                           "http.request.method": "POST", "server.address": self.host})
+        body = json.dumps(payload, separators=(",", ":")).encode()
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -72,16 +78,23 @@ class WebhookSender:
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(self.secret, timestamp, body),
         }
+        tracing.inject(span, headers)
         try:
             response = await self.client.post(self.url, content=body, headers=headers, timeout=self.timeout)
             error = None if response.is_success else f"HTTP {response.status_code}"
+            span.set_attribute("http.response.status_code", response.status_code)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
+            tracing.fail(span, exc)
+        finally:
+            span.end()
         if error is None:
             await to_thread.run_sync(self.outbox.mark_delivered, row.id, self.clock())
+            metrics.record_webhook_delivery("delivered")
             log.info("webhook delivered outbox=%s event=%s", row.id, row.event)
             return 1
         status = await to_thread.run_sync(self.outbox.mark_failed, row.id, error, self.clock(), self.max_attempts)
+        metrics.record_webhook_delivery("dead" if status == OutboxStatus.DEAD else "retry")
         log.warning("webhook failed outbox=%s attempt=%s status=%s: %s", row.id, row.attempts + 1, status, error)
         return 0
 

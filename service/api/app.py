@@ -27,6 +27,7 @@ from ..errors import SupportbotError
 from ..retention import scheduled_purge
 from ..runtime import Runtime
 from ..slack.delivery import slack_sender
+from ..telemetry import metrics, tracing
 from . import (
     admin,
     admin_pages,
@@ -42,6 +43,7 @@ from . import (
     users,
     widget,
 )
+from .metrics import router as metrics_router
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +269,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await runtime.aclose()
+        tracing.flush()
+        metrics.forget_this_process()
 
     app = FastAPI(
         title="supportbot",
@@ -275,11 +279,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    metrics.watch_pool(runtime.log.engine)
+    tracing.configure_from_environment(runtime.settings.trace_content)
     install_error_handlers(app)
     for router in (health.router, chat.router, admin.router, widget.router, review.router, users.router,
                    users.pages, oidc.router, assignment.router, assignment.pages, live.router, slack.router,
                    admin_pages.router, experiments.router, privacy.router):
         app.include_router(router)
+    app.include_router(metrics_router)
     origins = runtime.settings.allowed_origins
     if origins:
         # Bearer tokens, not cookies: credentials stay off, so no origin ever gets `*` with credentials.

@@ -15,9 +15,13 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from ..errors import ModelUnavailable
+from ..telemetry import metrics
 from .base import COMPLETIONS_PATH, ChatRequest, Completion, StreamBroken, TextDelta, ToolCall
 
 log = logging.getLogger(__name__)
+
+MALFORMED = "malformed"  # an answer that is not a chat completion
+STREAM_BROKEN = "stream_broken"  # the stream failed after some text
 
 
 class OpenAIProvider:
@@ -26,7 +30,8 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self, *, api_key: str | None, base_url: str | None, timeout: float, max_retries: int,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None, target: str = "primary") -> None:
+        self.target = target  # primary or fallback, as supportbot_upstream_attempts_total counts requests
         # The client's own retry (honouring Retry-After) is the single retry layer; we add none.
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
@@ -34,10 +39,15 @@ class OpenAIProvider:
             timeout=timeout,
             max_retries=max_retries,
             # httpx's default pool keeps 20 connections; turns above that would reconnect every time.
+            # Every request it sends, retries included, is counted (a given client is the caller's to count).
             http_client=http_client or httpx.AsyncClient(  # type: ignore[arg-type]
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100)),
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+                event_hooks={"request": [self._count_attempt]}),
         )
+
+    async def _count_attempt(self, _request: httpx.Request) -> None:
+        metrics.record_upstream_attempt(self.target)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -71,10 +81,13 @@ class OpenAIProvider:
             response = await self._client.post(
                 COMPLETIONS_PATH, body=self._arguments(request, stream=False), cast_to=ChatCompletion)
         except openai.OpenAIError as error:
+            metrics.record_upstream_error(error_kind(error))
             raise ModelUnavailable(_describe(error)) from error
         except ValueError as error:  # a body that is not JSON
+            metrics.record_upstream_error(MALFORMED)
             raise ModelUnavailable(f"malformed response: {error}") from error
         if not response.choices:
+            metrics.record_upstream_error(MALFORMED)
             raise ModelUnavailable("upstream answered with no choices")
         choice = response.choices[0]
         calls = tuple(
@@ -106,9 +119,12 @@ class OpenAIProvider:
         except (openai.OpenAIError, ValueError) as error:
             described = _describe(error) if isinstance(error, openai.OpenAIError) else f"malformed stream: {error}"
             if state.text_parts:
+                metrics.record_upstream_error(STREAM_BROKEN)
                 raise StreamBroken(described, state.completion()) from error
+            metrics.record_upstream_error(error_kind(error))
             raise ModelUnavailable(described) from error
         if not state.saw_choice:
+            metrics.record_upstream_error(MALFORMED)
             raise ModelUnavailable("upstream stream had no choices")
         yield state.completion()
 
@@ -155,6 +171,19 @@ class _StreamState:
             tokens_out=self.tokens_out,
             finish_reason=self.finish_reason,
         )
+
+
+def error_kind(error: Exception) -> str:
+    """The `kind` label of supportbot_upstream_errors_total for a failed call."""
+    if isinstance(error, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(error, openai.APIConnectionError):
+        return "connection"
+    if isinstance(error, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(error, openai.APIStatusError):
+        return "server_error" if error.status_code >= 500 else "client_error"
+    return MALFORMED
 
 
 def _describe(error: openai.OpenAIError) -> str:

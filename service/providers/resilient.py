@@ -13,10 +13,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from ..errors import ModelUnavailable
+from ..telemetry import metrics
 from .base import ChatRequest, Completion, StreamBroken, TextDelta
 from .openai_compat import OpenAIProvider
 
 log = logging.getLogger(__name__)
+
+# supportbot_upstream_errors_total kinds of this layer (the HTTP client's are in openai_compat.error_kind).
+CIRCUIT_OPEN = "circuit_open"
+TURN_TIMEOUT = "turn_timeout"  # SUPPORTBOT_TURN_TIMEOUT ran out
 
 
 class CircuitOpen(ModelUnavailable):
@@ -84,17 +89,22 @@ class ResilientProvider:
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One answer within the budget: the primary model, else the fallback, else ModelUnavailable."""
-        async with asyncio.timeout(self.budget):
-            try:
-                return await self._guarded_complete(request)
-            except ModelUnavailable:
-                if self.fallback is None:
-                    raise
-                log.warning("primary model failed; trying the fallback model")
-                return await self.fallback.complete(self._fallback_request(request))
+        try:
+            async with asyncio.timeout(self.budget):
+                try:
+                    return await self._guarded_complete(request)
+                except ModelUnavailable:
+                    if self.fallback is None:
+                        raise
+                    log.warning("primary model failed; trying the fallback model")
+                    return await self.fallback.complete(self._fallback_request(request))
+        except TimeoutError:
+            metrics.record_upstream_error(TURN_TIMEOUT)
+            raise
 
     async def _guarded_complete(self, request: ChatRequest) -> Completion:
         if not self.breaker.allow():
+            metrics.record_upstream_error(CIRCUIT_OPEN)
             raise CircuitOpen("circuit open: skipping the model during the cooldown")
         try:
             completion = await self.primary.complete(request)
@@ -111,6 +121,7 @@ class ResilientProvider:
         try:
             async with asyncio.timeout_at(deadline):
                 if not self.breaker.allow():
+                    metrics.record_upstream_error(CIRCUIT_OPEN)
                     raise CircuitOpen("circuit open: skipping the model during the cooldown")
                 async for event in self.primary.stream(request):
                     sent_text = sent_text or isinstance(event, TextDelta)
@@ -124,6 +135,8 @@ class ResilientProvider:
             if self.fallback is None:
                 raise
         except (ModelUnavailable, TimeoutError) as error:
+            if isinstance(error, TimeoutError):
+                metrics.record_upstream_error(TURN_TIMEOUT)
             self.breaker.record_failure()
             if sent_text or self.fallback is None:
                 raise ModelUnavailable(str(error) or "time budget exceeded") from error
