@@ -19,7 +19,7 @@ from .conftest import make_settings
 MANIFESTS = PROJECT_ROOT / "deploy" / "kubernetes"
 # The newest Kubernetes whose schemas the validator ships (no network: they are inside the package).
 KUBERNETES_VERSION = kubernetes_validate.utils.latest_version()
-# Each shipped ConfigMap is the repository folder it was made from (kubectl create configmap --from-file).
+# Each shipped ConfigMap is the repository folder it was made from (scripts/kubernetes-configmaps.py).
 CONFIGMAP_SOURCES = {"supportbot-prompt-support": PROJECT_ROOT / "prompts" / "support",
                      "supportbot-knowledge": PROJECT_ROOT / "knowledge",
                      "supportbot-knowledge-languages": PROJECT_ROOT / "knowledge" / "languages"}
@@ -150,7 +150,7 @@ def test_config_maps_hold_the_repository_files() -> None:
         shipped = resource("ConfigMap", name)["data"]
         files = {path.name: path.read_text(encoding="utf-8") for path in folder.iterdir() if path.is_file()}
         assert shipped == files, (f"{name} differs from {folder.relative_to(PROJECT_ROOT)}/: make it again with "
-                                  f"the command at the top of its file in deploy/kubernetes/")
+                                  "`python scripts/kubernetes-configmaps.py`")
 
 
 def _mount(tmp_path: Path) -> Path:
