@@ -267,3 +267,13 @@ def test_rolling_restarts_behind_nginx_drop_no_request(running: Deployment) -> N
     assert all(served > 0 for _, _, served, _ in restarts), f"traffic kept flowing during each restart: {restarts}"
     assert all(after > 0 for _, _, _, after in restarts), f"each restarted replica served again: {restarts}"
     assert set(outcomes) <= {"create 201", "message 200"}, outcomes
+
+
+def test_metrics_are_scraped_from_each_replica_not_through_nginx(running: Deployment) -> None:
+    outside = httpx.get(f"{running.nginx.base}/metrics", timeout=10)
+    replica = next(iter(running.replicas.values()))
+    inside = httpx.get(f"{replica.base}/metrics", timeout=10,
+                       headers={"Authorization": f"Bearer {replica.env['SUPPORTBOT_ADMIN_TOKEN']}"})
+
+    assert outside.status_code == 404
+    assert inside.status_code == 200 and "supportbot_turns_total" in inside.text
