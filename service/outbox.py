@@ -126,12 +126,13 @@ class Outbox:
     def mark_failed(
         self, event_id: int, error: str, now: datetime, max_attempts: int, *,
         retry_at: datetime | None = None, permanent: bool = False,
-    ) -> str:
+    ) -> str | None:
         """Schedule a retry with backoff (or at `retry_at`, the receiver's word), or give up after `max_attempts`
-        (at once when `permanent`); returns the new status."""
+        (at once when `permanent`); returns the new status, or None when the row is gone (erased meanwhile)."""
         with transaction(self.sessions) as session:
             row = session.get(OutboxEvent, event_id)
-            assert row is not None
+            if row is None:  # its conversation was erased while it was being delivered: nothing left to retry
+                return None
             row.attempts += 1
             row.last_error = error[:2000]
             row.locked_until = None

@@ -94,7 +94,8 @@ class WebhookSender:
             log.info("webhook delivered outbox=%s event=%s", row.id, row.event)
             return 1
         status = await to_thread.run_sync(self.outbox.mark_failed, row.id, error, self.clock(), self.max_attempts)
-        metrics.record_webhook_delivery("dead" if status == OutboxStatus.DEAD else "retry")
+        metrics.record_webhook_delivery("erased" if status is None else "dead" if status == OutboxStatus.DEAD
+                                        else "retry")
         log.warning("webhook failed outbox=%s attempt=%s status=%s: %s", row.id, row.attempts + 1, status, error)
         return 0
 

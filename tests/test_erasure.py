@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -211,3 +212,20 @@ async def test_export_of_an_unknown_person_is_404(api: httpx.AsyncClient, privac
     none_given = await api.get("/admin/api/visitors/export", headers=_admin(privacy_runtime))
 
     assert response.status_code == 404 and none_given.status_code == 422
+
+
+async def test_a_notification_erased_while_it_is_being_delivered_is_let_go(
+        api: httpx.AsyncClient, privacy_runtime: Runtime) -> None:
+    ada = await leave_footprint(api, _admin(privacy_runtime), email=ADA)
+    outbox = privacy_runtime.outbox
+    now = datetime.now(UTC)
+    claimed = outbox.claim_due(now, limit=10)
+    assert claimed, "the handoff queued a notification"
+
+    response = await api.delete(f"/admin/api/conversations/{ada.conversation_id}", headers=_admin(privacy_runtime))
+    assert response.status_code == 200
+
+    # The sender's attempt ends after the rows are gone: a failure has nothing to retry, a success nothing to mark.
+    assert outbox.mark_failed(claimed[0].id, "HTTP 500", now, max_attempts=5) is None
+    outbox.mark_delivered(claimed[0].id, now)
+    assert set(outbox.counts().values()) == {0}

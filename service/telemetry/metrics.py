@@ -145,7 +145,8 @@ def record_leak_block(provider: str) -> None:
 
 
 def record_webhook_delivery(result: str) -> None:
-    """A webhook delivery attempt ended: delivered, retry (failed, tried again later) or dead (given up)."""
+    """A webhook delivery attempt ended: delivered, retry (failed, tried again later), dead (given up) or erased
+    (its conversation was erased during the attempt)."""
     _child(WEBHOOK_DELIVERIES, result).inc()
 
 
