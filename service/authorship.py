@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .handoff import HANDOFF_PROVIDER
+from .interrupted import INTERRUPTED
 from .models import Message, Origin, Role
 from .providers.offline import OfflineProvider
 from .store import REPLAY_PROVIDER
@@ -50,6 +51,8 @@ def model_source(message: Message) -> str:
 def _fixed_source(message: Message) -> str:
     if message.provider == HANDOFF_PROVIDER:
         return "fixed handoff text, no model"
+    if message.provider == INTERRUPTED:
+        return "fixed text: the turn was interrupted (its process stopped before replying)"
     if message.blocked_content is not None:
         return f"fixed text: the leak guard blocked the reply of {model_source(message)}"
     return f"fixed text: {model_source(message)} did not answer"

@@ -215,6 +215,10 @@ class Settings(BaseSettings):
                                          "examples are kept (redacted); 0 or not above retention_days = no longer")
     retention_interval: float = Field(default=3600.0, gt=0, description="seconds between scheduled purges "
                                       "(one replica runs each, under a lease)")
+    # A visitor's message still unanswered this long after it was stored lost its process (service/interrupted.py):
+    # it gets a fixed reply and the conversation is handed over. 0 = off.
+    interrupted_turn_seconds: float = Field(default=300.0, ge=0, description="seconds after which an unanswered "
+                                            "visitor message is marked interrupted and handed over; 0 = off")
     # PII kept out (service/redact.py): Luhn-valid card numbers are never stored in clear unless redact_cards is
     # false; redact_stored adds secrets (and, when asked, e-mails and phone numbers).
     redact_stored: bool = Field(default=False, description="redact secrets and card numbers before a message is "
@@ -313,6 +317,14 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @model_validator(mode="after")
+    def _interrupted_after_any_turn(self) -> Settings:
+        if 0 < self.interrupted_turn_seconds <= self.turn_timeout:
+            raise ValueError(f"SUPPORTBOT_INTERRUPTED_TURN_SECONDS={self.interrupted_turn_seconds:g} must be more "
+                             f"than SUPPORTBOT_TURN_TIMEOUT={self.turn_timeout:g}: a turn still running would be "
+                             "marked interrupted")
+        return self
 
     @model_validator(mode="after")
     def _embeddings_reachable(self) -> Settings:

@@ -22,6 +22,7 @@ from .imports.schedule import ScheduledSync
 from .imports.storing import ImportedKnowledge
 from .imports.syncing import KnowledgeImports, fetch_limits
 from .inbox import Inbox
+from .interrupted import INTERRUPTED, InterruptedTurns
 from .knowledge import KnowledgeStore
 from .language import LanguageDetection
 from .languages import LanguageStore
@@ -160,6 +161,15 @@ class Runtime:
             return None
         return ExperimentGuard(self.log.sessions, self.prompts, self.arm_stops, alpha=settings.experiment_guard_alpha,
                                min_conversations=settings.experiment_guard_min_conversations)
+
+    def interrupted_turns(self) -> InterruptedTurns | None:
+        """The sweep that marks turns whose process died before replying, unless it is off."""
+        after = self.settings.interrupted_turn_seconds
+        if not after:
+            return None
+        texts = self.texts
+        return InterruptedTurns(self.log.sessions, self.log.notice,
+                                lambda language: texts.get(INTERRUPTED, language), after)
 
     async def search(self, query: str, k: int) -> Hits:
         """The `k` known issues that match `query` best, with their matches (0 to 1), best first."""

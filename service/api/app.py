@@ -244,6 +244,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         purger = scheduled_purge(runtime.log.sessions, kept.retention_days, kept.retention_mode,
                                  kept.training_retention_days, kept.retention_interval)
         purging = asyncio.create_task(purger.run()) if purger else None
+        sweeper = runtime.interrupted_turns()
+        sweeping = asyncio.create_task(sweeper.run()) if sweeper else None
         await runtime.events.start()  # listens in the background: Redis or PostgreSQL down does not stop start-up
         live.end_streams_on_signal(runtime.events)
         await runtime.warm_up()
@@ -263,7 +265,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             with contextlib.suppress(asyncio.CancelledError):
                 await slack_worker
             await slack_out.aclose()
-        for task in (syncer, guarding, purging):
+        for task in (syncer, guarding, purging, sweeping):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
