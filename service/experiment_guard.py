@@ -11,7 +11,6 @@ the label's control version (`PromptRegistry.arm`); conversations already on it 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -27,6 +26,7 @@ from .db import transaction
 from .errors import Conflict, NotFound, Unprocessable
 from .experiment_figures import GuardCounts, guard_counts
 from .models import ArmStop, utcnow
+from .periodic import every
 from .prompts import PromptRegistry, Split, StoppedArms
 from .review import audit
 
@@ -231,9 +231,4 @@ class ExperimentGuard:
 
     async def run(self, interval: float) -> None:
         """Look every `interval` seconds until cancelled."""
-        while True:
-            try:
-                await asyncio.to_thread(self.check)
-            except Exception:  # noqa: BLE001 - one bad look must not stop the guard
-                log.exception("experiment guard failed; looking again in %.0f s", interval)
-            await asyncio.sleep(interval)
+        await every(interval, self.check, "experiment guard")

@@ -13,7 +13,6 @@ One replica sweeps at a time (a lease in `job_leases`); each turn is marked in i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from .db import transaction
 from .models import Conversation, ConversationStatus, FinishStatus, Message, Origin, Role, utcnow
 from .outbox import HandoffNotice
+from .periodic import every
 from .retention import claim_lease
 from .store import escalate
 
@@ -106,9 +106,4 @@ class InterruptedTurns:
 
     async def run(self) -> None:
         """Sweep every `interval` seconds until cancelled."""
-        while True:
-            try:
-                await asyncio.to_thread(self.run_due)
-            except Exception:  # noqa: BLE001 - one bad round (a database hiccup) must not stop the sweep
-                log.exception("the sweep for interrupted turns failed; trying again in %.0f s", self.interval)
-            await asyncio.sleep(self.interval)
+        await every(self.interval, self.run_due, "sweep for interrupted turns")

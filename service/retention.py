@@ -11,7 +11,6 @@ leaves every conversation either fully done or untouched. The service runs it on
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -40,6 +39,7 @@ from .models import (
     SlackThread,
     utcnow,
 )
+from .periodic import every
 from .redact import Redactor
 from .review import audit
 
@@ -285,13 +285,7 @@ class ScheduledPurge:
 
     async def run(self) -> None:
         """Look every so often (at most a minute apart) until cancelled."""
-        pause = min(self.interval, 60.0)
-        while True:
-            try:
-                await asyncio.to_thread(self.run_due)
-            except Exception:  # noqa: BLE001 - one bad round must not stop the schedule
-                log.exception("scheduled retention purge failed; trying again in %.0f s", pause)
-            await asyncio.sleep(pause)
+        await every(min(self.interval, 60.0), self.run_due, "scheduled retention purge")
 
 
 def retention_policy(days: int, mode: str, training_days: int) -> RetentionPolicy:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
+from ..periodic import every
 from .storing import SyncReport
 from .syncing import KnowledgeImports
 
@@ -32,13 +32,7 @@ class ScheduledSync:
 
     async def run(self) -> None:
         """Look for due sources every so often (at most a minute apart) until cancelled."""
-        pause = min(self.interval, 60.0)
-        while True:
-            try:
-                await asyncio.to_thread(self.run_due)
-            except Exception:  # noqa: BLE001 - one bad round must not stop the schedule
-                log.exception("scheduled knowledge sync failed; trying again in %.0f s", pause)
-            await asyncio.sleep(pause)
+        await every(min(self.interval, 60.0), self.run_due, "scheduled knowledge sync")
 
 
 def _log(report: SyncReport) -> None:
