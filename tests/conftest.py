@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -35,7 +35,7 @@ CHROMIUM = Path(os.environ.get("SUPPORTBOT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-def _postgres_available() -> bool:
+def postgres_available() -> bool:
     try:
         engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
         with engine.connect() as connection:
@@ -57,7 +57,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_schema_url() -> Iterator[str]:
     """A fresh schema in the machine's PostgreSQL, migrated once for the session, dropped after."""
-    if not _postgres_available():
+    if not postgres_available():
         if IN_CI:
             pytest.fail(f"PostgreSQL is required under CI=true but {PG_URL} is unreachable")
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
@@ -211,3 +211,22 @@ def page(browser: Browser) -> Iterator[Page]:
     yield tab
     context.close()
     assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+FinetuneCli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> FinetuneCli:
+    """`supportbot finetune ...` in this process with these settings: (exit code, stdout, stderr)."""
+    from service import cli
+
+    # The CLI points logging at the stderr of its run; capsys closes that stream after each test.
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
+
+    def run(*args: str, using: Settings | None = None) -> tuple[int, str, str]:
+        monkeypatch.setattr(cli, "get_settings", lambda: using or settings)
+        code = cli.main(["finetune", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run

@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from service.config import PROJECT_ROOT
 
-from .conftest import IN_CI, PG_URL
+from .conftest import IN_CI, PG_URL, postgres_available
 from .processes import free_port
 
 NGINX_CONF = PROJECT_ROOT / "deploy" / "nginx.conf"
@@ -43,21 +43,10 @@ def require(available: bool, what: str) -> None:
         pytest.skip(f"{what} is not available")
 
 
-def postgres_reachable() -> bool:
-    try:
-        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        engine.dispose()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means not there
-        return False
-
-
 @contextmanager
 def postgres_database(prefix: str = "sbdeploy") -> Iterator[str]:
     """A new, empty database on the test server (its URL), dropped afterwards: several processes may use it."""
-    require(postgres_reachable(), f"PostgreSQL at {PG_URL}")
+    require(postgres_available(), f"PostgreSQL at {PG_URL}")
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -6,25 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from service import cli
 from service.api import create_app
 from service.config import Settings
 from service.export import Exporter, ExportOptions
 from service.models import AuditEntry, FineTuneJob
 from service.runtime import Runtime
 
-from .conftest import make_settings
+from .conftest import FinetuneCli, make_settings
 from .factories import build_logged_dataset
 from .fake_finetune_server import API_KEY, MESSAGES, FakeFineTuning, running_fine_tuning
 
-Run = Callable[..., tuple[int, str, str]]
 GOOD = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
                      {"role": "assistant", "content": "Hello."}]}
 
@@ -60,19 +58,6 @@ def dataset(runtime: Runtime) -> dict[str, dict[str, object]]:
     return asyncio.run(build())
 
 
-@pytest.fixture
-def run_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    # The CLI points logging at the stderr of its run; capsys closes that stream after each test.
-    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
-
-    def run(*args: str, using: Settings | None = None) -> tuple[int, str, str]:
-        monkeypatch.setattr(cli, "get_settings", lambda: using or settings)
-        code = cli.main(["finetune", *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
 def jobs(runtime: Runtime) -> list[FineTuneJob]:
     with runtime.log.sessions() as session:
         return list(session.scalars(select(FineTuneJob).order_by(FineTuneJob.created_at)))
@@ -94,7 +79,7 @@ def reply_ids(dataset: dict[str, dict[str, object]], names: tuple[str, ...]) -> 
 
 
 def test_start_uploads_the_exported_examples_and_records_the_job(
-    run_cli: Run, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
+    run_cli: FinetuneCli, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
 ) -> None:
     code, out, err = run_cli("start", "--base-model", "gpt-4o-mini-2024-07-18", "--suffix", "acme")
 
@@ -113,7 +98,7 @@ def test_start_uploads_the_exported_examples_and_records_the_job(
 
 
 def test_validation_split_uploads_held_conversations_apart(
-    run_cli: Run, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
+    run_cli: FinetuneCli, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
 ) -> None:
     code, _, err = run_cli("start", "--base-model", "gpt-4o-mini", "--select", "all", "--validation-split", "0.5")
 
@@ -139,7 +124,7 @@ def test_validation_split_uploads_held_conversations_apart(
 
 
 def test_a_split_that_leaves_nothing_to_train_on_says_so(
-    run_cli: Run, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
+    run_cli: FinetuneCli, runtime: Runtime, dataset: dict[str, dict[str, object]], provider: FakeFineTuning
 ) -> None:
     # 0.9999999 puts every conversation on the validation side but for a chance of about one in a million.
     code, _, err = run_cli("start", "--base-model", "gpt-4o-mini", "--select", "all",
@@ -152,7 +137,7 @@ def test_a_split_that_leaves_nothing_to_train_on_says_so(
 
 
 def test_status_shows_every_state_then_the_fine_tuned_model_and_list_every_job(
-    run_cli: Run, runtime: Runtime, dataset: dict[str, dict[str, object]]
+    run_cli: FinetuneCli, runtime: Runtime, dataset: dict[str, dict[str, object]]
 ) -> None:
     assert run_cli("start", "--base-model", "gpt-4o-mini", "--suffix", "acme")[0] == 0
     seen = []
@@ -188,7 +173,7 @@ def given_file(tmp_path: Path) -> tuple[str, str]:
 
 
 def test_a_failed_job_keeps_the_providers_error(
-    run_cli: Run, runtime: Runtime, provider: FakeFineTuning, tmp_path: Path
+    run_cli: FinetuneCli, runtime: Runtime, provider: FakeFineTuning, tmp_path: Path
 ) -> None:
     provider.fail_with = "Training file has 1 example, but at least 10 are required"
     assert run_cli("start", "--base-model", "gpt-4o-mini", *given_file(tmp_path))[0] == 0
@@ -204,7 +189,7 @@ def test_a_failed_job_keeps_the_providers_error(
 
 
 def test_cancel_stops_a_running_job_once(
-    run_cli: Run, runtime: Runtime, provider: FakeFineTuning, tmp_path: Path
+    run_cli: FinetuneCli, runtime: Runtime, provider: FakeFineTuning, tmp_path: Path
 ) -> None:
     assert run_cli("start", "--base-model", "gpt-4o-mini", *given_file(tmp_path))[0] == 0
     assert run_cli("status")[0] == 0
@@ -220,7 +205,7 @@ def test_cancel_stops_a_running_job_once(
 
 
 def test_the_command_backend_trains_with_the_operators_script(
-    run_cli: Run, runtime: Runtime, settings: Settings, dataset: dict[str, dict[str, object]], tmp_path: Path
+    run_cli: FinetuneCli, runtime: Runtime, settings: Settings, dataset: dict[str, dict[str, object]], tmp_path: Path
 ) -> None:
     script = tmp_path / "train.py"
     script.write_text("import shutil, sys\nshutil.copy(sys.argv[1], sys.argv[0] + '.seen')\n"
@@ -243,7 +228,7 @@ def test_the_command_backend_trains_with_the_operators_script(
 
 
 def test_a_failing_command_is_recorded_with_its_stderr(
-    run_cli: Run, runtime: Runtime, settings: Settings, tmp_path: Path
+    run_cli: FinetuneCli, runtime: Runtime, settings: Settings, tmp_path: Path
 ) -> None:
     script = tmp_path / "train.py"
     script.write_text("import sys\nprint('loading', file=sys.stderr)\nprint('CUDA out of memory', file=sys.stderr)\n"
@@ -259,7 +244,7 @@ def test_a_failing_command_is_recorded_with_its_stderr(
 
 
 def test_no_examples_is_refused_before_anything_is_uploaded(
-    run_cli: Run, runtime: Runtime, provider: FakeFineTuning
+    run_cli: FinetuneCli, runtime: Runtime, provider: FakeFineTuning
 ) -> None:
     code, out, err = run_cli("start", "--base-model", "gpt-4o-mini")
 
@@ -268,7 +253,7 @@ def test_no_examples_is_refused_before_anything_is_uploaded(
 
 
 def test_a_given_file_is_validated_then_uploaded_as_is(
-    run_cli: Run, runtime: Runtime, provider: FakeFineTuning, tmp_path: Path
+    run_cli: FinetuneCli, runtime: Runtime, provider: FakeFineTuning, tmp_path: Path
 ) -> None:
     good = GOOD
     bad = tmp_path / "bad.jsonl"
@@ -285,7 +270,7 @@ def test_a_given_file_is_validated_then_uploaded_as_is(
 
 
 def test_unknown_jobs_and_refusals_exit_1_with_the_reason(
-    run_cli: Run, runtime: Runtime, provider: FakeFineTuning, settings: Settings, tmp_path: Path
+    run_cli: FinetuneCli, runtime: Runtime, provider: FakeFineTuning, settings: Settings, tmp_path: Path
 ) -> None:
     given = given_file(tmp_path)
     assert run_cli("status")[2] == "error: no fine-tuning job yet; start one with `supportbot finetune start`\n"

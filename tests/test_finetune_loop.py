@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from service import cli
 from service.api import create_app
 from service.config import PROJECT_ROOT, Settings
 from service.errors import Conflict, Unprocessable
@@ -34,12 +33,11 @@ from service.models import AuditEntry, Conversation
 from service.prompts import Split, parse_labels_file, parse_prompt_file
 from service.runtime import Runtime
 
-from .conftest import make_settings
+from .conftest import FinetuneCli, make_settings
 from .factories import build_logged_dataset, send, start_conversation
 from .fake_finetune_server import API_KEY, FakeFineTuning, running_fine_tuning
 from .upstream_server import serving
 
-Run = Callable[..., tuple[int, str, str]]
 FT_MODEL = "ft:gpt-4o-mini:acme:acme:000001"
 SHORT_OPENING = "You are the support agent for"
 LATER = {  # misses corrected after the job started: question -> the person's answer
@@ -124,20 +122,8 @@ def hosted(settings: Settings, chat: FakeChat) -> Iterator[Settings]:
                                           "model": "gpt-4o-mini"})
 
 
-@pytest.fixture
-def run_cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
-
-    def run(*args: str, using: Settings | None = None) -> tuple[int, str, str]:
-        monkeypatch.setattr(cli, "get_settings", lambda: using or settings)
-        code = cli.main(["finetune", *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
 def through_api(settings: Settings, work: Callable[[httpx.AsyncClient, Runtime], Any]) -> Any:
-    """Run `work(client, runtime)` against the app, in its own event loop (the CLI runs its own too)."""
+    """FinetuneCli `work(client, runtime)` against the app, in its own event loop (the CLI runs its own too)."""
 
     async def go() -> Any:
         runtime = Runtime.build(settings)
@@ -171,7 +157,7 @@ def audited(settings: Settings) -> list[str]:
     return actions
 
 
-def drive_to(run_cli: Run, job: str, final: str) -> list[str]:
+def drive_to(run_cli: FinetuneCli, job: str, final: str) -> list[str]:
     """`status` until the job reaches `final` (the fake moves one state per look); the states seen."""
     seen: list[str] = []
     while not seen or seen[-1] != final:
@@ -183,7 +169,8 @@ def drive_to(run_cli: Run, job: str, final: str) -> list[str]:
 
 
 def test_round_trip_start_status_eval_promote_serve(
-    run_cli: Run, settings: Settings, hosted: Settings, chat: FakeChat, provider: FakeFineTuning, prompts_dir: Path
+    run_cli: FinetuneCli, settings: Settings, hosted: Settings, chat: FakeChat, provider: FakeFineTuning,
+    prompts_dir: Path,
 ) -> None:
     through_api(settings, lambda client, runtime: build_logged_dataset(client, runtime.admin_token))
     code, out, err = run_cli("start", "--base-model", "gpt-4o-mini", "--suffix", "acme")
@@ -261,7 +248,8 @@ def test_round_trip_start_status_eval_promote_serve(
 
 
 def test_failed_and_cancelled_jobs_show_why_and_cannot_be_evaluated_or_promoted(
-    run_cli: Run, settings: Settings, hosted: Settings, provider: FakeFineTuning, prompts_dir: Path, tmp_path: Path
+    run_cli: FinetuneCli, settings: Settings, hosted: Settings, provider: FakeFineTuning, prompts_dir: Path,
+    tmp_path: Path,
 ) -> None:
     examples = tmp_path / "examples.jsonl"
     examples.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi?"},
@@ -291,7 +279,7 @@ def test_failed_and_cancelled_jobs_show_why_and_cannot_be_evaluated_or_promoted(
 
 
 def test_a_succeeded_job_with_nothing_held_out_exits_2(
-    run_cli: Run, settings: Settings, hosted: Settings, chat: FakeChat
+    run_cli: FinetuneCli, settings: Settings, hosted: Settings, chat: FakeChat
 ) -> None:
     through_api(settings, lambda client, runtime: build_logged_dataset(client, runtime.admin_token))
     assert run_cli("start", "--base-model", "gpt-4o-mini", "--suffix", "acme")[0] == 0
