@@ -27,11 +27,16 @@ def columns_for(settings: Settings, prompts: list[str], models: list[str]) -> li
 @contextmanager
 def progress(settings: Settings, total: int) -> Iterator[Callable[[], object]]:
     """A progress bar on a terminal (none in a pipe), with the per-case log lines quieted."""
+    service_log = logging.getLogger("service")
+    level = service_log.level
     if settings.log_level != "DEBUG":
         # One line per case would drown the table; the table and --json carry the results.
-        logging.getLogger("service").setLevel(logging.WARNING)
-    with tqdm(total=total, unit="case", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
-        yield bar.update
+        service_log.setLevel(logging.WARNING)
+    try:
+        with tqdm(total=total, unit="case", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+            yield bar.update
+    finally:
+        service_log.setLevel(level)  # as it was: the caller may go on logging (finetune eval, tests in-process)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
