@@ -173,16 +173,13 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from .db import create_db_engine, make_session_factory
+    from .db import command_sessions
     from .report import build_report, format_report
 
     if not _schema_ok(settings):
         return 2
-    engine = create_db_engine(settings.resolved_database_url)
-    try:
-        report = build_report(settings, make_session_factory(engine))
-    finally:
-        engine.dispose()
+    with command_sessions(settings.resolved_database_url) as sessions:
+        report = build_report(settings, sessions)
     print(json.dumps(report.as_json(), indent=2) if args.json else format_report(report))
     return 0
 

@@ -96,6 +96,16 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return factory
 
 
+@contextmanager
+def command_sessions(url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions for one command-line run: an engine opened for it and disposed when the command ends."""
+    engine = create_db_engine(url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
 _write_locks: dict[int, threading.Lock | None] = {}
 
 

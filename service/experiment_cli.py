@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
+from .db import command_sessions
 from .errors import NotFound, SupportbotError
 from .experiment_guard import ArmStops, ExperimentGuard, find_arm, stop_arm
 from .experiments import Difference, Estimate, ExperimentReport, Metric, experiment_reports, report_json
@@ -18,17 +17,6 @@ from .prompts import PromptRegistry
 
 ACTOR = "cli"
 _WIDTH = 26
-
-
-@contextmanager
-def _sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    from .db import create_db_engine, make_session_factory
-
-    engine = create_db_engine(settings.resolved_database_url)
-    try:
-        yield make_session_factory(engine)
-    finally:
-        engine.dispose()
 
 
 def _number(metric: Metric, value: float) -> str:
@@ -116,7 +104,7 @@ def _resume(args: argparse.Namespace, sessions: sessionmaker[Session], prompts: 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Dispatch an `experiment` subcommand; exit 2 for an unknown label, split or arm, 1 for other refusals."""
     prompts = PromptRegistry(settings.prompts_dir, interval=0)
-    with _sessions(settings) as sessions:
+    with command_sessions(settings.resolved_database_url) as sessions:
         try:
             if args.experiment_command == "stop":
                 return _stop(args, sessions, prompts)

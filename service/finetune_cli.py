@@ -38,13 +38,10 @@ REFUSED_EXIT = {"eval": 2, "promote": 2}
 
 @contextmanager
 def _jobs(settings: Settings) -> Iterator[FineTuneJobs]:
-    from .db import create_db_engine, make_session_factory
+    from .db import command_sessions
 
-    engine = create_db_engine(settings.resolved_database_url)
-    try:
-        yield FineTuneJobs(make_session_factory(engine))
-    finally:
-        engine.dispose()
+    with command_sessions(settings.resolved_database_url) as sessions:
+        yield FineTuneJobs(sessions)
 
 
 async def _call(backend: FineTuneBackend, job_id: str, cancel: bool = False) -> JobState:

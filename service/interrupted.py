@@ -35,16 +35,24 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted"  # the escalation reason, the fixed text's key and the reply's provider
 LEASE = "interrupted-turns"
 BATCH = 100
+# How far back a round looks. The sweep runs every minute or so on some replica, so a turn is marked within
+# minutes; one abandoned while no replica ran for longer than this stays unmarked (its message is still stored).
+LOOK_BACK = timedelta(days=1)
 
 
 def abandoned_turns(session: Session, before: datetime, limit: int = BATCH) -> list[tuple[int, str, str | None]]:
     """(message id, conversation id, language) of visitors' messages stored before `before` that no one answered
-    and that are still the last message of a conversation the bot handles."""
+    and that are still the last message of a conversation the bot handles.
+
+    Only conversations active within `LOOK_BACK` of `before` are read (storing a message sets `updated_at`, which
+    is indexed): a round reads the recent conversations, not every open one there ever was.
+    """
     reply, later = aliased(Message), aliased(Message)
     query = (
         select(Message.id, Message.conversation_id, Message.language)
         .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Message.role == Role.USER, Message.origin == Origin.VISITOR, Message.created_at < before,
+        .where(Conversation.updated_at >= before - LOOK_BACK,
+               Message.role == Role.USER, Message.origin == Origin.VISITOR, Message.created_at < before,
                Conversation.status == ConversationStatus.OPEN,
                ~exists().where(reply.reply_to_id == Message.id),
                ~exists().where(and_(later.conversation_id == Message.conversation_id, later.id > Message.id)))

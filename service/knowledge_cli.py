@@ -17,14 +17,11 @@ if TYPE_CHECKING:  # the parser is built on every command; the importer loads on
 
 @contextmanager
 def _imports(settings: Settings, max_pages: int | None = None) -> Iterator[KnowledgeImports]:
-    from .db import create_db_engine, make_session_factory
+    from .db import command_sessions
     from .imports.syncing import KnowledgeImports, fetch_limits
 
-    engine = create_db_engine(settings.resolved_database_url)
-    try:
-        yield KnowledgeImports(make_session_factory(engine), fetch_limits(settings, max_pages))
-    finally:
-        engine.dispose()
+    with command_sessions(settings.resolved_database_url) as sessions:
+        yield KnowledgeImports(sessions, fetch_limits(settings, max_pages))
 
 
 def format_report(report: SyncReport) -> str:

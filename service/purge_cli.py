@@ -34,18 +34,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Purge and print each conversation and the rows per table; 2 when no retention period is known."""
-    from .db import create_db_engine, make_session_factory
+    from .db import command_sessions
 
     days = args.older_than or settings.retention_days
     if not days:
         print("error: retention is off: set SUPPORTBOT_RETENTION_DAYS or pass --older-than 30d", file=sys.stderr)
         return 2
     policy = retention_policy(days, settings.retention_mode, settings.training_retention_days)
-    engine = create_db_engine(settings.resolved_database_url)
-    try:
-        report = purge(make_session_factory(engine), policy, dry_run=args.dry_run, actor=ACTOR)
-    finally:
-        engine.dispose()
+    with command_sessions(settings.resolved_database_url) as sessions:
+        report = purge(sessions, policy, dry_run=args.dry_run, actor=ACTOR)
     print(format_report(report, days, settings.training_retention_days if policy.keeps_training else 0))
     return 0
 

@@ -20,14 +20,11 @@ ACTOR = "cli"
 
 @contextmanager
 def _people(settings: Settings) -> Iterator[People]:
-    from .db import create_db_engine, make_session_factory
+    from .db import command_sessions
     from .people import People
 
-    engine = create_db_engine(settings.resolved_database_url)
-    try:
-        yield People(make_session_factory(engine))
-    finally:
-        engine.dispose()
+    with command_sessions(settings.resolved_database_url) as sessions:
+        yield People(sessions)
 
 
 def _when(at: datetime | None) -> str:

@@ -96,7 +96,7 @@ async def test_an_abandoned_turn_gets_a_fixed_reply_in_its_language_and_a_handof
 async def test_only_abandoned_last_turns_of_conversations_the_bot_handles_are_marked(
         api: httpx.AsyncClient, runtime: Runtime) -> None:
     conversations = {}
-    for name in ("recent", "superseded", "handed_over", "stale"):
+    for name in ("recent", "superseded", "handed_over", "stale", "long_gone"):
         conversations[name], _ = await start_conversation(api)
     recent = left_behind(runtime, conversations["recent"], age=60)  # its turn may still be running
     stale = left_behind(runtime, conversations["stale"], age=900)
@@ -112,12 +112,17 @@ async def test_only_abandoned_last_turns_of_conversations_the_bot_handles_are_ma
     with runtime.log.sessions.begin() as session:
         session.execute(update(Conversation).where(Conversation.id == conversations["handed_over"])
                         .values(status=ConversationStatus.ESCALATED))
+    # Abandoned before the sweep's look-back (no replica swept for days): left as it is, its message still stored.
+    long_gone = left_behind(runtime, conversations["long_gone"], age=3 * 86400)
+    with runtime.log.sessions.begin() as session:
+        session.execute(update(Conversation).where(Conversation.id == conversations["long_gone"])
+                        .values(updated_at=utcnow() - timedelta(days=3)))
     answered_id, answered_auth = await start_conversation(api)
     assert (await send(api, answered_id, answered_auth, "How do I reset my password?")).status_code == 200
 
     assert sweep(runtime) == [stale]
 
-    assert [reply_to(runtime, m) for m in (recent, superseded, handed_over)] == [None, None, None]
+    assert [reply_to(runtime, m) for m in (recent, superseded, handed_over, long_gone)] == [None] * 4
 
 
 async def test_replicas_sweeping_at_once_mark_a_turn_once(api: httpx.AsyncClient, runtime: Runtime) -> None:
