@@ -504,3 +504,46 @@ class JobLease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(100))
     locked_until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ActionStatus(enum.StrEnum):
+    """What became of one action the model called (service/actions/)."""
+
+    OK = "ok"  # the team's API answered 2xx; its declared fields went to the model
+    REJECTED = "rejected"  # a 4xx the model can explain (no such order); the model answers politely
+    FAILED = "failed"  # timeout, 5xx, not JSON, too large, refused redirect, missing secret: a handoff
+    INVALID_ARGUMENTS = "invalid_arguments"  # the model's arguments broke the schema; it is told why
+    UNKNOWN_ACTION = "unknown_action"  # no such action file (or it was removed)
+    SIGN_IN_REQUIRED = "sign_in_required"  # `identity: required` and the visitor is not verified
+    AWAITING_CONFIRMATION = "awaiting_confirmation"  # `side_effects: true`: nothing called until Confirm
+    CONFIRMED = "confirmed"  # the visitor pressed Confirm; the call itself is the row pointing here
+    CANCELLED = "cancelled"  # the visitor pressed Cancel, or wrote something else instead
+    OVER_LIMIT = "over_limit"  # past SUPPORTBOT_ACTIONS_MAX_CALLS in one turn: not called
+
+
+class ActionCall(Base):
+    """One action the model called in a turn: what it asked, what the team's API said, what the model got."""
+
+    __tablename__ = "action_calls"
+    __table_args__ = (Index("ix_action_calls_conversation_id_id", "conversation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)  # the visitor's
+    reply_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), default=None,
+                                                 index=True)  # the assistant reply the turn ended with
+    round: Mapped[int] = mapped_column(Integer, default=0)  # which model call of the turn asked for it (0 first)
+    call_id: Mapped[str] = mapped_column(String(100))  # the model's tool call id
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    arguments: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # None: not a JSON object
+    status: Mapped[str] = mapped_column(String(24))  # ActionStatus
+    http_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    latency_ms: Mapped[int | None] = mapped_column(Integer, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # only the declared fields
+    error: Mapped[str | None] = mapped_column(String(300), default=None)  # short, never a secret or a raw body
+    tool_content: Mapped[str] = mapped_column(Text)  # exactly what the model was given as the tool result
+    summary: Mapped[str | None] = mapped_column(String(500), default=None)  # what the visitor is asked to confirm
+    # The confirmation a call answers (the call made after Confirm points at the awaiting one).
+    confirms_id: Mapped[int | None] = mapped_column(ForeignKey("action_calls.id", ondelete="SET NULL"), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
