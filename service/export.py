@@ -2,7 +2,10 @@
 
 Conversations are read in batches by id, so memory stays flat however large the log is; every line is
 built from the exact system prompt the model saw (the stored snapshot), redacted, validated and
-de-duplicated before it is written.
+de-duplicated before it is written. A turn that called actions (service/actions/) is exported, in the
+OpenAI chat format, as the model lived it: per round an assistant message with `tool_calls` and one `tool`
+message per call with exactly the tool result the model got, then the final answer (for a corrected miss,
+the correction replaces only that final text), so fine-tuning learns when to call what.
 """
 
 from __future__ import annotations
@@ -22,8 +25,18 @@ from .errors import Unprocessable
 from .escalation import POLICY_PREFIX
 from .export_format import CHECKS, FORMATS
 from .inbox import day_end, day_start, split_ref
-from .models import Conversation, Correction, Escalation, Feedback, Message, PromptSnapshot, Role
-from .providers.base import ESCALATE_TOOL
+from .models import (
+    ActionCall,
+    ActionStatus,
+    Conversation,
+    Correction,
+    Escalation,
+    Feedback,
+    Message,
+    PromptSnapshot,
+    Role,
+)
+from .providers.base import ESCALATE_TOOL, ESCALATE_TOOL_NAME
 from .redact import Redactor
 from .review import is_answer, is_model_turn
 
@@ -34,6 +47,9 @@ _MESSAGES = cast(Table, Message.__table__)
 _FEEDBACK = cast(Table, Feedback.__table__)
 _CORRECTIONS = cast(Table, Correction.__table__)
 _ESCALATIONS = cast(Table, Escalation.__table__)
+_ACTIONS = cast(Table, ActionCall.__table__)
+# Rounds the model got wrong (or did not decide: a call made on the visitor's Confirm) are context, never targets.
+_NOT_LEARNED = {ActionStatus.INVALID_ARGUMENTS, ActionStatus.UNKNOWN_ACTION, ActionStatus.OVER_LIMIT}
 _COLUMNS = tuple(_MESSAGES.c[name] for name in (
     "id", "conversation_id", "role", "origin", "content", "provider", "model_requested", "prompt_name",
     "prompt_version", "prompt_sha256", "reply_to_id",
@@ -112,6 +128,7 @@ class _Batch:
     ratings: dict[int, str] = field(default_factory=dict)
     corrections: dict[int, str] = field(default_factory=dict)
     policy_triggers: set[int] = field(default_factory=set)  # visitor messages a policy handed over
+    actions: dict[int, list[Row[Any]]] = field(default_factory=dict)  # action calls by the reply of their turn
 
 
 def in_validation(seed: int, conversation_id: str, fraction: float) -> bool:
@@ -123,9 +140,13 @@ def in_validation(seed: int, conversation_id: str, fraction: float) -> bool:
 class Exporter:
     """Streams training examples out of the log."""
 
-    def __init__(self, sessions: sessionmaker[Session], options: ExportOptions) -> None:
+    def __init__(self, sessions: sessionmaker[Session], options: ExportOptions,
+                 action_tools: Sequence[dict[str, Any]] = ()) -> None:
+        """`action_tools`: the actions as offered to the model (`ActionSet.tools()`), for the `tools` array of
+        lines that call them; an action missing there (its file was removed) gets a definition by name only."""
         self.sessions = sessions
         self.options = options
+        self.action_tools = {tool["function"]["name"]: tool for tool in action_tools}
         self.summary = ExportSummary()
         self._snapshots: dict[str, str | None] = {}
         self._version_prompts: dict[tuple[str, str], str | None] = {}
@@ -199,7 +220,14 @@ class Exporter:
             return _Batch(ratings=ratings, corrections=corrections)
         messages = connection.execute(select(*_COLUMNS).where(_MESSAGES.c.conversation_id.in_(sorted(wanted)))
                                       .order_by(_MESSAGES.c.conversation_id, _MESSAGES.c.id)).all()
-        return _Batch(messages, ratings, corrections, triggers)
+        actions: dict[int, list[Row[Any]]] = {}
+        for call in connection.execute(
+                select(_ACTIONS.c.id, _ACTIONS.c.reply_id, _ACTIONS.c.round, _ACTIONS.c.call_id, _ACTIONS.c.action,
+                       _ACTIONS.c.arguments, _ACTIONS.c.status, _ACTIONS.c.tool_content, _ACTIONS.c.confirms_id)
+                .where(_ACTIONS.c.conversation_id.in_(sorted(wanted)), _ACTIONS.c.reply_id.is_not(None))
+                .order_by(_ACTIONS.c.reply_id, _ACTIONS.c.round, _ACTIONS.c.id)):
+            actions.setdefault(call.reply_id, []).append(cast(Row[Any], call))
+        return _Batch(messages, ratings, corrections, triggers, actions)
 
     def _fetch_snapshots(self, session: Session, loaded: _Batch) -> None:
         wanted = {m.prompt_sha256 for m in loaded.messages if m.prompt_sha256} - set(self._snapshots)
@@ -233,7 +261,7 @@ class Exporter:
             if excluded:
                 self.summary.skipped["conversation excluded from training"] += 1
                 continue
-            line = self._line(conversation_id, rows[:index], target, redaction)
+            line = self._line(conversation_id, rows[:index], target, redaction, loaded.actions)
             if line is not None:
                 yield line
 
@@ -281,8 +309,8 @@ class Exporter:
         return None
 
     def _line(self, conversation_id: str, history: list[Row[Any]], target: _Target,
-              redaction: _Redaction | None) -> ExportLine | None:
-        example = self._example(conversation_id, history, target, redaction)
+              redaction: _Redaction | None, actions: dict[int, list[Row[Any]]]) -> ExportLine | None:
+        example = self._example(conversation_id, history, target, redaction, actions)
         if example is None:
             return None
         problems = CHECKS[self.options.format](example)
@@ -303,7 +331,7 @@ class Exporter:
         return ExportLine(text, validation, conversation_id, target.reply.id)
 
     def _example(self, conversation_id: str, history: list[Row[Any]], target: _Target,
-                 redaction: _Redaction | None) -> dict[str, Any] | None:
+                 redaction: _Redaction | None, actions: dict[int, list[Row[Any]]]) -> dict[str, Any] | None:
         fmt = self.options.format
         if fmt == "dpo" and target.original is None:
             self.summary.skipped["dpo needs a model answer to reject (the model failed or was blocked)"] += 1
@@ -311,7 +339,9 @@ class Exporter:
         if fmt == "dpo" and target.content == target.original:
             self.summary.skipped["dpo needs a correction to prefer over the original reply"] += 1
             return None
-        turns = _history_messages(history, redaction.history if redaction else _keep, with_tools=fmt == "openai-chat")
+        with_tools = fmt == "openai-chat"
+        turns = _history_messages(history, redaction.history if redaction else _keep,
+                                  actions if with_tools else None, redaction.call if redaction else _keep_call)
         tail = redaction.after_history() if redaction else None
 
         def clean(text: str) -> str:
@@ -337,13 +367,24 @@ class Exporter:
             return {"input": {"messages": prefix + turns},
                     "preferred_output": [{"role": "assistant", "content": clean(target.content)}],
                     "non_preferred_output": [{"role": "assistant", "content": clean(target.original or "")}]}
+        rounds = _rounds(actions.get(target.reply.id, []), lambda call: _call_texts(call, clean), learned=True)
         final: dict[str, Any] = {"role": "assistant", "content": clean(target.content), "weight": 1}
         if target.with_tool_calls:
             final["tool_calls"] = target.reply.tool_calls
-        example: dict[str, Any] = {"messages": prefix + turns + [final]}
-        if any("tool_calls" in m for m in example["messages"]):
-            example["tools"] = [ESCALATE_TOOL]
+        example: dict[str, Any] = {"messages": prefix + turns + rounds + [final]}
+        called = [call["function"]["name"] for m in example["messages"] for call in m.get("tool_calls", ())]
+        if called:
+            example["tools"] = self._tools(called)
         return example
+
+    def _tools(self, called: list[str]) -> list[dict[str, Any]]:
+        """The `tools` array of a line with tool calls: escalate_to_human, then every action it calls."""
+        tools = [ESCALATE_TOOL]
+        for name in dict.fromkeys(called):
+            if name != ESCALATE_TOOL_NAME:
+                tools.append(self.action_tools.get(name) or {
+                    "type": "function", "function": {"name": name, "parameters": {"type": "object"}}})
+        return tools
 
 
 class _Redaction:
@@ -357,11 +398,18 @@ class _Redaction:
     def __init__(self) -> None:
         self._redactor = Redactor()
         self._done: dict[int, str] = {}
+        self._calls: dict[int, tuple[str, str]] = {}
 
     def history(self, row: Row[Any]) -> str:
         if row.id not in self._done:
             self._done[row.id] = self._redactor.redact(row.content)
         return self._done[row.id]
+
+    def call(self, call: Row[Any]) -> tuple[str, str]:
+        """An action call's arguments and tool result, redacted in the conversation's order."""
+        if call.id not in self._calls:
+            self._calls[call.id] = _call_texts(call, self._redactor.redact)
+        return self._calls[call.id]
 
     def after_history(self) -> Redactor:
         return self._redactor.copy()
@@ -371,9 +419,57 @@ def _keep(row: Row[Any]) -> str:
     return str(row.content)
 
 
+def _keep_call(call: Row[Any]) -> tuple[str, str]:
+    return _call_texts(call, lambda text: text)
+
+
+def _call_texts(call: Row[Any], clean: Callable[[str], str]) -> tuple[str, str]:
+    """A call's arguments (a JSON string, as the model wrote them) and tool result, every string in them cleaned.
+
+    The strings inside the JSON are cleaned, not the JSON text, so a placeholder never breaks the JSON."""
+    arguments = json.dumps(_clean_strings(call.arguments or {}, clean), ensure_ascii=False)
+    try:
+        content = json.dumps(_clean_strings(json.loads(call.tool_content), clean), ensure_ascii=False,
+                             separators=(",", ":"))
+    except ValueError:
+        content = clean(call.tool_content)
+    return arguments, content
+
+
+def _clean_strings(value: Any, clean: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {key: _clean_strings(item, clean) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean_strings(item, clean) for item in value]
+    return value
+
+
+def _rounds(calls: list[Row[Any]], texts: Callable[[Row[Any]], tuple[str, str]],
+            learned: bool) -> list[dict[str, Any]]:
+    """One turn's action calls in chat format: per round, the assistant's `tool_calls` (weight 1 when `learned`
+    and the model got the round right) and a `tool` message per call with what the model was given."""
+    messages: list[dict[str, Any]] = []
+    for number in dict.fromkeys(call.round for call in calls):
+        this_round = [call for call in calls if call.round == number]
+        pairs = [texts(call) for call in this_round]
+        right = learned and not any(call.status in _NOT_LEARNED or call.confirms_id is not None
+                                    for call in this_round)
+        messages.append({"role": "assistant", "content": None, "weight": 1 if right else 0, "tool_calls": [
+            {"id": call.call_id, "type": "function", "function": {"name": call.action, "arguments": arguments}}
+            for call, (arguments, _) in zip(this_round, pairs, strict=True)]})
+        messages += [{"role": "tool", "tool_call_id": call.call_id, "content": content}
+                     for call, (_, content) in zip(this_round, pairs, strict=True)]
+    return messages
+
+
 def _history_messages(history: list[Row[Any]], clean: Callable[[Row[Any]], str],
-                      with_tools: bool) -> list[dict[str, Any]]:
-    """What the visitor saw before the reply, in chat format; earlier assistant turns carry weight 0."""
+                      actions: dict[int, list[Row[Any]]] | None,
+                      clean_call: Callable[[Row[Any]], tuple[str, str]]) -> list[dict[str, Any]]:
+    """What the visitor saw before the reply, in chat format; earlier assistant turns carry weight 0 unless
+    reviewed good. `actions` (None: no tool messages) adds each earlier turn's action calls before its reply."""
+    with_tools = actions is not None
     messages: list[dict[str, Any]] = []
     for row in history:
         if not (row.content or "").strip() or row.role == Role.SYSTEM:
@@ -382,6 +478,8 @@ def _history_messages(history: list[Row[Any]], clean: Callable[[Row[Any]], str],
             messages.append({"role": "user", "content": clean(row)})
             continue
         good = is_answer(row) and row.review == "good"
+        if actions:
+            messages += _rounds(actions.get(row.id, []), clean_call, learned=good)
         message: dict[str, Any] = {"role": "assistant", "content": clean(row), "weight": 1 if good else 0}
         if with_tools and row.tool_calls:
             message["tool_calls"] = row.tool_calls

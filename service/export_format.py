@@ -80,6 +80,23 @@ def check_chat(example: Any) -> list[str]:
         problems.append("at least one assistant message must have weight 1")
     if any("tool_calls" in m for m in messages) and not isinstance(example.get("tools"), list):
         problems.append("examples with tool_calls need a 'tools' array")
+    return problems + _check_tool_answers(messages, example.get("tools"))
+
+
+def _check_tool_answers(messages: list[dict[str, Any]], tools: Any) -> list[str]:
+    """A `tool` message answers a call made before it, and every function called is in `tools`."""
+    problems = []
+    called: set[str] = set()
+    names: set[str] = set()
+    for index, message in enumerate(messages):
+        for call in message.get("tool_calls", ()):
+            called.add(call["id"])
+            names.add(call["function"]["name"])
+        if message["role"] == "tool" and message["tool_call_id"] not in called:
+            problems.append(f"messages[{index}]: tool_call_id {message['tool_call_id']!r} answers no earlier call")
+    if isinstance(tools, list):
+        offered = {tool.get("function", {}).get("name") for tool in tools if isinstance(tool, dict)}
+        problems += [f"tool {name!r} is called but not in 'tools'" for name in sorted(names - offered)]
     return problems
 
 
