@@ -46,6 +46,8 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 # Turns take from milliseconds (a fixed text) to a minute (SUPPORTBOT_TURN_TIMEOUT).
 TURN_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 FIRST_TOKEN_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# An action's HTTP call takes from milliseconds to its file's timeout (5 s by default).
+ACTION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 TURNS = Counter("supportbot_turns", "Turns answered, by outcome (answered, escalated, partial, failed), provider, "
                 "prompt version and experiment arm", ["outcome", "provider", "prompt_version", "arm"])
@@ -71,6 +73,11 @@ TOKENS = Counter("supportbot_tokens", "Model tokens, by direction (input, output
 COST = Counter("supportbot_cost_usd", "Model cost in USD at SUPPORTBOT_MODEL_PRICES, by model", ["model"])
 WEBHOOK_DELIVERIES = Counter("supportbot_webhook_deliveries", "Handoff webhook delivery attempts, by result "
                              "(delivered, retry, dead)", ["result"])
+ACTION_CALLS = Counter("supportbot_action_calls", "Actions the model called, by action and status (ok, rejected, "
+                       "failed, invalid_arguments, sign_in_required, awaiting_confirmation, cancelled, over_limit, "
+                       "unknown_action)", ["action", "status"])
+ACTION_CALL_SECONDS = Histogram("supportbot_action_call_seconds", "How long the team's API took to answer an action "
+                                "call (calls made only)", ["action"], buckets=ACTION_BUCKETS)
 DB_POOL_IN_USE = Gauge("supportbot_db_pool_connections_in_use", "Database connections checked out of the pool, by "
                        "database (sqlite, postgresql)", ["database"], multiprocess_mode="livesum")
 
@@ -148,6 +155,17 @@ def record_webhook_delivery(result: str) -> None:
     """A webhook delivery attempt ended: delivered, retry (failed, tried again later), dead (given up) or erased
     (its conversation was erased during the attempt)."""
     _child(WEBHOOK_DELIVERIES, result).inc()
+
+
+def record_action(action: str, status: str, seconds: float | None) -> None:
+    """Count one action call by status, and its HTTP time when a request was made (`seconds` None: not called).
+
+    A name the model made up (status unknown_action) counts as action "unknown": the label set stays the
+    team's action files, whatever the model writes."""
+    label = "unknown" if status == "unknown_action" else action
+    _child(ACTION_CALLS, label, status).inc()
+    if seconds is not None:
+        _child(ACTION_CALL_SECONDS, label).observe(seconds)
 
 
 _pooled: weakref.WeakSet[Engine] = weakref.WeakSet()
