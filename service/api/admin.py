@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from anyio import to_thread
 from fastapi import APIRouter, Body, Query
 
+from ..actions.stored import calls_by_message
 from ..assignment import Assignments
 from ..events import AGENT_REPLY, RESOLVED, new_event
 from ..presence import is_online
@@ -14,13 +15,15 @@ from ..ratings import Ratings
 from ..turns import check_message
 from .deps import Answering, BeforeId, RuntimeDep, Staff
 from .schemas import (
+    ActionCallAdmin,
     AdminMessage,
     AgentMessageCreate,
-    ConversationAdmin,
+    ConversationTranscript,
     CsatPublic,
     ErrorBody,
     EscalationAdmin,
     ResolvePublic,
+    TranscriptMessage,
     error_responses,
 )
 
@@ -47,21 +50,24 @@ async def list_escalations(
             for row in rows]
 
 
-@router.get("/conversations/{conversation_id}", response_model=ConversationAdmin, responses=ADMIN_ERRORS)
-async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staff) -> ConversationAdmin:
-    """The whole conversation with every reply's prompt version, model, usage, feedback and escalations."""
+@router.get("/conversations/{conversation_id}", response_model=ConversationTranscript, responses=ADMIN_ERRORS)
+async def get_conversation(conversation_id: str, runtime: RuntimeDep, _who: Staff) -> ConversationTranscript:
+    """The whole conversation with every reply's prompt version, model, usage, feedback, action calls and
+    escalations."""
     conversation, messages, escalations, feedback = await to_thread.run_sync(
         runtime.handoff.conversation_detail, conversation_id)
+    actions = await to_thread.run_sync(calls_by_message, runtime.log.sessions, conversation_id)
     assignee = (await to_thread.run_sync(Assignments(runtime.log.sessions).assignees, [conversation_id])
                 ).get(conversation_id)
     csat = await to_thread.run_sync(Ratings(runtime.log.sessions).get, conversation_id)
-    return ConversationAdmin(
+    return ConversationTranscript(
         id=conversation.id, status=conversation.status, created_at=conversation.created_at,
         visitor=conversation.visitor, visitor_online=is_online(conversation.visitor_seen_at),
         arm=conversation.arm,
         messages=[
-            AdminMessage.model_validate(m).model_copy(
-                update={"feedback": feedback[m.id].rating if m.id in feedback else None})
+            TranscriptMessage.model_validate(m).model_copy(update={
+                "feedback": feedback[m.id].rating if m.id in feedback else None,
+                "actions": [ActionCallAdmin.model_validate(call) for call in actions.get(m.id, ())]})
             for m in messages
         ],
         escalations=[EscalationAdmin.model_validate(e).model_copy(update={"assignee": assignee})

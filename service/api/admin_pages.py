@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -14,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from .. import experiment_text
+from ..actions.stored import calls_by_message
 from ..assignment import Assignments
 from ..auth import AdminSessions
 from ..authorship import byline
@@ -44,6 +47,8 @@ from .review import prompt_versions
 PACKAGE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
 templates.env.filters["markdown"] = render_markdown
+# JSON as plain text (autoescaped where it is printed), unlike `tojson`, which is for <script> and shows \u003c.
+templates.env.filters["json_text"] = partial(json.dumps, ensure_ascii=False)
 templates.env.globals["byline"] = byline
 templates.env.tests["model_turn"] = is_model_turn
 ADMIN_CSS = (PACKAGE / "static" / "admin.css").read_bytes()
@@ -283,6 +288,7 @@ async def conversation_page(
     return render(request, helper, "admin/conversation.html", {
         "actor": actor, "section": "inbox", "conversation": conversation, "messages": messages,
         "escalations": escalations, "feedback": feedback, "corrections": corrections,
+        "actions": await to_thread.run_sync(calls_by_message, runtime.log.sessions, conversation_id),
         "visitor_online": is_online(conversation.visitor_seen_at),
         "assignee": (await to_thread.run_sync(desk.assignees, [conversation_id])).get(conversation_id),
         "answerers": await to_thread.run_sync(desk.answerers),

@@ -333,3 +333,35 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                409: "Conflict", 413: "Body or message too large", 422: "Invalid input",
                429: "Rate limited; see Retry-After", 503: "Not ready"}
     return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
+
+
+class ActionCallAdmin(BaseModel):
+    """One action the model called in the turn that ended with this message (service/actions/): what it asked,
+    what the team's API answered (declared fields only) and what became of it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    action: str
+    status: str = Field(description="ok, rejected, failed, invalid_arguments, unknown_action, sign_in_required, "
+                                    "awaiting_confirmation, confirmed, cancelled or over_limit")
+    arguments: dict[str, object] | None = Field(description="What the model supplied; null when not a JSON object.")
+    http_status: int | None = Field(description="The team's API's status code; null when no request was made.")
+    latency_ms: int | None
+    result: dict[str, object] | None = Field(description="The response's declared fields, as the model got them.")
+    error: str | None = Field(description="What went wrong, short (never the raw response).")
+    summary: str | None = Field(description="What the visitor was asked to confirm (side-effect actions).")
+    confirms_id: int | None = Field(description="The awaiting call this one was made for, after Confirm.")
+    decided_at: datetime | None = Field(description="When the visitor confirmed or cancelled.")
+    created_at: datetime
+
+
+class TranscriptMessage(AdminMessage):
+    actions: list[ActionCallAdmin] = Field(
+        default_factory=list, description="The action calls of the turn this reply ended, in order.")
+
+
+class ConversationTranscript(ConversationAdmin):
+    """The admin conversation, each message with its turn's action calls."""
+
+    messages: list[TranscriptMessage]  # type: ignore[assignment]
