@@ -78,6 +78,9 @@
       errorConversationFull: "This conversation has reached its limit. Please start a new conversation.",
       errorIdentity: "We couldn't verify your account. Please reload the page or sign in again.",
       errorServer: "Something went wrong on our side. Your message is still here; please try again.",
+      confirm: "Confirm",
+      cancel: "Cancel",
+      confirmClosed: "This request was already answered or is no longer open.",
       poweredBy: "Powered by supportbot",
     },
     de: {
@@ -123,6 +126,9 @@
       errorConversationFull: "Diese Unterhaltung ist voll. Bitte beginnen Sie eine neue Unterhaltung.",
       errorIdentity: "Ihr Konto konnte nicht best\u00e4tigt werden. Bitte laden Sie die Seite neu oder melden Sie sich erneut an.",
       errorServer: "Bei uns ist etwas schiefgegangen. Ihre Nachricht ist noch da; bitte versuchen Sie es erneut.",
+      confirm: "Best\u00e4tigen",
+      cancel: "Abbrechen",
+      confirmClosed: "Diese Anfrage wurde schon beantwortet oder ist nicht mehr offen.",
       poweredBy: "Bereitgestellt von supportbot",
     },
     es: {
@@ -168,6 +174,9 @@
       errorConversationFull: "Esta conversaci\u00f3n ha llegado a su l\u00edmite. Inicia una conversaci\u00f3n nueva.",
       errorIdentity: "No hemos podido verificar tu cuenta. Recarga la p\u00e1gina o vuelve a iniciar sesi\u00f3n.",
       errorServer: "Algo ha fallado por nuestra parte. Tu mensaje sigue aqu\u00ed; int\u00e9ntalo de nuevo.",
+      confirm: "Confirmar",
+      cancel: "Cancelar",
+      confirmClosed: "Esta solicitud ya se respondi\u00f3 o ya no est\u00e1 abierta.",
       poweredBy: "Con la tecnolog\u00eda de supportbot",
     },
     fr: {
@@ -213,6 +222,9 @@
       errorConversationFull: "Cette conversation a atteint sa limite. Veuillez commencer une nouvelle conversation.",
       errorIdentity: "Nous n\u2019avons pas pu v\u00e9rifier votre compte. Rechargez la page ou reconnectez-vous.",
       errorServer: "Un probl\u00e8me est survenu de notre c\u00f4t\u00e9. Votre message est toujours l\u00e0 ; veuillez r\u00e9essayer.",
+      confirm: "Confirmer",
+      cancel: "Annuler",
+      confirmClosed: "Cette demande a d\u00e9j\u00e0 re\u00e7u une r\u00e9ponse ou n\u2019est plus ouverte.",
       poweredBy: "Propuls\u00e9 par supportbot",
     },
     pt: {
@@ -258,6 +270,9 @@
       errorConversationFull: "Esta conversa atingiu o limite. Inicie uma nova conversa.",
       errorIdentity: "N\u00e3o foi poss\u00edvel verificar a sua conta. Recarregue a p\u00e1gina ou inicie sess\u00e3o novamente.",
       errorServer: "Algo correu mal do nosso lado. A sua mensagem continua aqui; tente novamente.",
+      confirm: "Confirmar",
+      cancel: "Cancelar",
+      confirmClosed: "Este pedido j\u00e1 foi respondido ou j\u00e1 n\u00e3o est\u00e1 em aberto.",
       poweredBy: "Com tecnologia supportbot",
     },
     it: {
@@ -303,6 +318,9 @@
       errorConversationFull: "Questa conversazione ha raggiunto il limite. Avvia una nuova conversazione.",
       errorIdentity: "Non \u00e8 stato possibile verificare il tuo account. Ricarica la pagina o accedi di nuovo.",
       errorServer: "Qualcosa \u00e8 andato storto da parte nostra. Il tuo messaggio \u00e8 ancora qui; riprova.",
+      confirm: "Conferma",
+      cancel: "Annulla",
+      confirmClosed: "Questa richiesta ha gi\u00e0 avuto risposta o non \u00e8 pi\u00f9 aperta.",
       poweredBy: "Realizzato con supportbot",
     },
     nl: {
@@ -348,6 +366,9 @@
       errorConversationFull: "Dit gesprek heeft de limiet bereikt. Begin een nieuw gesprek.",
       errorIdentity: "We konden uw account niet verifi\u00ebren. Laad de pagina opnieuw of meld u opnieuw aan.",
       errorServer: "Er ging bij ons iets mis. Uw bericht staat er nog; probeer het opnieuw.",
+      confirm: "Bevestigen",
+      cancel: "Annuleren",
+      confirmClosed: "Dit verzoek is al beantwoord of staat niet meer open.",
       poweredBy: "Mogelijk gemaakt door supportbot",
     },
   };
@@ -553,27 +574,33 @@
     }
   }
 
-  async function jsonTurn(conversation, body) {
-    var response = await call("POST", conversationPath(conversation, "/messages"), { token: conversation.token, body: body });
+  async function jsonTurn(conversation, suffix, body) {
+    var response = await call("POST", conversationPath(conversation, suffix), { token: conversation.token, body: body });
     return response.json();
   }
 
   // One turn, streamed when possible. Every fallback resends with the same client_message_id, so the
   // service answers from what it stored instead of storing the message twice.
-  async function streamTurn(conversation, text, clientId, onText) {
-    var body = { content: text, client_message_id: clientId };
+  function streamTurn(conversation, text, clientId, onText) {
+    return postTurn(conversation, "/messages", { content: text, client_message_id: clientId }, onText);
+  }
+
+  // POST `body` to the conversation's `suffix` (a message, or a decision on an action) and read the turn it
+  // starts: SSE `delta` events then `done`, or JSON. A resend of the same body is answered from what the
+  // service stored, so falling back to JSON never does anything twice.
+  async function postTurn(conversation, suffix, body, onText) {
     var response;
     try {
-      response = await call("POST", conversationPath(conversation, "/messages"), {
+      response = await call("POST", conversationPath(conversation, suffix), {
         token: conversation.token, body: body, accept: "text/event-stream",
       });
     } catch (error) {
       if (error.kind !== "network") throw error;
-      return jsonTurn(conversation, body);
+      return jsonTurn(conversation, suffix, body);
     }
     var type = response.headers.get("Content-Type") || "";
     if (type.indexOf("text/event-stream") === -1 || !response.body || !response.body.getReader) {
-      return type.indexOf("application/json") !== -1 ? response.json() : jsonTurn(conversation, body);
+      return type.indexOf("application/json") !== -1 ? response.json() : jsonTurn(conversation, suffix, body);
     }
     var sofar = "";
     var outcome = null;
@@ -594,7 +621,7 @@
     }
     if (outcome) return outcome;
     if (failure) throw new ApiError("http", 500, String(failure.code || "stream_error"), failure.message);
-    return jsonTurn(conversation, body);
+    return jsonTurn(conversation, suffix, body);
   }
 
   // ---------------------------------------------------------------- safe Markdown
@@ -903,6 +930,15 @@
     ".sb-sources { margin: 4px 0 0 4px; font-size: 12px; color: var(--sb-muted); max-width: 100%; overflow-wrap: anywhere; }",
     ".sb-source + .sb-source::before { content: \" \\00b7  \"; }",
     ".sb-sources a { color: var(--sb-primary); text-decoration: underline; text-underline-offset: 2px; }",
+    ".sb-confirm { margin: 6px 0 0; padding: 10px 12px; max-width: 100%; border: 1px solid var(--sb-border);",
+    "  border-radius: 12px; background: var(--sb-panel); }",
+    ".sb-confirm-summary { margin: 0 0 8px; font-weight: 600; white-space: pre-wrap; overflow-wrap: anywhere; }",
+    ".sb-confirm-row { display: flex; flex-wrap: wrap; gap: 8px; }",
+    ".sb-confirm-cancel { flex: none; height: 36px; padding: 0 16px; border: 1px solid var(--sb-border); border-radius: 10px;",
+    "  background: var(--sb-panel); color: var(--sb-text); font-weight: 600; }",
+    ".sb-confirm .sb-button { color: var(--sb-on-primary); } /* over .sb-root button's inherited colour */",
+    ".sb-confirm button:disabled { opacity: .6; cursor: default; }",
+    ".sb-confirm-closed { margin: 0; color: var(--sb-muted); }",
 
     ".sb-handoff { flex: none; padding: 12px 16px; border-top: 1px solid #fde68a; background: #fffbeb; color: #78350f; font-size: 13px; }",
     ".sb-handoff-title { margin: 0; display: flex; align-items: center; gap: 8px; font-weight: 600; }",
@@ -1495,9 +1531,14 @@
   function applyTranscript(transcript, quiet) {
     var fresh = [];
     transcript.messages.forEach(function (message) {
-      if (message.role === "system" || known.has(message.id)) return;
+      if (message.role === "system") return;
+      if (known.has(message.id)) {
+        if (!message.confirmation) dropConfirmation(message.id);
+        return;
+      }
       var element = messageElement(message);
       placeMessage(element);
+      if (message.role === "assistant") addConfirmation(element, message.confirmation);
       if (message.role === "assistant") addFeedback(element, message.id);
       if (message.role !== "user") {
         fresh.push(element);
@@ -1583,8 +1624,9 @@
     }
   }
 
-  async function deliver(text, clientId, reply) {
-    var onText = function (sofar) {
+  // Shows a streamed reply's text as it grows, at most once a frame.
+  function streamInto(reply) {
+    return function (sofar) {
       reply.sofar = sofar;
       if (reply.frame) return;
       reply.frame = requestAnimationFrame(function () {
@@ -1593,6 +1635,10 @@
         scrollToEnd();
       });
     };
+  }
+
+  async function deliver(text, clientId, reply) {
+    var onText = streamInto(reply);
     var conversation = await ensureConversation();
     try {
       return await streamTurn(conversation, text, clientId, onText);
@@ -1616,6 +1662,9 @@
     reply.setAttribute("data-id", String(turn.reply.message_id));
     known.add(turn.reply.message_id);
     state.answered = true;
+    // A new turn stored: an earlier question to confirm has expired (the service refuses a late decision).
+    Array.prototype.slice.call(ui.log.querySelectorAll(".sb-confirm")).forEach(function (card) { card.remove(); });
+    addConfirmation(reply, turn.confirmation);
     if (!turn.escalated && state.status !== "escalated") addFeedback(reply, turn.reply.message_id);
     scrollToEnd();
     announce(config.title + ": " + bubbleText(reply));
@@ -1624,6 +1673,84 @@
     else if (state.status !== "escalated") setStatus("open"); // writing after resolution reopens it
     saveConversation();
     emit("message", { count: 1 });
+  }
+
+  // ---------------------------------------------------------------- confirming an action
+
+  // A reply that asks the visitor to confirm an action (cancel an order, resend an invoice) carries
+  // `confirmation`: its summary is shown as text, never as HTML, with Confirm and Cancel. Nothing is called
+  // before Confirm; one click decides (both buttons are disabled at once and go when the service answered).
+  function addConfirmation(wrapper, confirmation) {
+    if (!confirmation || typeof confirmation.action_call_id !== "number" || wrapper.querySelector(".sb-confirm")) return;
+    var summaryId = "sb-confirm-" + confirmation.action_call_id;
+    var card = h("div", { class: "sb-confirm", role: "group", "aria-labelledby": summaryId });
+    var buttons = [["confirm", "sb-button", t.confirm], ["cancel", "sb-confirm-cancel", t.cancel]].map(function (item) {
+      return h("button", {
+        type: "button", class: item[1], "data-decision": item[0], text: item[2],
+        onclick: function () { decide(confirmation, card, item[0]); },
+      });
+    });
+    card.append(h("p", { id: summaryId, class: "sb-confirm-summary", text: String(confirmation.summary || "") }),
+      h("div", { class: "sb-confirm-row" }, buttons));
+    (wrapper.querySelector(".sb-sources") || wrapper.querySelector(".sb-bubble")).after(card);
+  }
+
+  function setDecisionButtons(card, disabled) {
+    card.setAttribute("aria-busy", String(disabled));
+    Array.prototype.forEach.call(card.querySelectorAll("button"), function (button) { button.disabled = disabled; });
+  }
+
+  // POST the decision; the turn it starts (the action called, or the model told it was cancelled) is shown
+  // like any reply, streamed when possible. A 409 (decided in another tab, or expired by a later message)
+  // or 404 leaves the summary with a short note in place of the buttons.
+  async function decide(confirmation, card, decision) {
+    var conversation = state.conversation;
+    if (!conversation || state.busy || card.getAttribute("aria-busy") === "true") return;
+    setDecisionButtons(card, true);
+    clearError();
+    state.busy = true;
+    state.sendSeq += 1;
+    updateComposer();
+    var mine = messageElement({ role: "user", content: decision === "confirm" ? t.confirm : t.cancel });
+    mine.classList.add("sb-msg--pending");
+    var reply = typingElement();
+    ui.log.append(mine, reply);
+    scrollToEnd();
+    var closed = false;
+    try {
+      var suffix = "/actions/" + encodeURIComponent(String(confirmation.action_call_id));
+      var turn = await postTurn(conversation, suffix, { decision: decision }, streamInto(reply));
+      card.remove();
+      settleTurn(turn, mine, reply);
+      ui.input.focus(); // the buttons are gone: the keyboard goes on in the message box
+    } catch (error) {
+      mine.remove();
+      reply.remove();
+      closed = error instanceof ApiError && (error.status === 409 || error.status === 404);
+      if (closed) {
+        card.querySelector(".sb-confirm-row").replaceWith(
+          h("p", { class: "sb-confirm-closed", role: "status", text: t.confirmClosed }));
+        card.removeAttribute("aria-busy");
+      } else {
+        setDecisionButtons(card, false);
+        showError(error, function () { decide(confirmation, card, decision); });
+      }
+    } finally {
+      cancelAnimationFrame(reply.frame);
+      state.busy = false;
+      updateComposer();
+    }
+    if (closed) {
+      ui.input.focus();
+      refreshTranscript(false); // what was decided elsewhere (another tab) shows up
+    }
+  }
+
+  // The transcript no longer asks about this reply (decided in another tab): its buttons go.
+  function dropConfirmation(messageId) {
+    var wrapper = ui.log.querySelector('.sb-msg[data-id="' + Number(messageId) + '"]');
+    var card = wrapper && wrapper.querySelector(".sb-confirm");
+    if (card && card.querySelector("button")) card.remove();
   }
 
   // ---------------------------------------------------------------- handoff
