@@ -145,3 +145,12 @@ async def test_widget_routes_stay_out_of_the_api_schema(client: httpx.AsyncClien
 
     assert "/widget.js" not in paths and "/" not in paths
 
+
+
+def test_widget_never_parses_a_string_as_html() -> None:
+    """Replies, action summaries and results reach the page as text nodes or the safe Markdown path only."""
+    source = (STATIC_DIR / "widget.js").read_text(encoding="utf-8")
+
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "DOMParser",
+                 "createContextualFragment", "srcdoc"):
+        assert sink not in source, sink
