@@ -17,12 +17,17 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from service.actions.base import ActionSpec
+from service.actions.files import parse_action_text
 
 from .upstream_server import serving
 
@@ -232,3 +237,51 @@ def running_team_api(**options: Any) -> Iterator[FakeTeamAPI]:
     with serving(api.app(), lifespan="off") as base:
         api.url = base
         yield api
+
+
+def order_action(url: str, **changes: Any) -> dict[str, Any]:
+    """An action file (as data) for GET `url` (e.g. f"{api.url}/orders/{{order_id}}") with the issue's fields;
+    `changes` replace top-level keys, None removes one. Write it with `write_action` or parse it with `spec_of`."""
+    action: dict[str, Any] = {
+        "name": "get_order_status",
+        "description": "Look up the shipping status of one of the visitor's orders by its order number.",
+        "parameters": {"type": "object",
+                       "properties": {"order_id": {"type": "string", "description": "Like A-1042."}},
+                       "required": ["order_id"]},
+        "request": {"method": "GET", "url": url, "headers": {"Authorization": "Bearer ${ORDERS_API_TOKEN}"},
+                    "timeout": 5},
+        "identity": "optional",
+        "side_effects": False,
+        "response": {"fields": ["status", "carrier", "eta"], "max_bytes": 4000},
+    }
+    for key, value in changes.items():
+        if value is None:
+            action.pop(key, None)
+        else:
+            action[key] = value
+    return action
+
+
+def cancel_action(base: str, **changes: Any) -> dict[str, Any]:
+    """`cancel_order`: POST {base}/orders/{order_id}/cancel with a `reason` in the JSON body, side effects."""
+    action = order_action(f"{base}/orders/{{order_id}}/cancel", name="cancel_order",
+                          description="Cancel one of the visitor's orders that has not shipped yet.",
+                          side_effects=True, confirm="Cancel order {order_id}?",
+                          response={"fields": ["status", "refund", "error", "message"]})
+    action["parameters"]["properties"]["reason"] = {"type": "string", "description": "Why, in a few words."}
+    action["request"]["method"] = "POST"
+    action.update(changes)
+    return action
+
+
+def write_action(directory: Path, action: dict[str, Any], filename: str | None = None) -> Path:
+    """Write `action` as YAML into `directory` (created), named after it unless `filename` is given."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (filename or f"{action['name']}.yaml")
+    path.write_text(yaml.safe_dump(action, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def spec_of(action: dict[str, Any]) -> ActionSpec:
+    """`action` through the real file parser, as the service would load it."""
+    return parse_action_text(yaml.safe_dump(action, sort_keys=False), Path(f"{action['name']}.yaml"))

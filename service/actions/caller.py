@@ -35,6 +35,7 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _FAILED_4XX = (401, 403, 407, 408, 429)  # our side or theirs is misconfigured or overloaded: not the visitor's answer
 _QUERY_METHODS = ("GET", "DELETE")
 _SHOWN_KEY = 40  # the longest argument name quoted back in an error
+_KEY_CHARS = 64  # argument names may be this long even when values are limited to less
 _MAX_ERRORS = 3
 _LIMITS = {"pattern": "must match the pattern", "minLength": "shorter than the minimum length",
            "maxLength": "longer than the maximum length", "minimum": "must be at least",
@@ -303,12 +304,12 @@ def declared_fields(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, 
 
 
 def _too_long(value: Any, limit: int, where: tuple[str, ...]) -> str | None:
-    """The path of the first string (value or key) longer than `limit`, or None."""
+    """The path of the first string value longer than `limit` (or key longer than that and _KEY_CHARS)."""
     if isinstance(value, str):
         return _field(where) if len(value) > limit else None
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        if isinstance(key, str) and len(key) > limit:
+        if isinstance(key, str) and len(key) > max(limit, _KEY_CHARS):
             return _field((*where, key))
         found = _too_long(item, limit, (*where, str(key)))
         if found is not None:
