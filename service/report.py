@@ -22,11 +22,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from .config import Settings
 from .experiment_text import read_experiments
 from .experiments import ExperimentReport, experiment_reports
-from .models import Conversation, Escalation, Message, Role
+from .models import ActionCall, ActionStatus, Conversation, Escalation, Message, Role
 from .prompts import PromptRegistry
 from .review import has_correction, model_turn_condition
 
 NO_MODEL = "no model asked"  # a version whose conversations were all handed over before any model call
+ACTIONS_WINDOW_DAYS = 30  # the action figures cover the same 30 days as `conversations_30d`
+# Calls that reached the team's API: the failed share is of these (a refused or unconfirmed call made no request).
+MADE = (ActionStatus.OK, ActionStatus.REJECTED, ActionStatus.FAILED)
 
 
 @dataclass
@@ -69,6 +72,18 @@ class LanguageFigures:
 
 
 @dataclass
+class ActionFigures:
+    """One action's calls over the report's window: how many, by status, and how often the team's API failed."""
+
+    action: str
+    calls: int
+    statuses: dict[str, int]
+    made: int  # calls that reached the team's API (ok, rejected, failed)
+    failed: int
+    failed_share: float  # failed of made (0 when none was made)
+
+
+@dataclass
 class Report:
     versions: list[VersionFigures]
     top_missed_topics: list[tuple[str, int]]
@@ -76,6 +91,8 @@ class Report:
     estimated_training_tokens: int
     recommendation: Recommendation
     languages: list[LanguageFigures] = field(default_factory=list)
+    actions: list[ActionFigures] = field(default_factory=list)
+    actions_window_days: int = ACTIONS_WINDOW_DAYS
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -230,6 +247,23 @@ def _language_figures(session: Session) -> list[LanguageFigures]:
     return sorted(rows, key=lambda row: (-row.conversations, row.language))
 
 
+def _action_figures(session: Session, now: datetime) -> list[ActionFigures]:
+    """Per action, its calls of the last ACTIONS_WINDOW_DAYS by status; busiest first."""
+    counts: dict[str, dict[str, int]] = {}
+    for action, status, count in session.execute(
+            select(ActionCall.action, ActionCall.status, func.count())
+            .where(ActionCall.created_at >= now - timedelta(days=ACTIONS_WINDOW_DAYS))
+            .group_by(ActionCall.action, ActionCall.status)):
+        counts.setdefault(str(action), {})[str(status)] = int(count)
+    rows = []
+    for action, statuses in counts.items():
+        made = sum(statuses.get(status, 0) for status in MADE)
+        failed = statuses.get(ActionStatus.FAILED, 0)
+        rows.append(ActionFigures(action, sum(statuses.values()), dict(sorted(statuses.items())), made, failed,
+                                  failed / made if made else 0.0))
+    return sorted(rows, key=lambda row: (-row.calls, row.action))
+
+
 def _missed_topics(session: Session, limit: int = 5) -> list[tuple[str, int]]:
     rows = session.execute(
         select(Message.known_issue, func.count())
@@ -342,6 +376,7 @@ def build_report(settings: Settings, sessions: sessionmaker[Session], training_t
         versions = _figures(session, now)
         topics = _missed_topics(session)
         languages = _language_figures(session)
+        actions = _action_figures(session, now)
     corrected = sum(v.corrected_examples for v in versions)
     if training_tokens is None:
         from .export import Exporter, ExportOptions
@@ -351,7 +386,7 @@ def build_report(settings: Settings, sessions: sessionmaker[Session], training_t
             pass
         training_tokens = exporter.summary.estimated_tokens
     return Report(versions, topics, corrected, training_tokens,
-                  recommend(settings, versions, topics, corrected, training_tokens, experiments), languages)
+                  recommend(settings, versions, topics, corrected, training_tokens, experiments), languages, actions)
 
 
 def format_report(report: Report) -> str:
@@ -368,6 +403,11 @@ def format_report(report: Report) -> str:
         lines.append("by visitor language: " + ", ".join(
             f"{row.language} {row.conversations} conv, escalated {row.escalation_rate:.1%}, "
             f"miss {row.miss_rate:.1%} ({row.misses} of {row.replies})" for row in report.languages))
+    if report.actions:
+        lines.append(f"action calls, last {report.actions_window_days} days:")
+        lines += [f"    {row.action}: {row.calls} ("
+                  + ", ".join(f"{status} {count}" for status, count in row.statuses.items())
+                  + f"); failed {row.failed_share:.1%} of {row.made} made" for row in report.actions]
     if report.top_missed_topics:
         lines.append("known issues most involved in misses: "
                      + ", ".join(f"{t} ({n})" for t, n in report.top_missed_topics))
