@@ -21,6 +21,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from .actions.stored import clean_strings, clean_tool_content
 from .errors import Unprocessable
 from .escalation import POLICY_PREFIX
 from .export_format import CHECKS, FORMATS
@@ -424,26 +425,9 @@ def _keep_call(call: Row[Any]) -> tuple[str, str]:
 
 
 def _call_texts(call: Row[Any], clean: Callable[[str], str]) -> tuple[str, str]:
-    """A call's arguments (a JSON string, as the model wrote them) and tool result, every string in them cleaned.
-
-    The strings inside the JSON are cleaned, not the JSON text, so a placeholder never breaks the JSON."""
-    arguments = json.dumps(_clean_strings(call.arguments or {}, clean), ensure_ascii=False)
-    try:
-        content = json.dumps(_clean_strings(json.loads(call.tool_content), clean), ensure_ascii=False,
-                             separators=(",", ":"))
-    except ValueError:
-        content = clean(call.tool_content)
-    return arguments, content
-
-
-def _clean_strings(value: Any, clean: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return clean(value)
-    if isinstance(value, dict):
-        return {key: _clean_strings(item, clean) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_clean_strings(item, clean) for item in value]
-    return value
+    """A call's arguments (a JSON string, as the model wrote them) and tool result, every string in them cleaned."""
+    return (json.dumps(clean_strings(call.arguments or {}, clean), ensure_ascii=False),
+            clean_tool_content(call.tool_content, clean))
 
 
 def _rounds(calls: list[Row[Any]], texts: Callable[[Row[Any]], tuple[str, str]],

@@ -7,7 +7,9 @@ visitor's message that started it, so nothing stored is hidden from an agent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,3 +35,24 @@ def calls_by_message(sessions: sessionmaker[Session], conversation_id: str) -> d
     """`by_message` of a conversation's calls, read in one query (rows detached, every column loaded)."""
     with sessions() as session:
         return by_message(calls_of(session, conversation_id))
+
+
+def clean_strings(value: Any, clean: Callable[[str], str]) -> Any:
+    """`value` (arguments or a result: JSON data) with `clean` applied to every string in it, keys kept: a
+    placeholder never breaks the JSON."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {key: clean_strings(item, clean) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clean_strings(item, clean) for item in value]
+    return value
+
+
+def clean_tool_content(text: str, clean: Callable[[str], str]) -> str:
+    """A tool result (a JSON object as the model got it) with `clean` applied to each string in it."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return clean(text)
+    return json.dumps(clean_strings(data, clean), ensure_ascii=False, separators=(",", ":"))
