@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .db import transaction
 from .errors import NotFound, Unprocessable
 from .models import (
+    ActionCall,
     Conversation,
     ConversationRating,
     Correction,
@@ -70,6 +71,7 @@ def delete_conversation_rows(session: Session, conversation_id: str) -> Counter[
         delete(ConversationRating).where(ConversationRating.conversation_id == conversation_id),
         delete(SlackThread).where(SlackThread.conversation_id == conversation_id),
         delete(OutboxEvent).where(outbox_rows_of(conversation_id)),
+        delete(ActionCall).where(ActionCall.conversation_id == conversation_id),
         delete(Message).where(Message.conversation_id == conversation_id),
         delete(Conversation).where(Conversation.id == conversation_id),
     )
@@ -169,8 +171,8 @@ class Erasure:
 
 
 def conversation_json(session: Session, conversation_id: str) -> dict[str, Any]:
-    """A conversation with every row about it (messages, feedback, corrections, escalations, rating, Slack
-    thread, notifications), each with all its columns."""
+    """A conversation with every row about it (messages, action calls, feedback, corrections, escalations,
+    rating, Slack thread, notifications), each with all its columns."""
     conversation = session.get(Conversation, conversation_id)
     assert conversation is not None
     messages = list(session.scalars(select(Message).where(Message.conversation_id == conversation_id)
@@ -179,6 +181,8 @@ def conversation_json(session: Session, conversation_id: str) -> dict[str, Any]:
     return {
         **_columns(conversation),
         "messages": [_columns(message) for message in messages],
+        "action_calls": _rows(session, select(ActionCall).where(ActionCall.conversation_id == conversation_id)
+                              .order_by(ActionCall.id)),
         "feedback": _rows(session, select(Feedback).where(Feedback.message_id.in_(ids)).order_by(Feedback.id)),
         "corrections": _rows(session, select(Correction).where(Correction.message_id.in_(ids))
                              .order_by(Correction.id)),

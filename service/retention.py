@@ -1,12 +1,13 @@
 """Retention: conversations with no activity for longer than allowed are deleted, or anonymized.
 
-Anonymized: message text, contact details, comments and visitor metadata are removed; the rows and their
-figures (turns, tokens, cost, latency, reasons, ratings' scores, reviews) stay, so counts and reports do not
-change. A conversation holding reviewed training examples (a correction, an agent's corrected answer, a reply
-reviewed good) and not excluded from training may be kept longer (`training_days`), its personal data redacted
-(service/redact.py) when the ordinary limit passes. One transaction per conversation: a purge stopped half way
-leaves every conversation either fully done or untouched. The service runs it on a schedule; a lease in
-`job_leases` lets one replica run each round.
+Anonymized: message text, contact details, comments, visitor metadata and what action calls carried (arguments,
+results, tool results, summaries, errors) are removed; the rows and their figures (turns, tokens, cost, latency,
+reasons, ratings' scores, reviews, action statuses) stay, so counts and reports do not change. A conversation
+holding reviewed training examples (a correction, an agent's corrected answer, a reply reviewed good) and not
+excluded from training may be kept longer (`training_days`), its personal data redacted (service/redact.py) when
+the ordinary limit passes. One transaction per conversation: a purge stopped half way leaves every conversation
+either fully done or untouched. The service runs it on a schedule; a lease in `job_leases` lets one replica run
+each round.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from .actions.stored import clean_strings, clean_tool_content
 from .db import transaction
 from .erasure import delete_conversation_rows, execute_counted, outbox_rows_of, statement_rowcount
 from .models import (
+    ActionCall,
     Conversation,
     ConversationRating,
     Correction,
@@ -184,6 +187,8 @@ def anonymize_conversation(session: Session, conversation_id: str, now: datetime
         .values(comment=None),
         update(ConversationRating).where(ConversationRating.conversation_id == conversation_id,
                                          ConversationRating.comment.is_not(None)).values(comment=None),
+        update(ActionCall).where(ActionCall.conversation_id == conversation_id)
+        .values(arguments=null(), result=null(), tool_content=REMOVED, summary=None, error=None),
     )
     counts = execute_counted(session, statements)
     counts.update(_drop_notifications(session, conversation_id))
@@ -199,6 +204,9 @@ def redact_conversation(session: Session, conversation_id: str, now: datetime) -
                                     .order_by(Message.id)))
     for message in messages:
         counts["messages"] += _redact_fields(redactor, message, ("content", "blocked_content"))
+    for call in session.scalars(select(ActionCall).where(ActionCall.conversation_id == conversation_id)
+                                .order_by(ActionCall.id)):
+        counts["action_calls"] += _redact_call(redactor, call)
     ids = [message.id for message in messages]
     for correction in session.scalars(select(Correction).where(Correction.message_id.in_(ids))
                                       .order_by(Correction.id)):
@@ -230,6 +238,17 @@ def _redact_fields(redactor: Redactor, row: Any, names: tuple[str, ...]) -> int:
                 setattr(row, name, redacted)
                 changed = 1
     return changed
+
+
+def _redact_call(redactor: Redactor, call: ActionCall) -> int:
+    """Redact the strings inside an action call's arguments, result and tool result, and its texts; 1 when one
+    changed. New values are assigned (not changed in place) so the JSON columns are written."""
+    before = (call.arguments, call.result, call.tool_content)
+    call.arguments = clean_strings(call.arguments, redactor.redact)
+    call.result = clean_strings(call.result, redactor.redact)
+    call.tool_content = clean_tool_content(call.tool_content, redactor.redact)
+    changed = (call.arguments, call.result, call.tool_content) != before
+    return max(int(changed), _redact_fields(redactor, call, ("summary", "error")))
 
 
 def _drop_notifications(session: Session, conversation_id: str) -> Counter[str]:

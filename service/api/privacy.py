@@ -36,8 +36,8 @@ class ErasurePublic(BaseModel):
 
 @router.delete("/conversations/{conversation_id}", response_model=ErasurePublic, responses=ERRORS)
 async def erase_conversation(conversation_id: str, runtime: RuntimeDep, who: Admins) -> dict[str, Any]:
-    """Delete a conversation and everything about it (messages, feedback, corrections, escalations, rating,
-    notifications); the audit log keeps who did it, when and how many rows, never the content."""
+    """Delete a conversation and everything about it (messages, action calls, feedback, corrections, escalations,
+    rating, notifications); the audit log keeps who did it, when and how many rows, never the content."""
     report = await to_thread.run_sync(Erasure(runtime.log.sessions).erase_conversation, conversation_id, who.actor)
     return report.as_json()
 
