@@ -80,6 +80,7 @@ class FakeTeamAPI:
     elsewhere: str = "http://elsewhere.invalid"
     slow_seconds: float = 30.0
     huge_bytes: int = 2_000_000
+    huge_sent: int = 0  # bytes of /huge/... bodies actually produced (the server stops when the client leaves)
     orders: dict[str, dict[str, Any]] = field(default_factory=known_orders)
     received: list[Received] = field(default_factory=list)
     url: str = ""
@@ -196,7 +197,9 @@ class FakeTeamAPI:
             while sent < size:
                 chunk = b"x" * min(65536, size - sent)
                 sent += len(chunk)
+                self.huge_sent += len(chunk)
                 yield chunk
+                await asyncio.sleep(0)  # lets Starlette stop the stream when the client has gone
             yield b'"}'
 
         return StreamingResponse(chunks(), media_type="application/json")
