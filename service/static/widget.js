@@ -1662,13 +1662,13 @@
     reply.setAttribute("data-id", String(turn.reply.message_id));
     known.add(turn.reply.message_id);
     state.answered = true;
+    adoptLanguage(turn.language); // first: the buttons below are labelled in the language the visitor writes
     // A new turn stored: an earlier question to confirm has expired (the service refuses a late decision).
     Array.prototype.slice.call(ui.log.querySelectorAll(".sb-confirm")).forEach(function (card) { card.remove(); });
     addConfirmation(reply, turn.confirmation);
     if (!turn.escalated && state.status !== "escalated") addFeedback(reply, turn.reply.message_id);
     scrollToEnd();
     announce(config.title + ": " + bubbleText(reply));
-    adoptLanguage(turn.language);
     if (turn.escalated) setStatus("escalated");
     else if (state.status !== "escalated") setStatus("open"); // writing after resolution reopens it
     saveConversation();
