@@ -38,6 +38,7 @@ MODEL_UNAVAILABLE = "model_unavailable"
 MODEL_DECISION = "model_decision"
 NO_ANSWER = "no_answer"
 BUDGET_EXCEEDED = "budget_exceeded"
+ACTION_FAILED = "action_failed"  # an action the model called failed (timeout, 5xx, not JSON, ...)
 POLICY_PREFIX = "policy:"
 DETERMINISTIC = (USER_REQUEST, REPEATED_FAILURE)
 

@@ -26,6 +26,14 @@ BUILT_IN = {
                  "member of our support team.",
     "wrong_language": "I'm sorry, our help articles are written in another language, so I can't answer this "
                       "myself. I'm passing your question to a member of our support team, who will reply here.",
+    # Actions (service/actions/): a lookup that needs a signed-in visitor, one that failed, one to confirm.
+    "action_sign_in": "To look that up I need to know it's you. Please sign in to your account, then ask me again "
+                      "here.",
+    "action_failed": "I'm sorry, I couldn't look that up right now. I'm passing your question to a member of our "
+                     "support team, who will reply here.",
+    "action_confirm": "Before I go ahead, please confirm: {summary}",
+    "action_confirm_label": "Yes, go ahead.",  # the visitor's message when they press Confirm
+    "action_cancel_label": "No, don't do it.",  # ... and Cancel
 }
 
 Lookup = Callable[[str, str], str | None]  # (language code, key) -> the language file's text, if any

@@ -23,6 +23,7 @@ from .watched import WatchedFiles
 LANGUAGES_FOLDER = "languages"
 TEXT_KEYS = (
     "handoff", "escalated_ack", "model_unavailable", "budget", "leak", "interrupted", "no_answer", "wrong_language",
+    "action_sign_in", "action_failed", "action_confirm", "action_confirm_label", "action_cancel_label",
 )
 _CODE = re.compile(r"^[a-z]{2,3}$")
 _TOP_KEYS = {"language", "name", "english_name", "texts", "human_request", "failure", "policies"}

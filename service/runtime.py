@@ -10,6 +10,8 @@ from datetime import datetime
 import anyio
 import httpx
 
+from .actions.caller import ActionCaller
+from .actions.files import ActionFiles
 from .auth import VisitorTokens
 from .config import Settings, admin_token, secret_key, webhook_secret
 from .db import DatabaseThreads, create_db_engine, make_session_factory
@@ -91,6 +93,8 @@ class Runtime:
     canary: str
     db_threads: DatabaseThreads
     arm_stops: ArmStops
+    actions: ActionFiles  # the team's action files (SUPPORTBOT_ACTIONS_DIR), offered to the model as tools
+    action_caller: ActionCaller  # calls them: the only way a turn reaches the team's APIs
 
     @classmethod
     def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
@@ -136,6 +140,8 @@ class Runtime:
             canary=make_canary(secret_key(settings)),
             db_threads=DatabaseThreads.for_engine(engine, settings.db_threads),
             arm_stops=ArmStops(sessions, settings.experiment_stop_refresh),
+            actions=ActionFiles(settings.actions_dir, interval=settings.reload_interval),
+            action_caller=ActionCaller(max_argument_chars=settings.actions_max_argument_chars),
         )
 
     def webhook_sender(self, clock: Callable[[], datetime] = utcnow) -> WebhookSender | None:
@@ -214,5 +220,6 @@ class Runtime:
         if isinstance(self.provider, ResilientProvider):
             await self.provider.aclose()
         await self.events.aclose()
+        await self.action_caller.aclose()
         self.db_threads.shutdown()
         self.log.engine.dispose()

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from .actions.log import ActionCallRecord, insert_calls
 from .assignment import assign_round_robin
 from .db import transaction
 from .errors import NotFound, Unprocessable
@@ -51,6 +52,7 @@ class TurnStart:
     day_cost: float = 0.0
     language: str | None = None  # the visitor message's (service/language.py); None when not detected
     arm: str | None = None  # the experiment arm (`name@version`) the conversation was assigned; None without a split
+    user_id: str | None = None  # the visitor's user id when verified with the widget's HMAC identity, else None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class ReplyRecord:
     count_usage: bool = False
     previous_reply_id: int | None = None
     previous_reply_misses: tuple[str, ...] = ()
+    action_calls: tuple[ActionCallRecord, ...] = ()  # the actions the model called in this turn, in order
 
 
 class ConversationLog:
@@ -194,7 +197,8 @@ class ConversationLog:
             today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
         return TurnStart(conversation_id, message, counted.status, history, escalation=escalation,
                          tokens_used=counted.tokens_used, day_tokens=today.tokens if today else 0,
-                         day_cost=today.cost_usd if today else 0.0, language=language, arm=counted.arm)
+                         day_cost=today.cost_usd if today else 0.0, language=language, arm=counted.arm,
+                         user_id=verified_user(counted.visitor))
 
     def _replay(self, conversation_id: str, client_message_id: str, history_limit: int) -> TurnStart | None:
         with self.sessions() as session:
@@ -208,7 +212,8 @@ class ConversationLog:
             reply, escalation = self._reply_of(session, message.id)
             history = [] if reply else _history(session.connection(), conversation_id, message.id, history_limit)
         return TurnStart(conversation_id, Said(message.id, message.role, message.content), conversation.status,
-                         history, reply, escalation, language=message.language, arm=conversation.arm)
+                         history, reply, escalation, language=message.language, arm=conversation.arm,
+                         user_id=verified_user(conversation.visitor))
 
     def find_reply(self, message_id: int) -> tuple[Message | None, Escalation | None]:
         """The reply to a user message and the escalation it triggered, if any."""
@@ -223,8 +228,9 @@ class ConversationLog:
         ).first()
         return reply, escalation
 
-    def record_reply(self, record: ReplyRecord) -> tuple[int, Escalation | None]:
-        """Store the assistant reply, its prompt snapshot and any escalation, in one transaction; the reply's id."""
+    def record_reply(self, record: ReplyRecord) -> tuple[int, Escalation | None, list[int]]:
+        """Store the assistant reply, its prompt snapshot, its turn's action calls and any escalation, in one
+        transaction; the reply's id, the escalation and the calls' ids."""
         with transaction(self.sessions) as session:
             connection = session.connection()
             self._ensure_snapshot(connection, record)
@@ -238,6 +244,8 @@ class ConversationLog:
                 tool_calls=record.tool_calls, miss_reasons=",".join(sorted(record.miss_reasons)) or None,
                 known_issue=record.known_issue, blocked_content=record.blocked_content, sources=record.sources,
             )).scalar_one()
+            call_ids = insert_calls(connection, record.conversation_id, record.reply_to_id, reply_id,
+                                    record.action_calls) if record.action_calls else []
             escalation = None
             if record.escalation_reason is not None:
                 escalation = escalate(session, self.notice, record.conversation_id, record.reply_to_id,
@@ -245,7 +253,7 @@ class ConversationLog:
             self._update_review_state(session, record)
         if record.prompt_sha256:
             self._known_snapshots.add(record.prompt_sha256)
-        return reply_id, escalation
+        return reply_id, escalation, call_ids
 
     @staticmethod
     def _update_review_state(session: Session, record: ReplyRecord) -> None:
@@ -367,6 +375,14 @@ _HISTORY = (
     .order_by(_MESSAGES.c.id.desc())
     .limit(bindparam("limit"))
 )
+
+
+def verified_user(visitor: dict[str, Any] | None) -> str | None:
+    """The visitor's user id if the widget's HMAC identity verified it (actions send only this one)."""
+    if not visitor or visitor.get("verified") is not True:
+        return None
+    user_id = visitor.get("user_id")
+    return str(user_id) if user_id else None
 
 
 def _visitor_language(connection: Connection, conversation_id: str, counted: Any, guess: Guess | None) -> str | None:

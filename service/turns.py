@@ -7,10 +7,12 @@ version (its arm, else the configured one) -> retrieve knowledge -> deterministi
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -18,9 +20,21 @@ import anyio
 from opentelemetry.trace import INVALID_SPAN, Span
 from sqlalchemy.exc import IntegrityError
 
+from .actions.base import (
+    AWAITING_CONFIRMATION,
+    CANCELLED,
+    OVER_LIMIT,
+    SIGN_IN_REQUIRED,
+    ActionOutcome,
+    ActionSpec,
+    unknown_action,
+)
+from .actions.files import ActionSet
+from .actions.log import ActionCallRecord, Confirmation, Decision, calls_of_turn
 from .config import Settings
 from .errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from .escalation import (
+    ACTION_FAILED,
     BUDGET_EXCEEDED,
     MODEL_UNAVAILABLE,
     NO_ANSWER,
@@ -36,10 +50,18 @@ from .fixed_texts import ENGLISH
 from .guard import StreamGate
 from .handoff import BOT_FELL_SHORT, HANDOFF_PROVIDER, summarize
 from .knowledge import KnownIssue
-from .language import english_name
-from .models import ConversationStatus, Escalation, FinishStatus, Message, Origin, Role, Said
+from .language import Guess, english_name
+from .models import ActionCall, ActionStatus, ConversationStatus, Escalation, FinishStatus, Message, Origin, Role, Said
 from .prompts import PromptVersion, RenderedPrompt
-from .providers.base import ChatRequest, Completion, StreamBroken, TextDelta
+from .providers.base import (
+    ESCALATE_TOOL,
+    ESCALATE_TOOL_NAME,
+    ChatRequest,
+    Completion,
+    StreamBroken,
+    TextDelta,
+    ToolCall,
+)
 from .providers.resilient import CircuitOpen
 from .redact import Redactor, stored_kinds
 from .review import DID_NOT_HELP, ESCALATED, LEAK_BLOCKED, NEXT_TURN_ESCALATED, is_answer
@@ -66,6 +88,61 @@ class TurnOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     sources: tuple[Source, ...] = ()  # the knowledge the reply drew on (service/sources.py); () for fixed texts
     language: str | None = None  # the visitor message's (service/language.py)
+    actions: tuple[dict[str, str], ...] = ()  # the turn's action calls in order: {"name", "status"}
+    confirmation: Confirmation | None = None  # set when the turn asks the visitor to confirm an action
+
+
+@dataclass
+class _Asked:
+    """What the provider gave over a turn's asks: the last answer, and the text and tokens of all of them."""
+
+    completion: Completion | None = None
+    status: str = FinishStatus.OK
+    signal: EscalationSignal | None = None
+    rounds: int = 0
+    texts: list[str] = field(default_factory=list)
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+    def add(self, completion: Completion | None, status: str, signal: EscalationSignal | None) -> None:
+        self.completion, self.status, self.signal = completion, status, signal
+        self.rounds += 1
+        if completion is None:
+            return
+        if completion.text.strip():
+            self.texts.append(completion.text)
+        if completion.tokens_in is not None:
+            self.tokens_in = (self.tokens_in or 0) + completion.tokens_in
+        if completion.tokens_out is not None:
+            self.tokens_out = (self.tokens_out or 0) + completion.tokens_out
+
+    def merged(self) -> Completion | None:
+        """The last answer with every ask's text (paragraphs) and tokens: what the turn's reply is made of."""
+        if self.completion is None:
+            return None
+        if self.rounds == 1:
+            return self.completion
+        return replace(self.completion, text="\n\n".join(self.texts), tokens_in=self.tokens_in,
+                       tokens_out=self.tokens_out)
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How an action ends a turn without asking the model again."""
+
+    kind: str  # "failed" (a handoff), "sign_in", "confirm"
+    detail: str | None = None
+    summary: str = ""
+
+
+def _asked_for_person(completion: Completion) -> bool:
+    return any(call.name == ESCALATE_TOOL_NAME for call in completion.tool_calls)
+
+
+def _calls_actions(completion: Completion) -> bool:
+    """Whether the model asked for actions (and not, in the same breath, for a person: that wins)."""
+    names = [call.name for call in completion.tool_calls]
+    return bool(names) and ESCALATE_TOOL_NAME not in names
 
 
 def check_message(runtime: Runtime, content: str) -> str:
@@ -81,9 +158,14 @@ def check_message(runtime: Runtime, content: str) -> str:
 
 
 async def start_turn(
-    runtime: Runtime, conversation_id: str, content: str, client_message_id: str | None = None
+    runtime: Runtime, conversation_id: str, content: str, client_message_id: str | None = None,
+    decision: Decision | None = None,
 ) -> Turn:
-    """Validate and store the user message (committed before anything else); return the turn to run."""
+    """Validate and store the user message (committed before anything else); return the turn to run.
+
+    With a `decision` (the visitor pressed Confirm or Cancel), the message is the decision's label and the turn
+    acts on it before asking the model; its language is the conversation's, not detected from the label.
+    """
     settings = runtime.settings
     text = check_message(runtime, content)
     started = time.perf_counter()
@@ -93,19 +175,21 @@ async def start_turn(
         conversation_id, text, client_message_id,
         max_turns=settings.max_turns, history_limit=settings.history_max_messages,
         with_usage=bool(settings.daily_token_budget or settings.daily_cost_budget_usd),
-        language=runtime.detection.guess(text),
+        language=runtime.detection.guess(text) if decision is None else
+        Guess(None, runtime.detection.languages, runtime.detection.default),
         # Deterministic from the id, so computing it on every message is cheap and agrees across replicas;
         # only the first message's is stored.
         arm=runtime.prompts.arm(settings.prompt, conversation_id, runtime.arm_stops.current()),
     ), ends_turn_on_error=True))
-    return Turn(runtime, start, db_seconds=time.perf_counter() - started, span=span, began=started)
+    return Turn(runtime, start, db_seconds=time.perf_counter() - started, span=span, began=started,
+                decision=decision)
 
 
 class Turn:
     """A stored user message waiting for its reply."""
 
     def __init__(self, runtime: Runtime, start: TurnStart, db_seconds: float = 0.0, span: Span = INVALID_SPAN,
-                 began: float | None = None) -> None:
+                 began: float | None = None, decision: Decision | None = None) -> None:
         self.runtime = runtime
         self.start = start
         self.span = span  # the turn's trace (service/telemetry/tracing.py); a no-op span when tracing is off
@@ -115,6 +199,10 @@ class Turn:
         self._text_sent: list[str] = []
         self._provider_name = runtime.provider.name
         self._hits: list[tuple[KnownIssue, float]] = []  # the entries the message matches best, found once per turn
+        self.decision = decision  # the visitor's Confirm or Cancel this turn acts on, if any
+        self._calls: list[ActionCallRecord] = []  # the actions the model called, as they will be stored
+        self._executed = 0  # of those, the ones actually sent to the team's APIs
+        self._confirming = False  # the reply asks the visitor to confirm the last call
 
     async def run(self) -> TurnOutcome:
         """The whole turn without streaming."""
@@ -143,7 +231,7 @@ class Turn:
 
     async def _events(self, stream: bool) -> AsyncIterator[TextDelta | TurnOutcome]:
         if self.start.reply is not None:
-            yield _stored_outcome(self.start, self.start.reply, self.start.escalation)
+            yield await self._replayed(self.start.reply, self.start.escalation)
             return
         try:
             version = self._version()
@@ -162,19 +250,88 @@ class Turn:
             yield event
 
     async def _model_turn(self, version: PromptVersion, stream: bool) -> AsyncIterator[TextDelta | TurnOutcome]:
-        """Ask the provider; every failure ends in a stored reply and, where due, a handover."""
+        """Ask the provider, running the actions it calls between asks; every failure ends in a stored reply and,
+        where due, a handover."""
         prompt = await self._assemble_prompt(version)
-        request = self._request(version, prompt)
-        settings = self.runtime.settings
-        guard = self.runtime.prompts.guard(version, company=settings.company_name, product=settings.product_name,
-                                           canary=self.runtime.canary)
+        offered = self.runtime.actions.current()
+        request = self._request(version, prompt, offered.tools() if self.runtime.settings.actions_max_calls else [])
+        guard = self.runtime.prompts.guard(version, company=self.runtime.settings.company_name,
+                                           product=self.runtime.settings.product_name, canary=self.runtime.canary)
         gate = StreamGate(guard)
         began = time.perf_counter()
+        asked = _Asked()
+        ending: _Ending | None = None
+        try:
+            if self.decision is not None:
+                request, ending = await self._act_on_decision(request, offered)
+            while ending is None:
+                if asked.rounds and "".join(self._text_sent).strip():
+                    safe = gate.feed("\n\n")  # the text before a lookup and the answer after it, as paragraphs
+                    if safe and stream:
+                        self._text_sent.append(safe)
+                        yield TextDelta(safe)
+                async for delta in self._ask(request, stream, gate, asked):
+                    yield delta
+                completion = asked.completion
+                if asked.status != FinishStatus.OK or completion is None or not _calls_actions(completion):
+                    break
+                request, ending = await self._run_actions(request, completion, asked.rounds - 1, offered)
+                limit = self.runtime.settings.actions_max_calls
+                if ending is None and asked.rounds > limit:
+                    ending = _Ending("failed", detail=f"the model kept calling actions after {limit} calls")
+        except BaseException:
+            # The client went away (cancelled): keep what was produced, marked partial, then stop.
+            with anyio.CancelScope(shield=True):
+                await self._store(prompt, request, None, FinishStatus.PARTIAL, None, began, "".join(self._text_sent),
+                                  Origin.MODEL)
+            raise
+        if ending is not None:
+            text, signal = self._ending_reply(ending)
+            sent = "".join(self._text_sent)
+            if stream:
+                yield TextDelta(text[len(sent):] if text.startswith(sent) else text)
+            yield await self._store(prompt, request, asked.merged(), FinishStatus.OK, signal, began, text,
+                                    Origin.FIXED)
+            return
+        completion, status, signal = asked.merged(), asked.status, asked.signal
+        text = self._reply_text(completion, status, signal)
+        origin = Origin.FIXED if status == FinishStatus.FAILED else Origin.MODEL
+        if signal is None and completion is not None:
+            signal = detect_after(completion)
+            if signal is not None and signal.reason == NO_ANSWER and completion.wrong_language:
+                signal = replace(signal, detail=f"the question is in {self.start.language}, the knowledge in "
+                                                f"{self.runtime.settings.knowledge_language}; no match across "
+                                                "languages")
+        if signal is not None and completion is not None and not completion.text.strip():
+            # The handoff text stands in for an empty reply; when the model called the escalation tool, that
+            # call is its answer (and a reviewer may judge it good), otherwise nothing of the model's remains.
+            text = self._text("handoff")
+            origin = Origin.MODEL if completion.tool_calls else Origin.FIXED
+        leak = guard.leak(completion.text) if completion is not None and completion.text else None
+        if leak:
+            # The reply repeats the system prompt: the visitor gets a fixed text (the `done` event's
+            # content replaces anything shown), reviewers get the original.
+            log.warning("conversation=%s reply blocked by the leak guard (%s)", self.start.conversation_id, leak)
+            metrics.record_leak_block(self._provider_name)
+            text, origin = self._text("leak"), Origin.FIXED
+        extra = text[len("".join(self._text_sent)):] if text.startswith("".join(self._text_sent)) else ""
+        if stream and extra:
+            yield TextDelta(extra)
+        sources: tuple[Source, ...] = ()
+        if completion is not None and completion.text.strip() and not leak and text.startswith(completion.text):
+            # Only the model's own words cite sources; a handoff or leak text standing in for them draws on nothing.
+            sources = self._sources(prompt, completion)
+        yield await self._store(prompt, request, completion, status, signal, began, text, origin,
+                                blocked=completion.text if leak and completion else None, sources=sources)
+
+    async def _ask(self, request: ChatRequest, stream: bool, gate: StreamGate,
+                   asked: _Asked) -> AsyncIterator[TextDelta]:
+        """One call to the provider (streamed text passes the leak gate); what it gave goes into `asked`."""
+        call = tracing.start_model_call(self.span, request, self._provider_name)
         completion: Completion | None = None
         status = FinishStatus.OK
         signal: EscalationSignal | None = None
-        call = tracing.start_model_call(self.span, request, self._provider_name)
-        failure: Exception | None = None
+        failure: BaseException | None = None
         try:
             if stream:
                 async for event in self.runtime.provider.stream(request):
@@ -208,41 +365,113 @@ class Turn:
             failure, status = error, FinishStatus.FAILED
             signal = EscalationSignal(MODEL_UNAVAILABLE, detail=str(error) or type(error).__name__)
         except BaseException as error:
-            # The client went away (cancelled): keep what was produced, marked partial, then stop.
             tracing.end_model_call(call, completion, error)
-            with anyio.CancelScope(shield=True):
-                await self._store(prompt, request, None, FinishStatus.PARTIAL, None, began, "".join(self._text_sent),
-                                  Origin.MODEL)
             raise
         tracing.end_model_call(call, completion, failure)
-        text = self._reply_text(completion, status, signal)
-        origin = Origin.FIXED if status == FinishStatus.FAILED else Origin.MODEL
-        if signal is None and completion is not None:
-            signal = detect_after(completion)
-            if signal is not None and signal.reason == NO_ANSWER and completion.wrong_language:
-                signal = replace(signal, detail=f"the question is in {self.start.language}, the knowledge in "
-                                                f"{settings.knowledge_language}; no match across languages")
-        if signal is not None and completion is not None and not completion.text.strip():
-            # The handoff text stands in for an empty reply; when the model called the escalation tool, that
-            # call is its answer (and a reviewer may judge it good), otherwise nothing of the model's remains.
-            text = self._text("handoff")
-            origin = Origin.MODEL if completion.tool_calls else Origin.FIXED
-        leak = guard.leak(completion.text) if completion is not None and completion.text else None
-        if leak:
-            # The reply repeats the system prompt: the visitor gets a fixed text (the `done` event's
-            # content replaces anything shown), reviewers get the original.
-            log.warning("conversation=%s reply blocked by the leak guard (%s)", self.start.conversation_id, leak)
-            metrics.record_leak_block(self._provider_name)
-            text, origin = self._text("leak"), Origin.FIXED
-        extra = text[len("".join(self._text_sent)):] if text.startswith("".join(self._text_sent)) else ""
-        if stream and extra:
-            yield TextDelta(extra)
-        sources: tuple[Source, ...] = ()
-        if completion is not None and completion.text.strip() and not leak and text.startswith(completion.text):
-            # Only the model's own words cite sources; a handoff or leak text standing in for them draws on nothing.
-            sources = self._sources(prompt, completion)
-        yield await self._store(prompt, request, completion, status, signal, began, text, origin,
-                                blocked=completion.text if leak and completion else None, sources=sources)
+        asked.add(completion, status, signal)
+
+    async def _run_actions(self, request: ChatRequest, completion: Completion, round_: int,
+                           offered: ActionSet) -> tuple[ChatRequest, _Ending | None]:
+        """Run the actions the model called (in order), give it their results; the request to ask next, or how
+        the turn ends without asking again (a confirmation to wait for, a sign-in, a failure)."""
+        ending: _Ending | None = None
+        results = []
+        for tool_call in completion.tool_calls:
+            record, ends = await self._call_action(tool_call, round_, offered, ending)
+            self._calls.append(record)
+            results.append({"role": "tool", "tool_call_id": tool_call.id, "content": record.tool_content})
+            ending = ending or ends
+        said = {"role": "assistant", "content": completion.text or None,
+                "tool_calls": [c.as_openai() for c in completion.tool_calls]}
+        # Past the limit the model is offered only the handoff: it must answer with what it has.
+        tools = request.tools if self._executed < self.runtime.settings.actions_max_calls else [ESCALATE_TOOL]
+        return replace(request, messages=[*request.messages, said, *results], tools=tools), ending
+
+    async def _call_action(self, tool_call: ToolCall, round_: int, offered: ActionSet,
+                           ended: _Ending | None) -> tuple[ActionCallRecord, _Ending | None]:
+        """What one call of the model's becomes: refused, waiting for the visitor's Confirm, or made."""
+        spec = offered.by_name.get(tool_call.name)
+        try:
+            arguments: dict[str, Any] | None = tool_call.parsed_arguments()
+        except ValueError:
+            arguments = None
+        made = partial(ActionCallRecord, round=round_, call_id=tool_call.id[:100], action=tool_call.name[:64],
+                       arguments=arguments)
+        if spec is None:
+            return made(status=ActionStatus.UNKNOWN_ACTION, tool_content=unknown_action(tool_call.name)), None
+        if ended is not None or self._executed >= self.runtime.settings.actions_max_calls:
+            return made(status=ActionStatus.OVER_LIMIT, tool_content=OVER_LIMIT), None
+        invalid = "the arguments are not a JSON object" if arguments is None else \
+            self.runtime.action_caller.validate(spec, arguments)
+        if invalid is not None or arguments is None:
+            outcome = ActionOutcome(ActionStatus.INVALID_ARGUMENTS, error=invalid)
+            return made(status=outcome.status, tool_content=outcome.tool_content(), error=invalid), None
+        if spec.identity == "required" and self.start.user_id is None:
+            return made(status=ActionStatus.SIGN_IN_REQUIRED, tool_content=SIGN_IN_REQUIRED), _Ending("sign_in")
+        if spec.side_effects:
+            summary = spec.summary(arguments)
+            return (made(status=ActionStatus.AWAITING_CONFIRMATION, tool_content=AWAITING_CONFIRMATION,
+                         summary=summary), _Ending("confirm", summary=summary))
+        return await self._execute(spec, arguments, made)
+
+    async def _execute(self, spec: ActionSpec, arguments: dict[str, Any],
+                       made: Callable[..., ActionCallRecord]) -> tuple[ActionCallRecord, _Ending | None]:
+        """Call the team's API through the action caller; a failure ends the turn in a handoff."""
+        self._executed += 1
+        user_id = self.start.user_id if spec.identity != "none" else None
+        with tracing.child(self.span, "supportbot.action", {"supportbot.action": spec.name}) as span:
+            outcome = await self.runtime.action_caller.call(spec, arguments, user_id)
+            if span.is_recording():
+                span.set_attributes({"supportbot.action.status": outcome.status,
+                                     "http.response.status_code": outcome.http_status or 0})
+        metrics.record_action(spec.name, outcome.status,
+                              outcome.latency_ms / 1000 if outcome.latency_ms is not None else None)
+        log.info("conversation=%s message=%s action=%s status=%s http_status=%s latency_ms=%s",
+                 self.start.conversation_id, self.start.user_message.id, spec.name, outcome.status,
+                 outcome.http_status, outcome.latency_ms)
+        record = made(status=outcome.status, tool_content=outcome.tool_content(), http_status=outcome.http_status,
+                      latency_ms=outcome.latency_ms, result=outcome.result, error=outcome.error)
+        failed = outcome.status == ActionStatus.FAILED
+        return record, _Ending("failed", detail=f"{spec.name}: {outcome.error}") if failed else None
+
+    async def _act_on_decision(self, request: ChatRequest, offered: ActionSet) -> tuple[ChatRequest, _Ending | None]:
+        """The visitor answered a confirmation: make the call (Confirm) or tell the model it was cancelled."""
+        decision = self.decision
+        assert decision is not None
+        tool_call = ToolCall(decision.call_id, decision.action, json.dumps(decision.arguments, ensure_ascii=False))
+        made = partial(ActionCallRecord, round=0, call_id=decision.call_id, action=decision.action,
+                       arguments=decision.arguments, confirms_id=decision.action_call_id)
+        spec = offered.by_name.get(decision.action)
+        ending: _Ending | None = None
+        if not decision.confirmed:
+            record = made(status=ActionStatus.CANCELLED, tool_content=CANCELLED)
+        elif spec is None:
+            record = made(status=ActionStatus.UNKNOWN_ACTION, tool_content=unknown_action(decision.action))
+        elif spec.identity == "required" and self.start.user_id is None:
+            record, ending = made(status=ActionStatus.SIGN_IN_REQUIRED, tool_content=SIGN_IN_REQUIRED), \
+                _Ending("sign_in")
+        else:
+            record, ending = await self._execute(spec, decision.arguments, made)
+        self._calls.append(record)
+        said = {"role": "assistant", "content": None, "tool_calls": [tool_call.as_openai()]}
+        result = {"role": "tool", "tool_call_id": tool_call.id, "content": record.tool_content}
+        return replace(request, messages=[*request.messages, said, result]), ending
+
+    def _ending_reply(self, ending: _Ending) -> tuple[str, EscalationSignal | None]:
+        """The reply when an action ends the turn: a fixed text in the visitor's language (and, for a failure,
+        a handoff); what the model wrote before calling stays in front of it."""
+        signal = None
+        if ending.kind == "failed":
+            text, signal = self._text("action_failed"), EscalationSignal(ACTION_FAILED, detail=ending.detail)
+        elif ending.kind == "sign_in":
+            text = self._text("action_sign_in")
+        else:
+            asking = self._text("action_confirm")
+            text = asking.replace("{summary}", ending.summary) if "{summary}" in asking \
+                else f"{asking} {ending.summary}"
+            self._confirming = True
+        sent = "".join(self._text_sent)
+        return (f"{sent}\n\n{text}" if sent.strip() else text), signal
 
     def _version(self) -> PromptVersion:
         """The conversation's arm for its life; without one (or once its version is gone), the configured prompt."""
@@ -375,7 +604,7 @@ class Turn:
         file = self.runtime.languages.languages().get(code)
         return file.english_name if file is not None else english_name(code)
 
-    def _request(self, version: PromptVersion, prompt: RenderedPrompt) -> ChatRequest:
+    def _request(self, version: PromptVersion, prompt: RenderedPrompt, actions: list[dict[str, Any]]) -> ChatRequest:
         settings = self.runtime.settings
         messages = [{"role": "system", "content": prompt.text}]
         messages += model_history(self.start.history, settings.history_max_chars)
@@ -387,6 +616,7 @@ class Turn:
             messages=messages,
             max_tokens=version.max_tokens or settings.max_tokens,
             temperature=version.temperature,
+            tools=[ESCALATE_TOOL, *actions],
             language=self.start.language,
         )
 
@@ -410,8 +640,9 @@ class Turn:
             tokens_out=completion.tokens_out if completion else None,
             cost_usd=self._cost(request.model, completion),
             latency_ms=round(latency * 1000),
-            tool_calls=[c.as_openai() for c in completion.tool_calls] if completion and completion.tool_calls
-            else None,
+            # Only the handoff call: the actions' calls are stored with their results (action_calls).
+            tool_calls=[c.as_openai() for c in completion.tool_calls if c.name == ESCALATE_TOOL_NAME]
+            if completion and _asked_for_person(completion) else None,
             escalation_reason=signal.reason if signal else None,
             escalation_detail=signal.detail if signal else None,
             escalation_summary=signal.summary if signal else None,
@@ -420,6 +651,7 @@ class Turn:
             sources=[source.as_json() for source in sources] or None,
             # One shared row per day is a hot spot on PostgreSQL: counted only when a daily budget is set.
             count_usage=bool(self.runtime.settings.daily_token_budget or self.runtime.settings.daily_cost_budget_usd),
+            action_calls=tuple(self._calls),
             **self._previous_reply_misses(handed_over=False),
         )
         return await self._persist(record, signal, prompt.ref)
@@ -428,14 +660,14 @@ class Turn:
         written = time.perf_counter()
         record = replace(record, content=redact_for_storage(self.runtime.settings, record.content))
         try:
-            reply_id, escalation = await self.runtime.db_threads.run(
+            reply_id, escalation, call_ids = await self.runtime.db_threads.run(
                 tracing.step(self.span, "supportbot.db.store_reply", self.runtime.log.record_reply), record)
         except IntegrityError:
             # The same message was answered by a concurrent retry; return that answer.
             found, escalation = await self.runtime.db_threads.run(self.runtime.log.find_reply,
                                                                   self.start.user_message.id)
             assert found is not None
-            return _stored_outcome(self.start, found, escalation)
+            return await self._replayed(found, escalation)
         self.timings["db"] += time.perf_counter() - written
         self._observe(record, reply_id, signal, prompt_ref)
         with tracing.current(self.span):
@@ -446,8 +678,15 @@ class Turn:
             conversation_id=self.start.conversation_id, message_id=self.start.user_message.id,
             reply_id=reply_id, reply=record.content, status=record.status, escalation=signal,
             prompt_version=prompt_ref, timings=dict(self.timings), sources=sources_from_json(record.sources),
-            language=self.start.language,
+            language=self.start.language, actions=tuple({"name": c.action, "status": c.status} for c in self._calls),
+            confirmation=Confirmation(call_ids[-1], self._calls[-1].action, self._calls[-1].summary or "")
+            if self._confirming and call_ids else None,
         )
+
+    async def _replayed(self, reply: Message, escalation: Escalation | None) -> TurnOutcome:
+        """A turn answered before (a resend, or a concurrent retry), with its action calls."""
+        calls = await self.runtime.db_threads.run(calls_of_turn, self.runtime.log.sessions, self.start.user_message.id)
+        return _stored_outcome(self.start, reply, escalation, calls)
 
     def _observe(self, record: ReplyRecord, reply_id: int, signal: EscalationSignal | None, prompt_ref: str) -> None:
         """Count the stored reply (service/telemetry/metrics.py) and describe it on the turn's span."""
@@ -506,12 +745,16 @@ def model_history(history: Sequence[Said], max_chars: int) -> list[dict[str, str
     return kept
 
 
-def _stored_outcome(start: TurnStart, reply: Message, escalation: Escalation | None) -> TurnOutcome:
+def _stored_outcome(start: TurnStart, reply: Message, escalation: Escalation | None,
+                    calls: Sequence[ActionCall] = ()) -> TurnOutcome:
     signal = EscalationSignal(escalation.reason, escalation.detail, escalation.summary) if escalation else None
     version = f"{reply.prompt_name}@{reply.prompt_version}" if reply.prompt_name else None
+    waiting = [c for c in calls if c.status == ActionStatus.AWAITING_CONFIRMATION]
     return TurnOutcome(
         conversation_id=start.conversation_id, message_id=start.user_message.id, reply_id=reply.id,
         reply=reply.content, status=reply.status, escalation=signal, prompt_version=version,
         sources=sources_from_json(reply.sources), language=start.language,
+        actions=tuple({"name": c.action, "status": c.status} for c in calls),
+        confirmation=Confirmation(waiting[-1].id, waiting[-1].action, waiting[-1].summary or "") if waiting else None,
     )
 

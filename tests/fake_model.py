@@ -77,3 +77,27 @@ class ChunkStream(httpx.AsyncByteStream):
 def stream(chunks: Sequence[bytes], **kwargs: Any) -> httpx.Response:
     """A streaming response with an SSE content type."""
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=ChunkStream(chunks, **kwargs))
+
+
+def tool_call(name: str, arguments: dict[str, Any] | str, call_id: str = "call_1") -> dict[str, Any]:
+    """A function tool call as the model sends it (arguments as the model's JSON text)."""
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": text}}
+
+
+def tool_call_chunks(calls: Sequence[dict[str, Any]], text: str = "") -> list[bytes]:
+    """A streamed answer that (after optional text) calls tools, the arguments split over two chunks each."""
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    if text:
+        chunks.append(chunk({"content": text}))
+    for index, call in enumerate(calls):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        chunks.append(chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                             "function": {"name": call["function"]["name"],
+                                                          "arguments": arguments[:half]}}]}))
+        chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]}))
+    chunks.append(chunk({}, finish_reason="tool_calls"))
+    chunks.append(chunk(None, usage={"prompt_tokens": 200, "completion_tokens": 20, "total_tokens": 220}))
+    chunks.append(b"data: [DONE]\n\n")
+    return chunks

@@ -59,7 +59,8 @@ async def test_sse_streams_deltas_then_done_with_the_json_shape(client: httpx.As
     name, done = events[-1]
     assert name == "done"
     assert "".join(deltas) == done["reply"]["content"]  # type: ignore[index]
-    assert set(done) == {"message_id", "reply", "escalated", "escalation", "prompt_version", "language"}
+    assert set(done) == {"message_id", "reply", "escalated", "escalation", "prompt_version", "language", "actions",
+                         "confirmation"}
 
 
 async def test_transcript_lists_the_conversation_in_order(client: httpx.AsyncClient) -> None:
@@ -217,7 +218,8 @@ async def test_openapi_documents_the_public_contract(client: httpx.AsyncClient) 
             "/api/conversations/{conversation_id}", "/healthz", "/readyz"} <= set(schema["paths"])
     turn = schema["components"]["schemas"]["TurnPublic"]
     assert set(turn["properties"]) == {"message_id", "reply", "escalated", "escalation", "prompt_version",
-                                       "language"}
+                                       "language", "actions", "confirmation"}
+    assert "/api/conversations/{conversation_id}/actions/{action_call_id}" in schema["paths"]
 
 
 async def test_identity_verification_with_user_hash(tmp_path: Path, sqlite_url: str) -> None:

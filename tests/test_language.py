@@ -109,7 +109,8 @@ def test_english_texts_follow_the_operators_setting_then_en_yaml(tmp_path: Path)
 def test_every_shipped_language_file_has_every_text() -> None:
     keys = set(_texts("en"))
     assert keys == {"handoff", "escalated_ack", "model_unavailable", "budget", "leak", "interrupted", "no_answer",
-                    "wrong_language"}
+                    "wrong_language", "action_sign_in", "action_failed", "action_confirm", "action_confirm_label",
+                    "action_cancel_label"}
     for code in LANGUAGES:
         assert set(_texts(code)) == keys, code
 

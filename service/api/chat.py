@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Body, Depends, Header, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Response
 from fastapi.responses import StreamingResponse
 
+from ..actions.log import decide, pending_confirmations
 from ..auth import verified_visitor
 from ..errors import PayloadTooLarge, SupportbotError
 from ..events import ESCALATION, MESSAGE, new_event, preview
@@ -22,8 +23,11 @@ from ..turns import Turn, TurnOutcome, check_message, start_turn
 from .assignment import announce_round_robin
 from .deps import LimitedVisitor, MessageId, RuntimeDep, VisitorConversation, limit_conversation_start, limit_ip
 from .schemas import (
+    ActionBrief,
+    ConfirmationPublic,
     ConversationCreate,
     ConversationCreated,
+    DecisionCreate,
     ErrorBody,
     EscalationPublic,
     FeedbackCreate,
@@ -98,6 +102,41 @@ async def send_message(
     """Send the visitor's message and get the bot's reply, as one JSON object or as Server-Sent Events."""
     began = time.perf_counter()
     turn = await start_turn(runtime, conversation_id, body.content, body.client_message_id)
+    return await _answer(turn, accept, began)
+
+
+@router.post(
+    "/{conversation_id}/actions/{action_call_id}",
+    response_model=TurnPublic,
+    responses={
+        **VISITOR_ERRORS,
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+              "description": "The turn that acts on the decision, as for a message: JSON or Server-Sent Events"},
+        404: {"model": ErrorBody, "description": "No such confirmation in this conversation"},
+        409: {"model": ErrorBody, "description": "Already decided otherwise (`confirmation_decided`), the visitor "
+              "wrote since (`confirmation_expired`), or a person has the conversation (`conversation_with_agent`)"},
+    },
+)
+async def decide_action(
+    conversation_id: LimitedVisitor,
+    action_call_id: Annotated[int, Path(ge=1, le=2**62)],
+    body: DecisionCreate,
+    runtime: RuntimeDep,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The visitor's Confirm or Cancel on an action that waits for it: stored once, then a turn makes the call
+    (or tells the bot it was cancelled) and answers. Pressing again returns the same answer."""
+    began = time.perf_counter()
+    decision = await runtime.db_threads.run(decide, runtime.log.sessions, conversation_id, action_call_id,
+                                            body.decision)
+    label = runtime.texts.get("action_confirm_label" if decision.confirmed else "action_cancel_label",
+                              decision.language)
+    turn = await start_turn(runtime, conversation_id, label, decision.client_message_id, decision=decision)
+    return await _answer(turn, accept, began)
+
+
+async def _answer(turn: Turn, accept: str | None, began: float) -> Response:
+    """A started turn's answer: Server-Sent Events when asked for, else one JSON object."""
     if accept and "text/event-stream" in accept:
         return StreamingResponse(
             _sse(turn), media_type="text/event-stream",
@@ -120,6 +159,8 @@ def turn_public(outcome: TurnOutcome) -> TurnPublic:
         escalation=EscalationPublic(**outcome.escalation.public()) if outcome.escalation else None,
         prompt_version=outcome.prompt_version,
         language=outcome.language,
+        actions=[ActionBrief(**action) for action in outcome.actions],
+        confirmation=ConfirmationPublic(**outcome.confirmation.public()) if outcome.confirmation else None,
     )
 
 
@@ -127,6 +168,7 @@ def turn_public(outcome: TurnOutcome) -> TurnPublic:
 async def get_transcript(conversation_id: VisitorConversation, runtime: RuntimeDep) -> TranscriptPublic:
     """The conversation's messages, oldest first: the visitor's, the bot's and human agents'."""
     conversation, messages = await to_thread.run_sync(runtime.log.transcript, conversation_id)
+    waiting = await to_thread.run_sync(pending_confirmations, runtime.log.sessions, conversation_id)
     return TranscriptPublic(
         conversation_id=conversation.id,
         status=conversation.status,
@@ -134,7 +176,8 @@ async def get_transcript(conversation_id: VisitorConversation, runtime: RuntimeD
         messages=[
             MessagePublic(id=m.id, role=m.role, content=m.content, status=m.status,
                           created_at=m.created_at, sources=m.sources,
-                          author=m.author if m.role == "agent" else None)
+                          author=m.author if m.role == "agent" else None,
+                          confirmation=ConfirmationPublic(**waiting[m.id].public()) if m.id in waiting else None)
             for m in messages
         ],
     )

@@ -72,6 +72,29 @@ class EscalationPublic(BaseModel):
     detail: str | None
 
 
+class ActionBrief(BaseModel):
+    """An action the model called in the turn (service/actions/): which, and what became of it."""
+
+    name: str = Field(examples=["get_order_status"])
+    status: str = Field(examples=["ok"], description="ok, rejected, failed, invalid_arguments, unknown_action, "
+                        "sign_in_required, awaiting_confirmation, confirmed, cancelled or over_limit.")
+
+
+class ConfirmationPublic(BaseModel):
+    """An action with side effects waiting for the visitor: show `summary` with Confirm and Cancel, then POST
+    the decision to /api/conversations/{id}/actions/{action_call_id}."""
+
+    action_call_id: int
+    action: str = Field(examples=["cancel_order"])
+    summary: str = Field(examples=["Cancel order A-1042"])
+
+
+class DecisionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["confirm", "cancel"] = Field(description="Confirm makes the call; Cancel tells the bot not to.")
+
+
 class TurnPublic(BaseModel):
     message_id: int | None = Field(description="The stored user message (null for a handoff without a note).")
     reply: ReplyPublic
@@ -80,6 +103,9 @@ class TurnPublic(BaseModel):
     prompt_version: str | None = Field(examples=["support@v2"])
     language: str | None = Field(default=None, examples=["de"], description="The visitor's language as the "
                                  "service reads it (ISO 639-1); fixed texts in the reply are in it.")
+    actions: list[ActionBrief] = Field(default_factory=list, description="The actions the model called, in order.")
+    confirmation: ConfirmationPublic | None = Field(
+        default=None, description="Set when the reply asks the visitor to confirm an action before it is made.")
 
 
 class MessagePublic(BaseModel):
@@ -90,6 +116,8 @@ class MessagePublic(BaseModel):
     created_at: datetime
     sources: Sources = Field(default_factory=list, description=SOURCES_DESCRIPTION + " Bot replies only.")
     author: str | None = Field(default=None, description="The person's name, on a human agent's reply.")
+    confirmation: ConfirmationPublic | None = Field(
+        default=None, description="On a bot reply whose action still waits for the visitor's Confirm or Cancel.")
 
 
 class TranscriptPublic(BaseModel):
