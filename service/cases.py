@@ -2,6 +2,8 @@
 
 One case per line: {"id", "messages": [{"role", "content"}, ...], "expect": {"escalate": bool, "reason": ...}}.
 The last message is the user turn under test; earlier ones are replayed as the conversation's history.
+`expect.action: {"name": ..., "arguments": {...}}` expects the model's first response to call that action with
+(at least) those arguments.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from .escalation import DETERMINISTIC, POLICY_PREFIX
 from .runtime import Runtime
 from .turns import TurnOutcome, start_turn
 
-EXPECT_KEYS = {"escalate", "reason", "contains", "contains_any", "not_contains", "regex", "max_chars", "reference"}
+EXPECT_KEYS = {"escalate", "reason", "contains", "contains_any", "not_contains", "regex", "max_chars", "reference",
+               "action"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,18 @@ def _case(data: Any, source: str, line: int) -> Case:
     expect = data.get("expect", {})
     if not isinstance(expect, dict) or set(expect) - EXPECT_KEYS:
         raise ConfigError(source, line, f"'expect' keys must be among {', '.join(sorted(EXPECT_KEYS))}")
+    if "action" in expect:
+        _check_expected_action(expect["action"], source, line)
     return Case(id=data["id"], messages=messages, expect=expect, line=line)
+
+
+def _check_expected_action(action: Any, source: str, line: int) -> None:
+    """`expect.action` is {"name": str, "arguments": {...} (optional)} and nothing else."""
+    if not isinstance(action, dict) or not isinstance(action.get("name"), str) or not action["name"].strip() \
+            or set(action) - {"name", "arguments"}:
+        raise ConfigError(source, line, "'expect.action' must be {\"name\": the action, \"arguments\": {...}}")
+    if not isinstance(action.get("arguments", {}), dict):
+        raise ConfigError(source, line, "'expect.action.arguments' must be an object (the arguments expected)")
 
 
 async def replay_case(runtime: Runtime, case: Case) -> TurnOutcome:

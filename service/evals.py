@@ -2,6 +2,10 @@
 
 Every column gets its own runtime (prompt, model, knowledge) over one temporary SQLite file, so the
 production log is never touched and each case starts a fresh conversation.
+
+The actions of SUPPORTBOT_ACTIONS_DIR are offered to the model as in production, but an eval never calls the
+team's API: a call the model makes is answered as if the system could not do it (so the turn still ends with the
+model's own words), and `expect.action` is judged on what the model's first response called.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
+from sqlalchemy import select
 
+from .actions.base import ActionOutcome, ActionSpec
+from .actions.caller import ActionCaller
 from .cases import Case, replay_case
 from .config import Settings
 from .db import upgrade
 from .escalation import NO_ANSWER
 from .grading import Grade, grade_reference
-from .models import Message
+from .models import ActionCall, ActionStatus, Message
 from .providers.base import Provider
 from .runtime import Runtime
 from .turns import TurnOutcome
@@ -53,6 +60,8 @@ class CaseResult:
     latency_ms: int | None = None
     cost_usd: float | None = None
     expect_escalate: bool | None = None
+    actions: list[dict[str, Any]] = field(default_factory=list)  # what the first response called: name, arguments
+    action_matched: bool | None = None  # None: the case expects no action
 
 
 @dataclass
@@ -67,6 +76,7 @@ class ColumnSummary:
     mean_tokens: float | None
     mean_latency_ms: float | None
     cost_per_1000: float | None
+    action_match_rate: float | None = None  # of the cases expecting an action; None when none does
 
 
 @dataclass
@@ -82,6 +92,33 @@ class EvalReport:
             "cases": [{k: v for k, v in asdict(r).items() if k != "expect_escalate"} for r in self.cases],
             "differing": self.differing,
         }
+
+
+NOT_CALLED = "not called: an eval never calls the team's API"
+
+
+class EvalCaller(ActionCaller):
+    """Checks arguments like the real caller and never makes a request: every call is answered as rejected."""
+
+    async def call(self, spec: ActionSpec, arguments: Any, user_id: str | None = None) -> ActionOutcome:
+        return ActionOutcome(ActionStatus.REJECTED, result={}, error=NOT_CALLED)
+
+
+def action_failures(expected: dict[str, Any], called: list[dict[str, Any]]) -> list[str]:
+    """What the first response's calls got wrong against `expect.action` (empty when one of them is that action
+    with arguments containing the expected ones, values equal)."""
+    name, wanted = expected["name"], expected.get("arguments", {})
+    if not called:
+        return [f"expected a call to {name}, got an answer in text"]
+    same = [call for call in called if call["name"] == name]
+    if not same:
+        return [f"expected a call to {name}, got {', '.join(call['name'] for call in called)}"]
+    for call in same:
+        arguments = call["arguments"] if isinstance(call["arguments"], dict) else {}
+        if all(key in arguments and arguments[key] == value for key, value in wanted.items()):
+            return []
+    shown = json.dumps(same[0]["arguments"], ensure_ascii=False)
+    return [f"called {name} with {shown}, expected arguments {json.dumps(wanted, ensure_ascii=False)}"]
 
 
 def check_expectations(case: Case, outcome: TurnOutcome) -> list[str]:
@@ -145,6 +182,8 @@ class EvalRunner:
             await to_thread.run_sync(upgrade, f"sqlite:///{workdir / 'eval.db'}")
             for column in self.columns:
                 runtime = Runtime.build(self._column_settings(column, workdir))
+                await runtime.action_caller.aclose()
+                runtime.action_caller = EvalCaller(max_argument_chars=runtime.settings.actions_max_argument_chars)
                 try:
                     results += await self._run_column(runtime, column, cases, on_progress)
                 finally:
@@ -169,6 +208,9 @@ class EvalRunner:
                         grader: Provider | None) -> CaseResult:
         outcome = await replay_case(runtime, case)
         failures = check_expectations(case, outcome)
+        called = await to_thread.run_sync(first_calls, runtime, outcome.reply_id)
+        missed = action_failures(case.expect["action"], called) if "action" in case.expect else []
+        failures += missed
         grade: Grade | None = None
         if "reference" in case.expect:
             question = case.messages[-1]["content"]
@@ -184,8 +226,19 @@ class EvalRunner:
             reason=outcome.escalation.reason if outcome.escalation else None, reply=outcome.reply,
             failures=failures, grade=asdict(grade) if grade else None, tokens=tokens,
             latency_ms=reply.latency_ms if reply else None, cost_usd=reply.cost_usd if reply else None,
-            expect_escalate=case.expect.get("escalate"),
+            expect_escalate=case.expect.get("escalate"), actions=called,
+            action_matched=not missed if "action" in case.expect else None,
         )
+
+
+def first_calls(runtime: Runtime, reply_id: int) -> list[dict[str, Any]]:
+    """The actions the model's first response in the turn called (round 0), in order: name and arguments."""
+    with runtime.log.sessions() as session:
+        rows = session.execute(select(ActionCall.action, ActionCall.arguments)
+                               .where(ActionCall.reply_id == reply_id, ActionCall.round == 0,
+                                      ActionCall.confirms_id.is_(None))
+                               .order_by(ActionCall.id)).all()
+    return [{"name": name, "arguments": arguments} for name, arguments in rows]
 
 
 def _reply_row(runtime: Runtime, reply_id: int) -> Message | None:
@@ -208,6 +261,7 @@ def summarize(columns: list[Column], results: list[CaseResult]) -> EvalReport:
         actual = sum(1 for r in labeled if r.expect_escalate)
         costs = [r.cost_usd for r in rows if r.cost_usd is not None]
         mean_cost = _mean(costs)
+        expecting = [r.action_matched for r in rows if r.action_matched is not None]
         summaries.append(ColumnSummary(
             prompt=column.prompt, model=column.model, cases=len(rows), passed=sum(r.passed for r in rows),
             pass_rate=sum(r.passed for r in rows) / len(rows) if rows else 0.0,
@@ -216,6 +270,7 @@ def summarize(columns: list[Column], results: list[CaseResult]) -> EvalReport:
             mean_tokens=_mean([float(r.tokens) for r in rows if r.tokens is not None]),
             mean_latency_ms=_mean([float(r.latency_ms) for r in rows if r.latency_ms is not None]),
             cost_per_1000=mean_cost * 1000 if mean_cost is not None else None,
+            action_match_rate=sum(expecting) / len(expecting) if expecting else None,
         ))
     by_case: dict[str, set[bool]] = {}
     for r in results:
@@ -233,12 +288,12 @@ def format_table(report: EvalReport) -> str:
         return "-" if value is None else format(value, spec)
 
     width = max([34, *(len(f"{c.prompt} x {c.model}") for c in report.columns)])
-    header = (f"{'prompt x model':<{width}} {'pass':>6} {'esc P':>6} {'esc R':>6} {'tokens':>7} {'ms':>7} "
-              f"{'$/1k conv':>10}")
+    header = (f"{'prompt x model':<{width}} {'pass':>6} {'esc P':>6} {'esc R':>6} {'action':>6} {'tokens':>7} "
+              f"{'ms':>7} {'$/1k conv':>10}")
     lines = [header, "-" * len(header)]
     for c in report.columns:
         lines.append(f"{c.prompt + ' x ' + c.model:<{width}} {pct(c.pass_rate):>6} "
-                     f"{pct(c.escalation_precision):>6} {pct(c.escalation_recall):>6} "
+                     f"{pct(c.escalation_precision):>6} {pct(c.escalation_recall):>6} {pct(c.action_match_rate):>6} "
                      f"{num(c.mean_tokens, '.0f'):>7} {num(c.mean_latency_ms, '.0f'):>7} "
                      f"{num(c.cost_per_1000, '.4f'):>10}")
     if report.differing:
