@@ -170,6 +170,12 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     return purge_cli.run(args, settings)
 
 
+def cmd_actions(args: argparse.Namespace, settings: Settings) -> int:
+    from . import actions_cli
+
+    return actions_cli.run(args, settings)
+
+
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -275,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_purge_parser(commands)
     commands.choices["purge"].set_defaults(handler=cmd_purge)
+
+    from .actions_cli import add_parser as add_actions_parser
+
+    add_actions_parser(commands)
+    commands.choices["actions"].set_defaults(handler=cmd_actions)
 
     report = commands.add_parser("report", help="where prompting stands, and whether to fine-tune")
     report.add_argument("--json", action="store_true")

@@ -55,6 +55,9 @@ def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "supportbot",
                                 "stream": "ext://sys.stderr"}},
         "root": {"level": level, "handlers": ["stderr"]},
-        # Migrations log every step at INFO; their warnings still show.
-        "loggers": {"alembic": {"level": max(logging.WARNING, logging.getLevelName(level))}},
+        # Migrations log every step at INFO; their warnings still show. httpx logs each request's full URL at
+        # INFO, and an action's URL carries what the visitor gave (an order number, an e-mail): the service's own
+        # lines name the action and its status instead.
+        "loggers": {name: {"level": max(logging.WARNING, logging.getLevelName(level))}
+                    for name in ("alembic", "httpx", "httpcore")},
     }
