@@ -237,6 +237,14 @@ async def test_invalid_arguments_are_told_briefly_and_call_nothing(
     assert api.received == []
 
 
+def test_validate_refuses_what_the_request_would_refuse(api: FakeTeamAPI, caller: ActionCaller) -> None:
+    spec = spec_of(cancel_action(api.url))  # a side-effect action: validated before the visitor confirms
+
+    assert caller.validate(spec, {"order_id": ".."}) == "order_id: must not be empty, '.' or '..'"
+    assert caller.validate(spec, {"order_id": ""}) == "order_id: must not be empty, '.' or '..'"
+    assert caller.validate(spec, {"order_id": "..."}) is None
+
+
 def test_max_argument_chars_is_configurable(api: FakeTeamAPI) -> None:
     caller = ActionCaller(environ=ENV, max_argument_chars=6)
 

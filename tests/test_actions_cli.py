@@ -96,6 +96,20 @@ def test_check_names_a_missing_environment_variable(cli: Cli, actions_dir: Path,
     assert "2 actions, 2 problems" in out
 
 
+def test_check_flags_a_secret_written_into_the_file(cli: Cli, actions_dir: Path, api: FakeTeamAPI) -> None:
+    action = order_action(f"{api.url}/orders/{{order_id}}", name="get_invoice")
+    action["request"]["headers"] = {"X-Api-Key": "live-key-123", "Accept-Language": "en"}
+    path = write_action(actions_dir, action)
+
+    code, out, _ = cli("check")
+
+    assert code == 1
+    assert (f"  {path}: request.headers.X-Api-Key: looks like a secret written into the file; read it from the "
+            "environment with ${VARIABLE}") in out
+    assert "Accept-Language" not in out.split("problems:")[1]
+    assert "3 actions, 1 problem" in out
+
+
 def test_check_without_a_directory_is_fine(cli: Cli, tmp_path: Path) -> None:
     code, out, _ = cli("check", root=tmp_path / "none")
 

@@ -85,9 +85,14 @@ class ActionCaller:
             return f"{too_long}: longer than {self.max_argument_chars} characters"
         errors = sorted(Draft202012Validator(spec.parameters).iter_errors(arguments),
                         key=lambda error: (list(map(str, error.absolute_path)), error.validator))
-        if not errors:
-            return None
-        return "; ".join(_describe(error) for error in errors[:_MAX_ERRORS])[:400]
+        if errors:
+            return "; ".join(_describe(error) for error in errors[:_MAX_ERRORS])[:400]
+        try:  # checked here too, so a side-effect action is never confirmed with arguments it would refuse
+            for name in PLACEHOLDER.findall(spec.request.url):
+                _segment(name, arguments.get(name))
+        except ActionRefused as refused:
+            return refused.reason
+        return None
 
     def prepare(self, spec: ActionSpec, arguments: dict[str, Any], user_id: str | None = None) -> PreparedRequest:
         """The request `call` would make, secrets masked; raises ActionRefused when it cannot be made."""

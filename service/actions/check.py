@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import ConfigError
 from .base import ActionSpec
 from .files import SUFFIXES, assemble, header_variables, parse_action
+
+_SECRET_HEADER = re.compile(r"authorization|cookie|token|secret|password|api-?key|^x-key$", re.IGNORECASE)
 
 
 def action_paths(root: Path) -> list[Path]:
@@ -33,9 +36,22 @@ def check_actions(root: Path, environ: Mapping[str, str]) -> tuple[list[ActionSp
     by_name, duplicates = assemble(parsed)
     problems.extend(duplicates)
     for spec in by_name.values():
-        for header, variables in header_variables(spec).items():
-            for variable in variables:
-                if variable not in environ:
-                    problems.append(ConfigError(str(spec.path), None, f"request.headers.{header}: environment "
-                                                                      f"variable {variable} is not set"))
+        problems.extend(_environment_problems(spec, environ))
     return list(by_name.values()), problems
+
+
+def _environment_problems(spec: ActionSpec, environ: Mapping[str, str]) -> list[ConfigError]:
+    """Variables missing from the environment, and secrets written into the file itself (they would be
+    committed with it, and shown unmasked by `actions try`)."""
+    problems = []
+    variables = header_variables(spec)
+    for header in spec.request.headers:
+        where = f"request.headers.{header}"
+        if header not in variables and _SECRET_HEADER.search(header):
+            problems.append(ConfigError(str(spec.path), None, f"{where}: looks like a secret written into the "
+                                                              "file; read it from the environment with ${VARIABLE}"))
+        for variable in variables.get(header, ()):
+            if variable not in environ:
+                problems.append(ConfigError(str(spec.path), None,
+                                            f"{where}: environment variable {variable} is not set"))
+    return problems
