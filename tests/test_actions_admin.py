@@ -122,3 +122,4 @@ def test_the_page_shows_each_call_under_the_reply_and_hostile_responses_stay_tex
     expect(table.locator("script, img, b, i")).to_have_count(0)
     assert agent_tab.evaluate("() => window.__pwned") is None
     assert dialogs == []
+
