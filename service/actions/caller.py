@@ -105,7 +105,7 @@ class ActionCaller:
         latency_ms = round((time.monotonic() - started) * 1000)
         outcome = ActionOutcome(status=outcome.status, http_status=outcome.http_status, latency_ms=latency_ms,
                                 result=outcome.result, error=outcome.error, request=outcome.request)
-        log.info("action %s: %s (http %s, %d ms)", spec.name, outcome.status.value, outcome.http_status,
+        log.debug("action %s: %s (http %s, %d ms)", spec.name, outcome.status.value, outcome.http_status,
                  latency_ms)
         return outcome
 
