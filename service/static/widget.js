@@ -936,7 +936,7 @@
     ".sb-confirm-row { display: flex; flex-wrap: wrap; gap: 8px; }",
     ".sb-confirm-cancel { flex: none; height: 36px; padding: 0 16px; border: 1px solid var(--sb-border); border-radius: 10px;",
     "  background: var(--sb-panel); color: var(--sb-text); font-weight: 600; }",
-    ".sb-confirm .sb-button { color: var(--sb-on-primary); } /* over .sb-root button's inherited colour */",
+    ".sb-root .sb-button { color: var(--sb-on-primary); } /* over .sb-root button's inherited colour */",
     ".sb-confirm button:disabled { opacity: .6; cursor: default; }",
     ".sb-confirm-closed { margin: 0; color: var(--sb-muted); }",
 
