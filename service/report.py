@@ -379,9 +379,11 @@ def build_report(settings: Settings, sessions: sessionmaker[Session], training_t
         actions = _action_figures(session, now)
     corrected = sum(v.corrected_examples for v in versions)
     if training_tokens is None:
+        from .actions.files import ActionFiles
         from .export import Exporter, ExportOptions
 
-        exporter = Exporter(sessions, ExportOptions(select="corrected"))
+        tools = ActionFiles(settings.actions_dir, interval=0).current().tools()
+        exporter = Exporter(sessions, ExportOptions(select="corrected"), action_tools=tools)
         for _ in exporter.lines():
             pass
         training_tokens = exporter.summary.estimated_tokens
