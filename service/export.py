@@ -340,9 +340,7 @@ class Exporter:
         if fmt == "dpo" and target.content == target.original:
             self.summary.skipped["dpo needs a correction to prefer over the original reply"] += 1
             return None
-        with_tools = fmt == "openai-chat"
-        turns = _history_messages(history, redaction.history if redaction else _keep,
-                                  actions if with_tools else None, redaction.call if redaction else _keep_call)
+        turns = _history_messages(history, redaction.history if redaction else _keep, with_tools=fmt == "openai-chat")
         tail = redaction.after_history() if redaction else None
 
         def clean(text: str) -> str:
@@ -368,7 +366,7 @@ class Exporter:
             return {"input": {"messages": prefix + turns},
                     "preferred_output": [{"role": "assistant", "content": clean(target.content)}],
                     "non_preferred_output": [{"role": "assistant", "content": clean(target.original or "")}]}
-        rounds = _rounds(actions.get(target.reply.id, []), lambda call: _call_texts(call, clean), learned=True)
+        rounds = _rounds(actions.get(target.reply.id, []), lambda call: _call_texts(call, clean))
         final: dict[str, Any] = {"role": "assistant", "content": clean(target.content), "weight": 1}
         if target.with_tool_calls:
             final["tool_calls"] = target.reply.tool_calls
@@ -399,18 +397,11 @@ class _Redaction:
     def __init__(self) -> None:
         self._redactor = Redactor()
         self._done: dict[int, str] = {}
-        self._calls: dict[int, tuple[str, str]] = {}
 
     def history(self, row: Row[Any]) -> str:
         if row.id not in self._done:
             self._done[row.id] = self._redactor.redact(row.content)
         return self._done[row.id]
-
-    def call(self, call: Row[Any]) -> tuple[str, str]:
-        """An action call's arguments and tool result, redacted in the conversation's order."""
-        if call.id not in self._calls:
-            self._calls[call.id] = _call_texts(call, self._redactor.redact)
-        return self._calls[call.id]
 
     def after_history(self) -> Redactor:
         return self._redactor.copy()
@@ -420,25 +411,20 @@ def _keep(row: Row[Any]) -> str:
     return str(row.content)
 
 
-def _keep_call(call: Row[Any]) -> tuple[str, str]:
-    return _call_texts(call, lambda text: text)
-
-
 def _call_texts(call: Row[Any], clean: Callable[[str], str]) -> tuple[str, str]:
     """A call's arguments (a JSON string, as the model wrote them) and tool result, every string in them cleaned."""
     return (json.dumps(clean_strings(call.arguments or {}, clean), ensure_ascii=False),
             clean_tool_content(call.tool_content, clean))
 
 
-def _rounds(calls: list[Row[Any]], texts: Callable[[Row[Any]], tuple[str, str]],
-            learned: bool) -> list[dict[str, Any]]:
-    """One turn's action calls in chat format: per round, the assistant's `tool_calls` (weight 1 when `learned`
-    and the model got the round right) and a `tool` message per call with what the model was given."""
+def _rounds(calls: list[Row[Any]], texts: Callable[[Row[Any]], tuple[str, str]]) -> list[dict[str, Any]]:
+    """The reply's turn's action calls in chat format: per round, the assistant's `tool_calls` (weight 1 when the
+    model got the round right) and a `tool` message per call with what the model was given."""
     messages: list[dict[str, Any]] = []
     for number in dict.fromkeys(call.round for call in calls):
         this_round = [call for call in calls if call.round == number]
         pairs = [texts(call) for call in this_round]
-        right = learned and not any(call.status in _NOT_LEARNED or call.confirms_id is not None
+        right = not any(call.status in _NOT_LEARNED or call.confirms_id is not None
                                     for call in this_round)
         messages.append({"role": "assistant", "content": None, "weight": 1 if right else 0, "tool_calls": [
             {"id": call.call_id, "type": "function", "function": {"name": call.action, "arguments": arguments}}
@@ -449,11 +435,10 @@ def _rounds(calls: list[Row[Any]], texts: Callable[[Row[Any]], tuple[str, str]],
 
 
 def _history_messages(history: list[Row[Any]], clean: Callable[[Row[Any]], str],
-                      actions: dict[int, list[Row[Any]]] | None,
-                      clean_call: Callable[[Row[Any]], tuple[str, str]]) -> list[dict[str, Any]]:
+                      with_tools: bool) -> list[dict[str, Any]]:
     """What the visitor saw before the reply, in chat format; earlier assistant turns carry weight 0 unless
-    reviewed good. `actions` (None: no tool messages) adds each earlier turn's action calls before its reply."""
-    with_tools = actions is not None
+    reviewed good. Earlier turns' action calls are left out: a turn's model is given the conversation's text,
+    not the tool results of turns before it, and the example is what it was given."""
     messages: list[dict[str, Any]] = []
     for row in history:
         if not (row.content or "").strip() or row.role == Role.SYSTEM:
@@ -462,8 +447,6 @@ def _history_messages(history: list[Row[Any]], clean: Callable[[Row[Any]], str],
             messages.append({"role": "user", "content": clean(row)})
             continue
         good = is_answer(row) and row.review == "good"
-        if actions:
-            messages += _rounds(actions.get(row.id, []), clean_call, learned=good)
         message: dict[str, Any] = {"role": "assistant", "content": clean(row), "weight": 1 if good else 0}
         if with_tools and row.tool_calls:
             message["tool_calls"] = row.tool_calls

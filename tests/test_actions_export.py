@@ -1,21 +1,32 @@
 """Training data of turns that called actions: per round an assistant message with `tool_calls` and one `tool`
-message per call (exactly what the model was given), then the final answer; on SQLite and PostgreSQL."""
+message per call (exactly what the model was given), then the final answer; on SQLite and PostgreSQL, from rows
+written directly and through real turns (a call made on the visitor's Confirm)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import respx
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.actions.files import ActionFiles
+from service.api import create_app
 from service.db import create_db_engine, make_session_factory
 from service.export import Exporter, ExportOptions
 from service.export_format import check_chat
 from service.models import ActionCall, Message
 from service.review import ReviewDesk
+from service.runtime import Runtime
 
+from . import fake_model
 from .action_rows import SYSTEM_PROMPT, Call, new_conversation, seed_turn
+from .conftest import MODEL_BASE_URL, make_settings
+from .factories import send, start_conversation
+from .fake_team_api import cancel_action, running_team_api, write_action
 
 ORDER_TOOL = {"type": "function", "function": {
     "name": "get_order_status", "description": "Look up the shipping status of one of the visitor's orders.",
@@ -67,7 +78,7 @@ def test_a_corrected_miss_exports_its_call_and_result_and_the_correction_replace
     assert line["tools"][0]["function"]["name"] == "escalate_to_human"
 
 
-def test_rounds_keep_their_order_and_earlier_turns_calls_come_before_their_reply(
+def test_rounds_keep_their_order_and_earlier_turns_are_only_their_text_as_the_model_was_given_them(
     sessions: sessionmaker[Session],
 ) -> None:
     conversation = new_conversation(sessions)
@@ -88,9 +99,7 @@ def test_rounds_keep_their_order_and_earlier_turns_calls_come_before_their_reply
              for m in line["messages"][1:]]
     assert shape == [
         ("user", None, []),
-        ("assistant", 0, ['{"order_id": "A-1"}']),  # an earlier turn: context, not a target
-        ("tool", None, []),
-        ("assistant", 0, []),
+        ("assistant", 0, []),  # an earlier turn: its text only (a turn's model never sees earlier tool results)
         ("user", None, []),
         ("assistant", 0, ['{"order_id": 2}']),  # arguments the model got wrong: never learned
         ("tool", None, []),
@@ -100,10 +109,11 @@ def test_rounds_keep_their_order_and_earlier_turns_calls_come_before_their_reply
         ("assistant", 1, []),
     ]
     tools = [m for m in line["messages"] if m["role"] == "tool"]
-    assert [t["tool_call_id"] for t in tools] == [f"call_{first.reply_id}_0", f"call_{second.reply_id}_0",
-                                                 f"call_{second.reply_id}_1", f"call_{second.reply_id}_2"]
-    assert json.loads(tools[1]["content"])["status"] == "invalid_arguments"
-    assert json.loads(tools[3]["content"])["status"] == "rejected"
+    assert [t["tool_call_id"] for t in tools] == [f"call_{second.reply_id}_0", f"call_{second.reply_id}_1",
+                                                 f"call_{second.reply_id}_2"]
+    assert json.loads(tools[0]["content"])["status"] == "invalid_arguments"
+    assert json.loads(tools[2]["content"])["status"] == "rejected"
+    assert line["messages"][2]["content"] == "Yes, A-1 shipped." and first.call_ids
     # without the action files, an action is still declared (by name) so the line stays valid
     assert line["tools"][1] == {"type": "function",
                                 "function": {"name": "get_order_status", "parameters": {"type": "object"}}}
@@ -169,3 +179,56 @@ def test_the_check_refuses_a_tool_answer_without_its_call_and_an_undeclared_tool
 
     assert check_chat(line) == ["messages[2]: tool_call_id 'c2' answers no earlier call",
                                 "tool 'get_order_status' is called but not in 'tools'"]
+
+
+async def test_a_call_made_on_confirm_exports_exactly_as_the_model_was_given_it(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORDERS_API_TOKEN", "orders-token-0123456789")
+    asked: list[dict[str, Any]] = []
+
+    def model(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        asked.append(body)
+        if body["messages"][-1]["role"] == "tool":
+            return fake_model.completion("Done: order A-1043 is cancelled and you will get a refund.")
+        return fake_model.completion(None, tool_calls=[fake_model.tool_call(
+            "cancel_order", {"order_id": "A-1043", "reason": "changed my mind"}, call_id="call_cancel")])
+
+    with running_team_api(token="orders-token-0123456789") as api, \
+            respx.mock(base_url=MODEL_BASE_URL, assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1").pass_through()
+        mock.post("/chat/completions").mock(side_effect=model)
+        write_action(tmp_path / "actions", cancel_action(api.url))
+        runtime = Runtime.build(make_settings(tmp_path, database_url, openai_api_key="sk-test-key",
+                                              openai_base_url=MODEL_BASE_URL, model="gpt-4o-mini",
+                                              actions_dir=tmp_path / "actions"))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(runtime=runtime)),
+                                     base_url="http://supportbot.test") as client:
+            conversation, auth = await start_conversation(client)
+            asking = (await send(client, conversation, auth, "Please cancel order A-1043, I changed my mind")).json()
+            waiting = asking["confirmation"]["action_call_id"]
+            done = await client.post(f"/api/conversations/{conversation}/actions/{waiting}", headers=auth,
+                                     json={"decision": "confirm"})
+            assert done.status_code == 200, done.text
+            reviewed = await client.post(f"/admin/api/messages/{done.json()['reply']['message_id']}/review",
+                                         headers={"Authorization": f"Bearer {runtime.admin_token}"},
+                                         json={"verdict": "good"})
+            assert reviewed.status_code == 200, reviewed.text
+        assert len(api.cancels()) == 1
+    tools = ActionFiles(tmp_path / "actions", interval=0).current().tools()
+    lines = [json.loads(x.text) for x in Exporter(runtime.log.sessions, ExportOptions(select="all"),
+                                                   action_tools=tools).lines()]
+    await runtime.aclose()
+
+    (line,) = lines
+    assert check_chat(line) == []
+    given = asked[-1]["messages"]
+    unweighted = [{k: v for k, v in m.items() if k != "weight"} for m in line["messages"]]
+    assert unweighted[:-1] == given, "the example is the conversation as the model was given it"
+    calling = line["messages"][-3]
+    assert calling["weight"] == 0, "the call was the visitor's Confirm, not the model's choice"
+    assert line["messages"][-1] == {"role": "assistant", "weight": 1,
+                                    "content": "Done: order A-1043 is cancelled and you will get a refund."}
+    assert [t["function"]["name"] for t in line["tools"]] == ["escalate_to_human", "cancel_order"]
+    assert line["tools"][1] == tools[0]
