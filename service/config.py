@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     # Actions (service/actions/): one YAML file per call the bot may make to the team's own APIs.
     actions_dir: Path = Field(default_factory=lambda: Path.cwd() / "actions")
     actions_max_calls: int = Field(default=3, ge=0, le=20, description="action calls per turn before it must answer")
-    actions_max_argument_chars: int = Field(default=500, ge=1, description="the longest string argument an action takes")
+    actions_max_argument_chars: int = Field(default=500, ge=1,
+                                            description="the longest string argument an action takes")
     prompt: str = "support@production"
 
     openai_base_url: str | None = None

@@ -10,6 +10,7 @@ from typing import IO
 
 from tqdm import tqdm
 
+from .actions.files import ActionFiles
 from .config import Settings
 from .db import create_db_engine, make_session_factory
 from .errors import SupportbotError
@@ -38,7 +39,8 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
         print("error: --validation-split needs --out FILE (two files are written)", file=sys.stderr)
         return 2
     engine = create_db_engine(settings.resolved_database_url)
-    exporter = Exporter(make_session_factory(engine), options)
+    tools = ActionFiles(settings.actions_dir, interval=0).current().tools()
+    exporter = Exporter(make_session_factory(engine), options, action_tools=tools)
     with ExitStack() as stack:
         if args.out == "-":
             train: IO[str] = sys.stdout

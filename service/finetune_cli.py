@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .actions.files import ActionFiles
 from .cases import load_cases
 from .config import Settings
 from .errors import ConfigError, NotFound, SupportbotError, Unprocessable
@@ -69,7 +70,8 @@ def _start(jobs: FineTuneJobs, args: argparse.Namespace, settings: Settings) -> 
             files = checked_file(Path(args.file))
         else:
             files = export_training_files(jobs.sessions, settings.data_dir / "finetune",
-                                          args.select or "corrected", args.validation_split)
+                                          args.select or "corrected", args.validation_split,
+                                          ActionFiles(settings.actions_dir, interval=0).current().tools())
     except SupportbotError:
         asyncio.run(backend.aclose())
         raise

@@ -188,7 +188,7 @@ async def export(
     options = ExportOptions(format=format, select=select, since=since, until=until, prompt_version=prompt_version,
                             redact=redact, validation_split=validation_split, seed=seed,
                             include_policy_handoffs=include_policy_handoffs)
-    exporter = Exporter(runtime.log.sessions, options)
+    exporter = Exporter(runtime.log.sessions, options, action_tools=runtime.actions.current().tools())
     await to_thread.run_sync(lambda: runtime.review.record(who.actor, "export", None, {
         "format": format, "select": select, "redact": redact, "part": part,
         "include_policy_handoffs": include_policy_handoffs}))

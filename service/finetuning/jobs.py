@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +32,11 @@ class TrainingFiles:
 
 
 def export_training_files(sessions: sessionmaker[Session], directory: Path, select_mode: str,
-                          validation_split: float) -> TrainingFiles:
-    """Write the selected examples (openai-chat) to `directory`; refuse when there is nothing to train on."""
+                          validation_split: float, action_tools: Sequence[dict[str, Any]] = ()) -> TrainingFiles:
+    """Write the selected examples (openai-chat) to `directory`; refuse when there is nothing to train on.
+    `action_tools`: the actions as the model is offered them, for the examples' `tools`."""
     exporter = Exporter(sessions, ExportOptions(format="openai-chat", select=select_mode,
-                                                validation_split=validation_split))
+                                                validation_split=validation_split), action_tools=action_tools)
     directory.mkdir(parents=True, exist_ok=True)
     stem = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     training, validation = directory / f"{stem}-train.jsonl", directory / f"{stem}-validation.jsonl"
