@@ -22,12 +22,15 @@ from .litellm_peer import ensure_installed, start_litellm
 from .procstat import CpuPlan, CpuWindow, RssSampler, peak_rss_bytes, rss_bytes
 from .profiles import QUESTIONS, Profile
 from .targets import (
+    MAX_TOKENS,
+    MODEL,
     ROOT,
     VENV_BIN,
     Target,
     postgres_available,
     start_mock,
     start_passthrough,
+    start_relay,
     start_supportbot_postgres,
     start_supportbot_sqlite,
 )
@@ -70,15 +73,49 @@ class LoadClient:
         self._process.wait(timeout=30)
 
 
-def scenarios(profile: Profile) -> list[tuple[str, dict[str, Any]]]:
-    """(name, load) for every measured run of a round."""
-    runs: list[tuple[str, dict[str, Any]]] = [
-        (f"closed-c{c}", {"mode": "closed", "concurrency": c, "turns": n}) for c, n in profile.closed]
+# The servers of the crowd stage (many streamed conversations): the floor and supportbot; the OpenAI-protocol
+# proxy and LiteLLM sit it out to keep the full run under half an hour.
+CROWD_TARGETS = frozenset({"mock", "relay", "supportbot-sqlite", "supportbot-postgres"})
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured run of a round: its load, and which targets take part."""
+
+    name: str
+    load: dict[str, Any]
+    only: frozenset[str] | None = None  # None: every one-worker target
+    with_workers: bool = False  # supportbot with several workers runs it too (the saturation stage)
+
+    def includes(self, target: str, extra_workers: str) -> bool:
+        """Whether `target` runs this scenario."""
+        if target == extra_workers:
+            return self.with_workers
+        return self.only is None or target in self.only
+
+
+def stages(profile: Profile) -> dict[str, str]:
+    """The scenario names the issue's targets are read from (kept in the results with the runs)."""
+    rate = f"{profile.open_rate:g}"
+    return {"open_json": f"open-{rate}-json", "open_sse": f"open-{rate}-sse", "crowd": f"stream-c{profile.crowd[0]}",
+            "saturation": f"closed-c{max(c for c, _ in profile.closed)}",
+            "workers_target": f"supportbot-sqlite-w{profile.workers}"}
+
+
+def scenarios(profile: Profile) -> list[Scenario]:
+    """Every measured run of a round."""
+    named = stages(profile)
+    runs = [Scenario(f"closed-c{c}", {"mode": "closed", "concurrency": c, "turns": n},
+                     with_workers=f"closed-c{c}" == named["saturation"]) for c, n in profile.closed]
     concurrency, turns = profile.stream
-    runs.append((f"stream-c{concurrency}", {"mode": "closed", "concurrency": concurrency, "turns": turns,
-                                             "stream": True}))
-    runs.append((f"open-{profile.open_rate:g}", {"mode": "open", "rate": profile.open_rate,
-                                                  "turns": profile.open_turns}))
+    runs.append(Scenario(f"stream-c{concurrency}", {"mode": "closed", "concurrency": concurrency, "turns": turns,
+                                                    "stream": True}))
+    crowd, crowd_turns = profile.crowd
+    runs.append(Scenario(named["crowd"], {"mode": "closed", "concurrency": crowd, "turns": crowd_turns,
+                                          "stream": True}, CROWD_TARGETS))
+    for key, stream in (("open_json", False), ("open_sse", True)):
+        runs.append(Scenario(named[key], {"mode": "open", "rate": profile.open_rate, "turns": profile.open_turns,
+                                          "stream": stream}))
     return runs
 
 
@@ -98,7 +135,7 @@ def base_spec(target: Target, profile: Profile, prompt: str) -> dict[str, Any]:
     return {
         "kind": target.kind, "host": "127.0.0.1", "port": target.port, "questions": QUESTIONS,
         "turns_per_conversation": profile.turns_per_conversation, "system_prompt": prompt,
-        "model": "gpt-4o-mini", "max_tokens": 400, "temperature": 0.2, "tools": [ESCALATE_TOOL],
+        "model": MODEL, "max_tokens": MAX_TOKENS, "temperature": 0.2, "tools": [ESCALATE_TOOL],
         "api_key": target.api_key,
     }
 
@@ -139,12 +176,13 @@ class LiveSuite:
     skipped: dict[str, str] = field(default_factory=dict)
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> dict[str, Any]:
         """Start the mock (and check its capacity), then every target; warm each up."""
         timing = self.profile.upstream
-        workers = max(2, len(self.plan.clients or ()))
-        mock = start_mock(self.work, self.plan, timing, workers)
+        mock_workers = max(2, len(self.plan.clients or ()))
+        mock = start_mock(self.work, self.plan, timing, mock_workers)
         self.targets.append(mock)
         self.client = LoadClient(self.plan)
         self.prompt = system_prompt()
@@ -152,9 +190,13 @@ class LiveSuite:
                                     "concurrency": 32, "turns": self.profile.capacity_turns,
                                     "headers": {"x-mock-latency-ms": "0"}})
         upstream = f"http://127.0.0.1:{mock.port}/v1"
+        self.stages = stages(self.profile)
+        workers = self.profile.workers
         starters: list[tuple[str, Callable[[], Target]]] = [
+            ("relay", lambda: start_relay(self.work, self.plan, upstream)),
             ("passthrough", lambda: start_passthrough(self.work, self.plan, upstream)),
             ("supportbot-sqlite", lambda: start_supportbot_sqlite(self.work, self.plan, upstream)),
+            (self.stages["workers_target"], lambda: start_supportbot_sqlite(self.work, self.plan, upstream, workers)),
             ("supportbot-postgres", lambda: start_supportbot_postgres(self.work, self.plan, upstream)),
             ("litellm", lambda: start_litellm(self.work, self.plan, upstream)),
         ]
@@ -165,7 +207,7 @@ class LiveSuite:
             target = futures[name].result()
             if target is not None:
                 self.targets.append(target)
-        self.info.setdefault("mock", {})["workers"] = workers
+        self.info.setdefault("mock", {})["workers"] = mock_workers
         for target in self.targets:
             self._warm_up(target)
         return {"requests_per_s": round(capacity["turns_per_s"], 1), "errors": capacity["turns_failed"],
@@ -213,16 +255,17 @@ class LiveSuite:
     def run_rounds(self) -> None:
         """Every scenario on every target, `profile.rounds` times, target order rotating."""
         plan = scenarios(self.profile)
+        extra = self.stages["workers_target"]
         for round_index in range(self.profile.rounds):
             shift = round_index % len(self.targets)
             order = self.targets[shift:] + self.targets[:shift]
-            for scenario, load in plan:
-                for target in order:
-                    spec = {**base_spec(target, self.profile, self.prompt), **load}
+            for scenario in plan:
+                for target in (t for t in order if scenario.includes(t.name, extra)):
+                    spec = {**base_spec(target, self.profile, self.prompt), **scenario.load}
                     result = measure(self.client, target, spec)
-                    result.update({"round": round_index, "scenario": scenario, "target": target.name})
+                    result.update({"round": round_index, "scenario": scenario.name, "target": target.name})
                     self.runs.append(result)
-                    self.log(f"round {round_index + 1}/{self.profile.rounds} {scenario:<12} {target.name:<20} "
+                    self.log(f"round {round_index + 1}/{self.profile.rounds} {scenario.name:<14} {target.name:<20} "
                              f"{result['turns_per_s']:8.1f} turns/s  p50 {result['latency_ms'].get('p50', 0):8.2f} ms"
                              f"  cpu/turn {result['cpu_per_turn_ms']:6.2f} ms  errors {result['turns_failed']}")
                     time.sleep(self.profile.pause)
@@ -241,12 +284,12 @@ class LiveSuite:
         return result
 
     def profile_servers(self, seconds: float) -> dict[str, Any]:
-        """py-spy profiles of supportbot (SQLite) and the passthrough, for the findings."""
+        """py-spy profiles of supportbot (SQLite) and the relay (the floor), for the findings."""
         from .profiling import profile_target
 
         profiles = {}
         for target in self.targets:
-            if target.name in ("supportbot-sqlite", "passthrough"):
+            if target.name in ("supportbot-sqlite", "relay"):
                 self.log(f"profiling {target.name} for {seconds:g} s")
                 profiles[target.name] = profile_target(self.client, target, self.profile, self.prompt, self.work,
                                                        seconds)

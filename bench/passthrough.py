@@ -1,7 +1,10 @@
-"""The floor of any Python service: bare FastAPI + the official openai client, no prompt, no database.
+"""OpenAI-protocol proxy: re-serializes every chunk, forwards whole bodies. Not the floor (bench/relay.py is).
 
-POST /v1/chat/completions forwards the body as it came and returns the answer (JSON, or the chunks
-re-sent as Server-Sent Events). Run: `uvicorn bench.passthrough:app` with PASSTHROUGH_BASE_URL set.
+POST /v1/chat/completions forwards the body as it came (system prompt, history, tools) through the
+official openai client and returns the answer as the client's pydantic model dumped back to JSON, or
+every chunk re-serialized with `model_dump_json` as Server-Sent Events. It does more per turn than a
+chat service needs, so a ratio against it flatters supportbot; it stays as a second reference point
+between the relay and LiteLLM's proxy. Run: `uvicorn bench.passthrough:app` with PASSTHROUGH_BASE_URL set.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ client = openai.AsyncOpenAI(
     timeout=30.0,
     max_retries=1,
 )
-app = FastAPI(title="bench passthrough")
+app = FastAPI(title="bench OpenAI-protocol proxy")
 
 
 @app.get("/healthz")

@@ -1,4 +1,4 @@
-"""How much load each mode sends: the full run (~25 minutes on 2 cores) and `--quick`, the smoke run."""
+"""How much load each mode sends: the full run (~30 minutes on 2 cores) and `--quick`, the smoke run."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ class Profile:
     rounds: int
     closed: tuple[tuple[int, int], ...]  # (concurrency, turns per round)
     stream: tuple[int, int]  # (concurrency, turns per round)
-    open_rate: float  # turns/s
+    open_rate: float  # turns/s, once with JSON turns and once streamed
     open_turns: int
+    crowd: tuple[int, int]  # many concurrent streamed conversations: (concurrency, turns per round)
     warmup_turns: int
     soak_seconds: float
     soak_rate: float
@@ -44,15 +45,18 @@ class Profile:
     profile_seconds: float = 15.0  # py-spy profile per server; 0 = none
     inbox_http: bool = True
     postgres_data: bool = False  # export and inbox on PostgreSQL as well (--postgres-data)
+    # supportbot on SQLite also runs as `serve --workers N` in the highest closed-loop stage (saturation).
+    workers: int = 2
 
 
 FULL = Profile(
     name="full", rounds=3, closed=((1, 60), (10, 300), (50, 500), (200, 600)), stream=(10, 120),
-    open_rate=50.0, open_turns=1000, warmup_turns=60, soak_seconds=120.0, soak_rate=20.0, capacity_turns=4000,
+    open_rate=50.0, open_turns=750, crowd=(200, 600), warmup_turns=60, soak_seconds=120.0, soak_rate=20.0,
+    capacity_turns=4000,
     retrieval_sizes=(100, 1_000, 10_000), retrieval_queries=300, messages=1_000_000,
 )
 QUICK = Profile(
-    name="quick", rounds=1, closed=((1, 5), (10, 20)), stream=(5, 10), open_rate=20.0, open_turns=20,
+    name="quick", rounds=1, closed=((1, 5), (10, 20)), stream=(5, 10), open_rate=20.0, open_turns=20, crowd=(20, 20),
     warmup_turns=4, soak_seconds=2.0, soak_rate=10.0, capacity_turns=100, retrieval_sizes=(100, 1_000),
     retrieval_queries=10, messages=3_000,
     upstream={"latency_ms": 10.0, "ttft_ms": 20.0, "chunks": 5, "interval_ms": 10.0},

@@ -1,7 +1,8 @@
 """The benchmark suite in one command: `.venv/bin/python -m bench.run [--quick] [--soak] [--skip-litellm]`.
 
-Full run (~25 minutes on 2 cores): the live load test against the mock (floor), the bare passthrough,
-supportbot on SQLite and PostgreSQL and LiteLLM's proxy; then retrieval, export and admin inbox on
+Full run (~30 minutes on 2 cores): the live load test against the mock, the minimal relay (the floor,
+bench/relay.py), the OpenAI-protocol proxy (bench/passthrough.py), supportbot on SQLite (one worker and
+`serve --workers 2`) and PostgreSQL and LiteLLM's proxy; then retrieval, export and admin inbox on
 synthetic data; results to bench/results/results.json and docs/performance.md (+ chart).
 `--quick` is the smoke run of the test suite: a few dozen turns per target, tiny datasets, no LiteLLM,
 results under bench/work/quick/ unless --results-dir/--docs-dir say otherwise.
@@ -222,7 +223,7 @@ def run_live(profile: Any, work: Path, plan: CpuPlan, include_litellm: bool, soa
     finally:
         suite.finish()
     return {"mock_capacity": capacity, "targets": suite.info, "skipped": suite.skipped, "runs": suite.runs,
-            "soak": soak, "upstream": profile.upstream, "profiles": profiles}
+            "stages": suite.stages, "soak": soak, "upstream": profile.upstream, "profiles": profiles}
 
 
 def all_served(results: dict[str, Any]) -> bool:

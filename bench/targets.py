@@ -1,7 +1,10 @@
 """The servers under test: start each on a loopback port, pinned, and stop it afterwards.
 
-1. `mock`: the mock upstream itself (the floor); 2. `passthrough`: bare FastAPI + openai client;
-3. `supportbot-sqlite` and 4. `supportbot-postgres`: the full path; 5. `litellm`: LiteLLM's proxy.
+1. `mock`: the mock upstream itself (what latency is added to); 2. `relay`: the floor of issue 20,
+a minimal FastAPI + openai relay speaking supportbot's API (bench/relay.py); 3. `passthrough`: an
+OpenAI-protocol proxy that re-serializes every chunk (bench/passthrough.py, not the floor);
+4. `supportbot-sqlite` and 5. `supportbot-postgres`: the full path, one worker;
+6. `supportbot-sqlite-w2`: the same with `serve --workers 2`; 7. `litellm`: LiteLLM's proxy.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from .procstat import CpuPlan, pin_tree, process_tree
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+MODEL = "gpt-4o-mini"
+# What supportbot sends: the shipped prompt versions' max_tokens (prompts/support/*.md.j2 front matter).
+MAX_TOKENS = 400
 
 
 @dataclass
@@ -117,11 +123,24 @@ def start_mock(work: Path, plan: CpuPlan, timing: dict[str, float], workers: int
             "--timeout-keep-alive", "120"]
     process = _spawn(args, env, log, ROOT)
     _ready(process, port, "/health", 30, log, plan.clients)
-    return Target("mock", "direct to the mock (floor)", "openai", port, process)
+    return Target("mock", "direct to the mock (no server in between)", "openai", port, process)
+
+
+def start_relay(work: Path, plan: CpuPlan, upstream: str) -> Target:
+    """The floor: the minimal relay of bench/relay.py, one worker, driven like supportbot."""
+    port = free_port()
+    env = _base_env() | {"RELAY_BASE_URL": upstream, "RELAY_MODEL": MODEL, "RELAY_MAX_TOKENS": str(MAX_TOKENS)}
+    log = work / "relay.log"
+    args = [sys.executable, "-m", "uvicorn", "bench.relay:app", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--log-level", "warning", "--no-access-log"]
+    process = _spawn(args, env, log, ROOT)
+    _ready(process, port, "/healthz", 30, log, plan.service)
+    return Target("relay", "minimal relay (the floor): FastAPI + chat.completions.create", "supportbot", port,
+                  process)
 
 
 def start_passthrough(work: Path, plan: CpuPlan, upstream: str) -> Target:
-    """Bare FastAPI + openai client, one worker."""
+    """The OpenAI-protocol proxy of bench/passthrough.py (not the floor), one worker."""
     port = free_port()
     env = _base_env() | {"PASSTHROUGH_BASE_URL": upstream}
     log = work / "passthrough.log"
@@ -129,7 +148,7 @@ def start_passthrough(work: Path, plan: CpuPlan, upstream: str) -> Target:
             "--workers", "1", "--log-level", "warning", "--no-access-log"]
     process = _spawn(args, env, log, ROOT)
     _ready(process, port, "/healthz", 30, log, plan.service)
-    return Target("passthrough", "bare FastAPI + openai passthrough", "openai", port, process)
+    return Target("passthrough", "OpenAI-protocol proxy (re-serializes every chunk)", "openai", port, process)
 
 
 def supportbot_env(data_dir: Path, database_url: str, upstream: str) -> dict[str, str]:
@@ -137,7 +156,7 @@ def supportbot_env(data_dir: Path, database_url: str, upstream: str) -> dict[str
     return _base_env() | {
         "SUPPORTBOT_DATA_DIR": str(data_dir), "SUPPORTBOT_DATABASE_URL": database_url,
         "SUPPORTBOT_OPENAI_API_KEY": "sk-bench", "SUPPORTBOT_OPENAI_BASE_URL": upstream,
-        "SUPPORTBOT_MODEL": "gpt-4o-mini", "SUPPORTBOT_LOG_LEVEL": "WARNING", "SUPPORTBOT_MAX_TURNS": "100000",
+        "SUPPORTBOT_MODEL": MODEL, "SUPPORTBOT_LOG_LEVEL": "WARNING", "SUPPORTBOT_MAX_TURNS": "100000",
         "SUPPORTBOT_RATE_LIMIT_PER_VISITOR": "0", "SUPPORTBOT_RATE_LIMIT_PER_IP": "0",
         "SUPPORTBOT_RATE_LIMIT_CONVERSATIONS_PER_IP": "0",
         "SUPPORTBOT_ADMIN_TOKEN": "bench-admin-token-0123456789",
@@ -146,24 +165,27 @@ def supportbot_env(data_dir: Path, database_url: str, upstream: str) -> dict[str
     }
 
 
-def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str, str]) -> Target:
+def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str, str], workers: int = 1) -> Target:
     supportbot = str(VENV_BIN / "supportbot")
     data_dir = Path(env["SUPPORTBOT_DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
     log = work / f"{name}.log"
     subprocess.run([supportbot, "db", "upgrade"], env=env, cwd=data_dir, check=True, capture_output=True)
     port = free_port()
-    args = [supportbot, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    args = [supportbot, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     process = _spawn(args, env, log, data_dir)
     _ready(process, port, "/healthz", 60, log, plan.service)
     return Target(name, label, "supportbot", port, process)
 
 
-def start_supportbot_sqlite(work: Path, plan: CpuPlan, upstream: str) -> Target:
-    """supportbot on its default SQLite file, in a fresh data directory."""
+def start_supportbot_sqlite(work: Path, plan: CpuPlan, upstream: str, workers: int = 1) -> Target:
+    """supportbot on its default SQLite file, in a fresh data directory, with `workers` worker processes."""
     data_dir = work / f"sb-sqlite-{uuid.uuid4().hex[:8]}"
     env = supportbot_env(data_dir, f"sqlite:///{data_dir / 'supportbot.db'}", upstream)
-    return _supportbot("supportbot-sqlite", "supportbot, SQLite", work, plan, env)
+    if workers == 1:
+        return _supportbot("supportbot-sqlite", "supportbot, SQLite", work, plan, env)
+    return _supportbot(f"supportbot-sqlite-w{workers}", f"supportbot, SQLite, serve --workers {workers}", work,
+                       plan, env, workers)
 
 
 def create_pg_database(prefix: str) -> tuple[str, Callable[[], None]]:
