@@ -7,8 +7,11 @@ from typing import Any
 
 from .stats import median
 
-FLOOR = "mock"
-ORDER = ("mock", "passthrough", "supportbot-sqlite", "supportbot-postgres", "litellm")
+# Added latency is a target's figure minus direct-to-mock's in the same round; the floor the targets
+# compare with is the relay (bench/relay.py, bench/verdicts.py).
+DIRECT = "mock"
+ORDER = ("mock", "relay", "passthrough", "supportbot-sqlite", "supportbot-sqlite-w2", "supportbot-postgres",
+         "litellm")
 
 
 def _get(run: dict[str, Any], *path: str) -> float | None:
@@ -20,12 +23,12 @@ def _get(run: dict[str, Any], *path: str) -> float | None:
     return value if isinstance(value, int | float) else None
 
 
-def _added(runs: list[dict[str, Any]], floors: dict[int, dict[str, Any]], *path: str) -> float | None:
-    """Median over rounds of (this target's figure - the floor's figure in the same round)."""
+def _added(runs: list[dict[str, Any]], directs: dict[int, dict[str, Any]], *path: str) -> float | None:
+    """Median over rounds of (this target's figure - direct-to-mock's figure in the same round)."""
     deltas = []
     for run in runs:
-        floor = floors.get(run["round"])
-        mine, base = _get(run, *path), _get(floor, *path) if floor else None
+        direct = directs.get(run["round"])
+        mine, base = _get(run, *path), _get(direct, *path) if direct else None
         if mine is not None and base is not None:
             deltas.append(mine - base)
     return median(deltas)
@@ -38,14 +41,14 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, 
         grouped[run["scenario"]][run["target"]].append(run)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for scenario, by_target in grouped.items():
-        floors = {run["round"]: run for run in by_target.get(FLOOR, [])}
+        directs = {run["round"]: run for run in by_target.get(DIRECT, [])}
         table[scenario] = {}
         for target in sorted(by_target, key=lambda t: ORDER.index(t) if t in ORDER else 99):
-            table[scenario][target] = _figures(by_target[target], floors)
+            table[scenario][target] = _figures(by_target[target], directs)
     return table
 
 
-def _figures(runs: list[dict[str, Any]], floors: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def _figures(runs: list[dict[str, Any]], directs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     total = sum(r["turns_ok"] + r["turns_failed"] for r in runs)
     figures: dict[str, Any] = {
         "rounds": len(runs), "turns": sum(r["turns_ok"] for r in runs),
@@ -63,11 +66,11 @@ def _figures(runs: list[dict[str, Any]], floors: dict[int, dict[str, Any]]) -> d
         figures["db_cpu_per_turn_ms"] = median([r.get("db_cpu_per_turn_ms") for r in runs])
     for q in ("p50", "p95", "p99"):
         figures[f"latency_{q}_ms"] = median([_get(r, "latency_ms", q) for r in runs])
-        figures[f"added_{q}_ms"] = _added(runs, floors, "latency_ms", q)
+        figures[f"added_{q}_ms"] = _added(runs, directs, "latency_ms", q)
     if any("ttft_ms" in r for r in runs):
         figures["ttft_p50_ms"] = median([_get(r, "ttft_ms", "p50") for r in runs])
-        figures["added_ttft_p50_ms"] = _added(runs, floors, "ttft_ms", "p50")
-        figures["added_ttft_p95_ms"] = _added(runs, floors, "ttft_ms", "p95")
+        figures["added_ttft_p50_ms"] = _added(runs, directs, "ttft_ms", "p50")
+        figures["added_ttft_p95_ms"] = _added(runs, directs, "ttft_ms", "p95")
         figures["max_gap_p50_ms"] = median([_get(r, "max_gap_ms", "p50") for r in runs])
         figures["max_gap_p99_ms"] = median([_get(r, "max_gap_ms", "p99") for r in runs])
         figures["max_gap_max_ms"] = max((_get(r, "max_gap_ms", "max") or 0.0) for r in runs)

@@ -7,8 +7,8 @@ from typing import Any
 
 from .aggregate import ORDER, summarize_runs
 
-COLORS = {"mock": "#9e9e9e", "passthrough": "#4c72b0", "supportbot-sqlite": "#dd8452",
-          "supportbot-postgres": "#c44e52", "litellm": "#55a868"}
+COLORS = {"mock": "#9e9e9e", "relay": "#4c72b0", "passthrough": "#8172b3", "supportbot-sqlite": "#dd8452",
+          "supportbot-sqlite-w2": "#937860", "supportbot-postgres": "#c44e52", "litellm": "#55a868"}
 
 
 def draw_chart(results: dict[str, Any], path: Path) -> bool:
@@ -37,7 +37,7 @@ def draw_chart(results: dict[str, Any], path: Path) -> bool:
 
 
 def _cpu_panel(axis: Any, table: dict[str, Any], live: dict[str, Any]) -> None:
-    scenario = next((s for s in table if s.startswith("open-")), None)
+    scenario = (live.get("stages") or {}).get("open_json") or next((s for s in table if s.startswith("open-")), None)
     if scenario is None:
         return
     names = [t for t in ORDER if t in table[scenario]]
@@ -48,12 +48,12 @@ def _cpu_panel(axis: Any, table: dict[str, Any], live: dict[str, Any]) -> None:
         if db:
             axis.bar(bar.get_x() + bar.get_width() / 2, db, bottom=bar.get_height(), width=bar.get_width(),
                      color="#f2b5b5", hatch="//", label="PostgreSQL backends")
-    if "passthrough" in table[scenario]:
-        limit = table[scenario]["passthrough"]["cpu_per_turn_ms"] * 1.5
-        axis.axhline(limit, linestyle="--", color="#4c72b0", linewidth=1, label="target: 1.5x passthrough")
+    if "relay" in table[scenario]:
+        limit = table[scenario]["relay"]["cpu_per_turn_ms"] * 1.2
+        axis.axhline(limit, linestyle="--", color=COLORS["relay"], linewidth=1, label="target (SQLite): 1.2x relay")
     axis.set_xticks(range(len(names)), [n.replace("supportbot-", "sb-") for n in names], rotation=15)
     axis.set_ylabel("ms CPU per turn (server processes)")
-    axis.set_title(f"CPU per turn, open loop at {scenario.removeprefix('open-')} turns/s")
+    axis.set_title(f"CPU per JSON turn, open loop at {scenario.removeprefix('open-').removesuffix('-json')} turns/s")
     axis.legend(fontsize=8)
 
 
@@ -72,7 +72,7 @@ def _latency_panel(axis: Any, table: dict[str, Any]) -> None:
     axis.set_yscale("log")
     axis.set_xticks(levels, [str(level) for level in levels])
     axis.set_xlabel("concurrent conversations (closed loop)")
-    axis.set_ylabel("added latency p50 over the floor, ms")
+    axis.set_ylabel("added latency p50 over direct-to-mock, ms")
     axis.set_title("Latency added over direct-to-mock")
     axis.legend(fontsize=8)
 

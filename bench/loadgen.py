@@ -6,11 +6,17 @@ service's CPU counters right before and after each run. Two target kinds:
 
 - `openai`: POST /v1/chat/completions with the system prompt and the conversation so far (the mock,
   the passthrough, LiteLLM), so they see the same messages supportbot would send upstream;
-- `supportbot`: POST /api/conversations, then POST /api/conversations/{id}/messages per turn.
+- `supportbot`: POST /api/conversations, then POST /api/conversations/{id}/messages per turn (supportbot
+  and the relay, bench/relay.py).
+
+With arguments it runs one load against a server started by hand and prints the result, with the CPU
+time per turn of the process trees given by `--pids` (how docs/performance.md measures scaling on a larger
+machine): `python -m bench.loadgen --port 8000 --concurrency 300 --turns 20000 --pids 1234`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import resource
@@ -292,14 +298,61 @@ async def execute(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    """Serve run specs from stdin until it closes."""
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.loadgen", description="One load against a running "
+                                     "supportbot (or relay); without arguments, run specs from stdin.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=150, help="closed loop: conversations at once")
+    parser.add_argument("--rate", type=float, help="open loop at this many turns/s instead of a closed loop")
+    parser.add_argument("--turns", type=int, default=5000)
+    parser.add_argument("--stream", action="store_true", help="ask for Server-Sent Events")
+    parser.add_argument("--pids", default="", help="comma-separated pids whose process trees' CPU is the "
+                        "server's (supportbot serve, or each replica)")
+    parser.add_argument("--other-pids", default="", help="comma-separated pids whose process trees' CPU is "
+                        "counted apart (nginx, the PostgreSQL server)")
+    return parser.parse_args(argv)
+
+
+def _tree_window(pids: str) -> tuple[bool, Any]:
+    from .procstat import CpuWindow, process_tree
+
+    roots = [int(pid) for pid in pids.split(",") if pid.strip()]
+    return bool(roots), CpuWindow(lambda: [pid for root in roots for pid in process_tree(root)])
+
+
+def run_once(argv: list[str], run: Callable[..., Any]) -> None:
+    """One load from the command line; prints the result with the CPU per turn of the pids' trees."""
+    from .profiles import QUESTIONS
+
+    args = parse_args(argv)
+    spec: dict[str, Any] = {"kind": "supportbot", "host": args.host, "port": args.port, "questions": QUESTIONS,
+                            "turns": args.turns, "stream": args.stream}
+    spec |= {"mode": "open", "rate": args.rate} if args.rate else {"mode": "closed", "concurrency": args.concurrency}
+    windows = {"": _tree_window(args.pids), "other_": _tree_window(args.other_pids)}
+    for _, window in windows.values():
+        window.start()
+    result = run(execute(spec))
+    for prefix, (given, window) in windows.items():
+        cpu = window.stop()
+        if given:
+            result[f"{prefix or 'server_'}cpu_s"] = round(cpu, 3)
+            result[f"{prefix}cpu_per_turn_ms"] = round(cpu / max(result["turns_ok"], 1) * 1000, 3)
+    print(json.dumps(result, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve run specs from stdin until it closes, or run the one load the arguments describe."""
     try:
         import uvloop
 
         run: Callable[..., Any] = uvloop.run
     except ImportError:
         run = asyncio.run
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        run_once(argv, run)
+        return
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         if not line.strip():

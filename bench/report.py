@@ -8,6 +8,7 @@ from typing import Any
 from .aggregate import ORDER, soak_figures, summarize_runs
 from .chart import draw_chart
 from .report_components import components_section
+from .report_scaling import scaling_section
 from .verdicts import evaluate
 
 __all__ = ["evaluate", "write_report"]
@@ -57,6 +58,7 @@ def write_report(results: dict[str, Any], docs_dir: Path, results_path: Path) ->
     if live and live.get("profiles"):
         lines += _profiles(live["profiles"])
     lines += _method(results)
+    lines += scaling_section()
     path = docs_dir / "performance.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return [path] + ([chart] if drawn else [])
@@ -107,15 +109,19 @@ def _live(live: dict[str, Any], profile: dict[str, Any]) -> list[str]:
              f"chunk. Its capacity, checked first (zero latency, 32 connections, measured by the same load "
              f"generator on the same core): {_n(live['mock_capacity']['requests_per_s'], 0)} requests/s, "
              f"{live['mock_capacity']['errors']} errors. {profile['rounds']} interleaved rounds; figures are the "
-             f"median of the rounds; *added* latency is the target's percentile minus the floor's (direct to "
-             f"the mock) in the same round.", ""]
+             f"median of the rounds; *added* latency is the target's percentile minus direct-to-mock's in the "
+             f"same round. The floor the targets compare with is the minimal relay (`bench/relay.py`: FastAPI "
+             f"and the openai client's `chat.completions.create`, one user message, no prompt, no database), "
+             f"driven through the same visitor API as supportbot.", ""]
     if live.get("skipped"):
         lines += ["Not measured: " + "; ".join(f"{k}: {v}" for k, v in live["skipped"].items()) + ".", ""]
     lines += ["### CPU time per turn (primary figure)", "",
               "User + system CPU seconds of the server's processes (from /proc, so steal time does not count) "
               "divided by the turns served. For supportbot on PostgreSQL the database backends' CPU is shown "
               "apart. supportbot's figure includes creating one conversation per "
-              f"{profile['turns_per_conversation']} turns.", ""]
+              f"{profile['turns_per_conversation']} turns. A dash: the target does not take part in that stage "
+              f"(the crowd stage runs the mock, the relay and supportbot; `serve --workers 2` runs only the "
+              f"saturation stage).", ""]
     scenarios = list(table)
     targets = [t for t in ORDER if any(t in table[s] for s in scenarios)]
     rows = []
@@ -129,7 +135,7 @@ def _live(live: dict[str, Any], profile: dict[str, Any]) -> list[str]:
             row.append(cell)
         rows.append(row)
     lines += _table(["ms CPU / turn", *scenarios], rows)
-    lines += ["### Latency added over the floor, throughput, errors", ""]
+    lines += ["### Latency added over direct-to-mock, throughput, errors", ""]
     rows = []
     for s in scenarios:
         for target in targets:
@@ -155,9 +161,9 @@ def _streaming(live: dict[str, Any], table: dict[str, Any]) -> list[str]:
              f"(supportbot stores the reply before its `done` event).", ""]
     rows = []
     for s, by_target in table.items():
-        if not s.startswith("stream-"):
-            continue
         for target, f in by_target.items():
+            if "ttft_p50_ms" not in f:
+                continue
             rows.append([s, _label(live, target), f["ttft_p50_ms"], f["added_ttft_p50_ms"], f["added_ttft_p95_ms"],
                          f["max_gap_p50_ms"], f["max_gap_p99_ms"], f["max_gap_max_ms"], f["tail_p50_ms"],
                          f["chunks_per_turn"]])
@@ -287,6 +293,13 @@ def _profiles(profiles: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _crowd(settings: dict[str, Any]) -> str:
+    crowd = settings.get("crowd")
+    if not crowd:
+        return "not in this run"
+    return f"{crowd[0]} concurrent streamed conversations ({crowd[1]} turns; the mock, the relay and supportbot)"
+
+
 def _method(results: dict[str, Any]) -> list[str]:
     settings = results["profile_settings"]
     closed = ", ".join(f"{c} ({n} turns)" for c, n in settings["closed"])
@@ -298,25 +311,35 @@ def _method(results: dict[str, Any]) -> list[str]:
         "regenerate this page from a results file.",
         "- The machine is shared: other processes (other developers' test suites) ran during the measurement. "
         "CPU time per turn is robust to that; wall-clock figures less so, which is why rounds are interleaved.",
-        "- Targets: (1) direct to the mock upstream (the floor); (2) `bench/passthrough.py`, bare FastAPI + the "
-        "openai client, no prompt, no database (the floor for any Python service); (3) supportbot, full path, "
-        "SQLite; (4) supportbot, full path, PostgreSQL, in a database created for the run and dropped after; "
-        "(5) LiteLLM's proxy in its own virtual environment under bench/work/, callbacks off, retries 0. Each "
-        "server runs one worker; the mock runs several.",
+        "- Targets: (1) direct to the mock upstream (what *added* latency is measured from); (2) the floor: "
+        "`bench/relay.py`, a minimal relay, FastAPI + the official openai client's `chat.completions.create` "
+        "with `messages=[{role: user, content}]`, supportbot's model and `max_tokens`, no prompt, no history, "
+        "no database; it takes supportbot's request body at the same paths and answers the same JSON shape, or "
+        "one SSE `delta` per upstream chunk and a `done` event, so the load generator drives it exactly like "
+        "supportbot; (3) `bench/passthrough.py`, an OpenAI-protocol proxy: it forwards whole bodies (system "
+        "prompt, history, tools) and re-serializes every chunk with pydantic, more than a chat service needs, "
+        "so it is a reference point, not the floor; (4) supportbot, full path, SQLite; (5) the same with "
+        "`supportbot serve --workers 2`, in the saturation stage only; (6) supportbot, full path, PostgreSQL, "
+        "in a database created for the run and dropped after (its backends' CPU counted apart); (7) LiteLLM's "
+        "proxy in its own virtual environment under bench/work/, callbacks off, retries 0. Each server runs "
+        "one worker unless said; the mock runs several.",
         "- Load: conversations of "
         f"{settings['turns_per_conversation']} turns with ten different ordinary product questions (none is "
         "handed over, so every turn calls the model). Peers receive the system prompt supportbot assembles "
         "for the first question, the conversation so far (up to 20 messages), the escalation tool, "
         "`max_tokens` and `temperature`, so the upstream sees the same requests from every target. "
-        f"Closed loop at concurrency {closed}; streaming at concurrency {settings['stream'][0]} "
-        f"({settings['stream'][1]} turns); open loop at {settings['open_rate']:g} turns/s "
-        f"({settings['open_turns']} turns; latency counted from each turn's scheduled start).",
+        f"Closed loop (JSON) at concurrency {closed}, the highest being the saturation stage where "
+        f"`serve --workers {settings.get('workers', 2)}` runs too; streaming at concurrency {settings['stream'][0]} "
+        f"({settings['stream'][1]} turns); the crowd stage, {_crowd(settings)}; open loop at "
+        f"{settings['open_rate']:g} turns/s, once with JSON turns and once streamed ({settings['open_turns']} "
+        "turns each; latency counted from each turn's scheduled start). The relay and supportbot are compared "
+        "in the open-loop stages (CPU per turn, added p50), the crowd stage and the saturation stage.",
         "- The load generator (`bench/loadgen.py`, asyncio + uvloop with a minimal HTTP/1.1 keep-alive client) "
         "runs in its own process; its CPU per turn is reported beside the server's.",
-        "- Rounds are interleaved (every scenario on every target, the target order rotating each round), so "
-        "drift of the shared machine lands on all targets alike; tables show the median of the rounds.",
+        "- Rounds are interleaved (every scenario on the targets that take part, the target order rotating each "
+        "round), so drift of the shared machine lands on all targets alike; tables show the median of the rounds.",
         "- CPU per turn counts the server's processes only; the mock upstream and the load generator run on "
         "the other core. On a 2-core machine the load generator and the mock share one core, so at high "
-        "concurrency the floor itself is limited by that core (see client CPU).",
+        "concurrency direct-to-mock itself is limited by that core (see client CPU).",
         "",
     ]
