@@ -1,15 +1,26 @@
-"""The benchmark harness in its quickest mode, so it never rots: structure and errors only, no timings."""
+"""The benchmark harness in its quickest mode, so it never rots: structure and errors only, no timings.
+
+And the floor it compares supportbot with, the relay, checked for what it sends upstream and answers.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from bench.aggregate import summarize_runs
+from bench.procstat import CpuPlan
+from bench.targets import MAX_TOKENS, MODEL, start_relay
 from service.config import PROJECT_ROOT
+
+from .upstream_server import serving, upstream_app
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the harness reads /proc")
 
@@ -33,7 +44,7 @@ def test_every_target_served_its_turns_without_errors(quick_run: tuple[dict, Pat
     results, _ = quick_run
     live = results["live"]
     served = {run["target"] for run in live["runs"]}
-    assert {"mock", "passthrough", "supportbot-sqlite"} <= served
+    assert {"mock", "relay", "passthrough", "supportbot-sqlite", "supportbot-sqlite-w2"} <= served
     assert "litellm" not in served and "litellm" in live["skipped"]
     for run in live["runs"]:
         assert LIVE_FIGURES <= run.keys()
@@ -42,22 +53,53 @@ def test_every_target_served_its_turns_without_errors(quick_run: tuple[dict, Pat
     assert live["soak"]["turns_failed"] == 0 and live["soak"]["rss_series_mb"]
 
 
-def test_every_scenario_ran_on_every_target(quick_run: tuple[dict, Path]) -> None:
-    results, _ = quick_run
-    runs = results["live"]["runs"]
-    scenarios = {run["scenario"] for run in runs}
-    assert {"closed-c1", "closed-c10"} <= scenarios
-    assert any(s.startswith("stream-") for s in scenarios) and any(s.startswith("open-") for s in scenarios)
-    targets = {run["target"] for run in runs}
-    assert {(run["scenario"], run["target"]) for run in runs} == {(s, t) for s in scenarios for t in targets}
+def test_every_stage_ran_on_the_targets_it_compares(quick_run: tuple[dict, Path]) -> None:
+    live = quick_run[0]["live"]
+    stages = live["stages"]
+    assert stages == {"open_json": "open-20-json", "open_sse": "open-20-sse", "crowd": "stream-c20",
+                      "saturation": "closed-c10", "workers_target": "supportbot-sqlite-w2"}
+    pairs = {(run["scenario"], run["target"]) for run in live["runs"]}
+    one_worker = {target for _, target in pairs} - {"supportbot-sqlite-w2"}
+    for scenario in ("closed-c1", "closed-c10", "stream-c5", "open-20-json", "open-20-sse"):
+        assert {(scenario, target) for target in one_worker} <= pairs, scenario
+    crowd = {target for scenario, target in pairs if scenario == "stream-c20"}
+    assert {"mock", "relay", "supportbot-sqlite"} <= crowd and "passthrough" not in crowd
+    assert {scenario for scenario, target in pairs if target == "supportbot-sqlite-w2"} == {"closed-c10"}
+    streamed = {run["scenario"] for run in live["runs"] if "ttft_ms" in run}
+    assert streamed == {"stream-c5", "stream-c20", "open-20-sse"}
+
+
+def test_every_issue_target_has_a_row_against_the_relay(quick_run: tuple[dict, Path]) -> None:
+    results, out = quick_run
+    verdicts = {v["target"]: v for v in results["targets"]}
+    measured = [
+        "supportbot-sqlite: CPU per JSON turn <= 1.2x the relay's",
+        "supportbot-sqlite: CPU per SSE turn <= 1.2x the relay's",
+        "supportbot-sqlite: added latency p50 at open-20-json within 2 ms of the relay's",
+        "supportbot-sqlite: CPU per turn at 20 concurrent streamed conversations <= 1.3x the relay's",
+        "supportbot-sqlite, serve --workers 2: CPU per turn within 1.1x of one worker's",
+        "supportbot-sqlite, serve --workers 2: no errors at saturation",
+    ]
+    for name in measured:
+        assert verdicts[name]["met"] is not None and verdicts[name]["measured"] is not None, verdicts[name]
+    relay = summarize_runs(results["live"]["runs"])["open-20-json"]["relay"]["cpu_per_turn_ms"]
+    ratio = verdicts["supportbot-sqlite: CPU per JSON turn <= 1.2x the relay's"]
+    assert ratio["detail"].endswith(f"vs {relay:.2f} ms per turn (open-20-json, service processes)")
+    assert verdicts["supportbot-sqlite: CPU per turn below LiteLLM's"]["met"] is None
+    assert verdicts["two replicas behind nginx (deploy/nginx.conf): CPU per turn within 1.1x of one worker's"][
+        "met"] is None
+    assert not any("passthrough" in name for name in verdicts)
+    report = (out / "performance.md").read_text()
+    assert "## How to measure scaling on a larger machine" in report
+    assert "python -m bench.loadgen --port 8000 --concurrency 300" in report and "deploy/nginx.conf >" in report
 
 
 def test_streaming_and_server_timing_are_recorded(quick_run: tuple[dict, Path]) -> None:
     runs = quick_run[0]["live"]["runs"]
     for run in runs:
-        if run["scenario"].startswith("stream-"):
+        if run["scenario"].startswith("stream-") or run["scenario"].endswith("-sse"):
             assert run["ttft_ms"]["n"] == run["turns_ok"] and run["max_gap_ms"]["n"] == run["turns_ok"]
-        if run["target"].startswith("supportbot") and not run["scenario"].startswith("stream-"):
+        if run["target"].startswith("supportbot") and "ttft_ms" not in run:
             assert {"total", "upstream", "db", "overhead"} <= run["server_timing_ms"].keys()
 
 
@@ -70,7 +112,76 @@ def test_data_benchmarks_and_report_are_written(quick_run: tuple[dict, Path]) ->
     assert sqlite["export"]["exit_status"] == 0 and sqlite["export"]["lines_written"] > 0
     assert sqlite["dump"]["exit_status"] == 0
     assert all(page["queries"] and page["queries"][0]["plan"] for page in sqlite["inbox"])
-    verdicts = {v["target"]: v for v in results["targets"]}
-    assert any(name.startswith("supportbot-sqlite: CPU per turn") for name in verdicts)
     report = (out / "performance.md").read_text()
     assert "## Targets" in report and "## Knowledge retrieval" in report and "## Admin inbox (sqlite)" in report
+
+
+def _recording(app: Any, seen: list[dict[str, Any]]) -> Any:
+    """`app`, with the JSON body of every HTTP request kept in `seen` (what the relay sent upstream)."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        seen.append(json.loads(body))
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # type: ignore[no-any-return]
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return wrapped
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The relay as the harness starts it (its own uvicorn process), in front of a recording upstream."""
+    seen: list[dict[str, Any]] = []
+    with serving(_recording(upstream_app(chunks=3, interval=0.01), seen), lifespan="off") as upstream:
+        target = start_relay(tmp_path, CpuPlan(None, None), f"{upstream}/v1")
+        try:
+            yield f"http://127.0.0.1:{target.port}", seen
+        finally:
+            target.stop()
+
+
+def test_relay_sends_only_the_user_message_and_answers_like_supportbot(
+        relay: tuple[str, list[dict[str, Any]]]) -> None:
+    base, seen = relay
+    with httpx.Client(base_url=base, timeout=10) as client:
+        created = client.post("/api/conversations")
+        assert created.status_code == 201 and {"conversation_id", "token"} <= created.json().keys()
+        path = f"/api/conversations/{created.json()['conversation_id']}/messages"
+        turn = client.post(path, json={"content": "How do I export to CSV?"},
+                           headers={"Authorization": f"Bearer {created.json()['token']}"})
+    assert turn.status_code == 200 and turn.headers["content-type"] == "application/json"
+    assert turn.json()["reply"]["content"] == "word word word " and turn.json()["reply"]["status"] == "ok"
+    assert turn.json()["escalated"] is False
+    assert seen == [{"model": MODEL, "max_tokens": MAX_TOKENS,
+                     "messages": [{"role": "user", "content": "How do I export to CSV?"}]}]
+
+
+def test_relay_streams_one_delta_per_upstream_chunk_then_done(relay: tuple[str, list[dict[str, Any]]]) -> None:
+    base, seen = relay
+    with httpx.Client(base_url=base, timeout=10) as client:
+        streamed = client.post("/api/conversations/c1/messages", json={"content": "Where do I create an API key?"},
+                               headers={"Accept": "text/event-stream"})
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+    events = [block.split("\n", 1) for block in streamed.text.strip().split("\n\n")]
+    names = [head.removeprefix("event: ") for head, _ in events]
+    data = [json.loads(rest.removeprefix("data: ")) for _, rest in events]
+    assert names == ["delta", "delta", "delta", "done"]
+    assert [d["text"] for d in data[:3]] == ["word0 ", "word1 ", "word2 "]
+    assert data[3]["reply"]["content"] == "word0 word1 word2 " and data[3]["escalated"] is False
+    assert seen[0]["stream"] is True and seen[0]["messages"] == [
+        {"role": "user", "content": "Where do I create an API key?"}]
+    assert seen[0]["model"] == MODEL and seen[0]["max_tokens"] == MAX_TOKENS and "tools" not in seen[0]
