@@ -198,9 +198,12 @@ class Runtime:
         admin = "SUPPORTBOT_ADMIN_TOKEN" if self.settings.admin_token else \
             f"generated, in {(self.settings.data_dir / 'admin_token').resolve()}"
         webhook = "on" if self.settings.handoff_webhook_url else "off"
+        actions = self.actions.current()
+        broken = f", {len(actions.errors)} with errors: run supportbot actions check" if actions.errors else ""
         return (
             f"{provider} prompt={self.settings.prompt} database={url} "
             f"knowledge={self.settings.knowledge_dir} ({len(base.issues)} known issues) "
+            f"actions={self.settings.actions_dir} ({len(actions.by_name)}{broken}) "
             f"admin_token={admin} handoff_webhook={webhook} live_events={self.events.name}"
         )
 

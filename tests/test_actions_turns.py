@@ -418,3 +418,11 @@ async def test_a_resend_replays_the_turn_without_calling_again(make_client: Any,
         again = (await send(http, conversation, auth, "Where is A-1042?", client_message_id="m-1")).json()
     assert again["reply"] == first["reply"] and again["actions"] == first["actions"]
     assert len(team_api.requests_to("/orders/")) == 1
+
+
+async def test_the_start_up_line_names_the_actions_and_a_broken_file(make_client: Any, tmp_path: Path) -> None:
+    client = make_client(ScriptedModel(order_lookup()))
+    assert f"actions={tmp_path / 'actions'} (2) " in client.runtime.describe()
+    (tmp_path / "actions" / "broken.yaml").write_text("name: broken\nrequest: {url: ftp://x/}\n", encoding="utf-8")
+    assert "(2, 1 with errors: run supportbot actions check)" in client.runtime.describe()
+    await client.runtime.aclose()
