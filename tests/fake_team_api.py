@@ -288,3 +288,8 @@ def write_action(directory: Path, action: dict[str, Any], filename: str | None =
 def spec_of(action: dict[str, Any]) -> ActionSpec:
     """`action` through the real file parser, as the service would load it."""
     return parse_action_text(yaml.safe_dump(action, sort_keys=False), Path(f"{action['name']}.yaml"))
+
+
+def order_spec(api: FakeTeamAPI, path: str = "/orders/{order_id}", **changes: Any) -> ActionSpec:
+    """The order action against `api` (at `path`), parsed: what the caller tests call."""
+    return spec_of(order_action(f"{api.url}{path}", **changes))

@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from service.actions.base import ActionSpec
 from service.actions.caller import ActionCaller, ActionRefused
 from service.models import ActionStatus
 
-from .fake_team_api import FakeTeamAPI, cancel_action, known_orders, order_action, running_team_api, spec_of
+from .fake_team_api import FakeTeamAPI, cancel_action, known_orders, order_action, order_spec, running_team_api, spec_of
 
 TOKEN = "orders-token-3f9a"
 ENV = {"ORDERS_API_TOKEN": TOKEN}
@@ -42,12 +41,10 @@ async def caller() -> AsyncIterator[ActionCaller]:
     await made.aclose()
 
 
-def orders(api: FakeTeamAPI, path: str = "/orders/{order_id}", **changes: Any) -> ActionSpec:
-    return spec_of(order_action(f"{api.url}{path}", **changes))
 
 
 async def test_only_declared_fields_reach_the_result_and_the_model(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    outcome = await caller.call(orders(api), {"order_id": "A-1042"}, user_id="user-7")
+    outcome = await caller.call(order_spec(api), {"order_id": "A-1042"}, user_id="user-7")
 
     assert outcome.status == ActionStatus.OK and outcome.http_status == 200
     assert outcome.result == {"status": "shipped", "carrier": "DHL", "eta": "2026-12-05"}
@@ -59,7 +56,7 @@ async def test_only_declared_fields_reach_the_result_and_the_model(api: FakeTeam
 
 
 async def test_the_request_carries_the_secret_and_the_verified_user(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    outcome = await caller.call(orders(api), {"order_id": "A-1042"}, user_id="user-7")
+    outcome = await caller.call(order_spec(api), {"order_id": "A-1042"}, user_id="user-7")
 
     (received,) = api.received
     assert (received.method, received.raw_path, received.query) == ("GET", "/orders/A-1042", "")
@@ -74,28 +71,28 @@ async def test_the_request_carries_the_secret_and_the_verified_user(api: FakeTea
 
 
 async def test_no_user_header_without_a_verified_user(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    await caller.call(orders(api), {"order_id": "A-1042"}, user_id=None)
+    await caller.call(order_spec(api), {"order_id": "A-1042"}, user_id=None)
 
     (received,) = api.received
     assert "x-supportbot-user" not in received.headers
 
 
 async def test_identity_none_never_sends_the_user(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    outcome = await caller.call(orders(api, identity="none"), {"order_id": "A-1042"}, user_id="user-7")
+    outcome = await caller.call(order_spec(api, identity="none"), {"order_id": "A-1042"}, user_id="user-7")
 
     assert outcome.status == ActionStatus.OK
     assert "x-supportbot-user" not in api.received[0].headers
 
 
 async def test_identity_required_without_a_user_calls_nothing(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    outcome = await caller.call(orders(api, identity="required"), {"order_id": "A-1042"}, user_id=None)
+    outcome = await caller.call(order_spec(api, identity="required"), {"order_id": "A-1042"}, user_id=None)
 
     assert outcome.status == ActionStatus.FAILED and outcome.error == "this action needs a signed-in visitor"
     assert api.received == []
 
 
 async def test_dotted_fields_keep_the_shape_and_skip_what_is_missing(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    spec = orders(api, response={"fields": ["status", "shipping.carrier", "shipping.tracking.number",
+    spec = order_spec(api, response={"fields": ["status", "shipping.carrier", "shipping.tracking.number",
                                             "shipping.nope", "nope.deeper"]})
 
     outcome = await caller.call(spec, {"order_id": "A-1042"})
@@ -105,7 +102,7 @@ async def test_dotted_fields_keep_the_shape_and_skip_what_is_missing(api: FakeTe
 
 
 async def test_no_fields_declared_gives_only_the_status(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    outcome = await caller.call(orders(api, response={}), {"order_id": "A-1042"})
+    outcome = await caller.call(order_spec(api, response={}), {"order_id": "A-1042"})
 
     assert outcome.status == ActionStatus.OK and outcome.result == {}
     assert json.loads(outcome.tool_content()) == {"status": "ok", "data": {}}
@@ -151,7 +148,7 @@ async def test_a_conflict_is_rejected_with_the_declared_fields(api: FakeTeamAPI,
 
 
 async def test_an_unknown_order_is_rejected_not_failed(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    outcome = await caller.call(orders(api), {"order_id": "A-9999"})
+    outcome = await caller.call(order_spec(api), {"order_id": "A-9999"})
 
     assert outcome.status == ActionStatus.REJECTED and outcome.http_status == 404
     assert outcome.result == {}
@@ -165,7 +162,7 @@ async def test_an_unknown_order_is_rejected_not_failed(api: FakeTeamAPI, caller:
 ])
 async def test_status_codes_are_classified(api: FakeTeamAPI, caller: ActionCaller, code: int,
                                            status: ActionStatus) -> None:
-    outcome = await caller.call(orders(api, f"/status/{code}?order={{order_id}}"), {"order_id": "A-1042"})
+    outcome = await caller.call(order_spec(api, f"/status/{code}?order={{order_id}}"), {"order_id": "A-1042"})
 
     assert (outcome.status, outcome.http_status) == (status, code)
     assert outcome.error == f"HTTP {code}"
@@ -176,7 +173,7 @@ async def test_status_codes_are_classified(api: FakeTeamAPI, caller: ActionCalle
 async def test_a_wrong_secret_fails_as_401(api: FakeTeamAPI) -> None:
     caller = ActionCaller(environ={"ORDERS_API_TOKEN": "wrong"})
     try:
-        outcome = await caller.call(orders(api), {"order_id": "A-1042"})
+        outcome = await caller.call(order_spec(api), {"order_id": "A-1042"})
     finally:
         await caller.aclose()
 
@@ -186,7 +183,7 @@ async def test_a_wrong_secret_fails_as_401(api: FakeTeamAPI) -> None:
 async def test_missing_environment_variable_fails_before_any_request(api: FakeTeamAPI) -> None:
     caller = ActionCaller(environ={})
     try:
-        outcome = await caller.call(orders(api), {"order_id": "A-1042"})
+        outcome = await caller.call(order_spec(api), {"order_id": "A-1042"})
     finally:
         await caller.aclose()
 
@@ -199,9 +196,9 @@ async def test_environment_is_read_at_call_time(api: FakeTeamAPI, monkeypatch: p
     caller = ActionCaller()  # the process environment
     try:
         monkeypatch.delenv("ORDERS_API_TOKEN", raising=False)
-        missing = await caller.call(orders(api), {"order_id": "A-1042"})
+        missing = await caller.call(order_spec(api), {"order_id": "A-1042"})
         monkeypatch.setenv("ORDERS_API_TOKEN", TOKEN)
-        found = await caller.call(orders(api), {"order_id": "A-1042"})
+        found = await caller.call(order_spec(api), {"order_id": "A-1042"})
     finally:
         await caller.aclose()
 
@@ -230,7 +227,7 @@ async def test_nobody_listening_fails_with_a_short_error(caller: ActionCaller) -
 ])
 async def test_invalid_arguments_are_told_briefly_and_call_nothing(
         api: FakeTeamAPI, caller: ActionCaller, arguments: Any, error: str) -> None:
-    outcome = await caller.call(orders(api), arguments)
+    outcome = await caller.call(order_spec(api), arguments)
 
     assert (outcome.status, outcome.error) == (ActionStatus.INVALID_ARGUMENTS, error)
     assert json.loads(outcome.tool_content())["errors"] == error
@@ -248,8 +245,8 @@ def test_validate_refuses_what_the_request_would_refuse(api: FakeTeamAPI, caller
 def test_max_argument_chars_is_configurable(api: FakeTeamAPI) -> None:
     caller = ActionCaller(environ=ENV, max_argument_chars=6)
 
-    assert caller.validate(orders(api), {"order_id": "A-1042"}) is None
-    assert caller.validate(orders(api), {"order_id": "A-10420"}) == "order_id: longer than 6 characters"
+    assert caller.validate(order_spec(api), {"order_id": "A-1042"}) is None
+    assert caller.validate(order_spec(api), {"order_id": "A-10420"}) == "order_id: longer than 6 characters"
 
 
 def test_schema_limits_are_named_without_the_value(api: FakeTeamAPI, caller: ActionCaller) -> None:
@@ -266,20 +263,20 @@ def test_schema_limits_are_named_without_the_value(api: FakeTeamAPI, caller: Act
 
 
 def test_prepare_shows_the_request_without_making_it(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    prepared = caller.prepare(orders(api), {"order_id": "A 1042/x"}, user_id="user-7")
+    prepared = caller.prepare(order_spec(api), {"order_id": "A 1042/x"}, user_id="user-7")
 
     assert prepared.method == "GET"
     assert prepared.url == f"{api.url}/orders/A%201042%2Fx"
     assert prepared.headers["Authorization"] == "Bearer ***"
     assert api.received == []
     with pytest.raises(ActionRefused, match="order_id: must not be empty, '.' or '..'"):
-        caller.prepare(orders(api), {"order_id": ".."})
+        caller.prepare(order_spec(api), {"order_id": ".."})
 
 
 async def test_a_given_client_is_used_and_left_open(api: FakeTeamAPI) -> None:
     async with httpx.AsyncClient(headers={"User-Agent": "supportbot-test"}) as client:
         caller = ActionCaller(client=client, environ=ENV)
-        outcome = await caller.call(orders(api), {"order_id": "A-1042"})
+        outcome = await caller.call(order_spec(api), {"order_id": "A-1042"})
         await caller.aclose()
         assert not client.is_closed
 

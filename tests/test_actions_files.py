@@ -16,29 +16,14 @@ from service.actions.files import ActionFiles, header_variables, parse_action
 from service.config import PROJECT_ROOT
 from service.errors import ConfigError
 
+from .fake_team_api import order_action as team_order_action
+
 EXAMPLE = PROJECT_ROOT / "actions" / "get_order_status.yaml.example"
 
 
 def order_action(**changes: Any) -> dict[str, Any]:
     """The issue's get_order_status action as data; `changes` replace top-level keys (None removes one)."""
-    action: dict[str, Any] = {
-        "name": "get_order_status",
-        "description": "Look up the shipping status of one of the visitor's orders by its order number.",
-        "parameters": {"type": "object",
-                       "properties": {"order_id": {"type": "string", "description": "Like A-1042."}},
-                       "required": ["order_id"]},
-        "request": {"method": "GET", "url": "https://api.acme.example/orders/{order_id}",
-                    "headers": {"Authorization": "Bearer ${ORDERS_API_TOKEN}"}, "timeout": 5},
-        "identity": "optional",
-        "side_effects": False,
-        "response": {"fields": ["status", "carrier", "eta"], "max_bytes": 4000},
-    }
-    for key, value in changes.items():
-        if value is None:
-            action.pop(key, None)
-        else:
-            action[key] = value
-    return action
+    return team_order_action("https://api.acme.example/orders/{order_id}", **changes)
 
 
 def write(path: Path, action: dict[str, Any] | str) -> Path:

@@ -18,11 +18,11 @@ from urllib.parse import parse_qs, quote
 import httpx
 import pytest
 
-from service.actions.base import ActionOutcome, ActionSpec
+from service.actions.base import ActionOutcome
 from service.actions.caller import ActionCaller
 from service.models import ActionStatus
 
-from .fake_team_api import INJECTION, FakeTeamAPI, cancel_action, order_action, running_team_api, spec_of
+from .fake_team_api import INJECTION, FakeTeamAPI, cancel_action, order_action, order_spec, running_team_api, spec_of
 
 SECRET = "sk-live-7Hc2-SECRET-91f0"
 ENV = {"ORDERS_API_TOKEN": SECRET}
@@ -55,8 +55,6 @@ async def caller() -> AsyncIterator[ActionCaller]:
     await made.aclose()
 
 
-def orders(api: FakeTeamAPI, path: str = "/orders/{order_id}", **changes: Any) -> ActionSpec:
-    return spec_of(order_action(f"{api.url}{path}", **changes))
 
 
 def host_of(api: FakeTeamAPI) -> str:
@@ -76,7 +74,7 @@ HOSTILE_PATH_VALUES = [
 @pytest.mark.parametrize("value", HOSTILE_PATH_VALUES, ids=[repr(v) for v in HOSTILE_PATH_VALUES])
 async def test_hostile_path_argument_is_refused_or_stays_one_encoded_segment(
         api: FakeTeamAPI, caller: ActionCaller, value: str) -> None:
-    outcome = await caller.call(orders(api), {"order_id": value}, user_id="user-7")
+    outcome = await caller.call(order_spec(api), {"order_id": value}, user_id="user-7")
 
     if value in ("..", ".", ""):
         assert outcome.status == ActionStatus.INVALID_ARGUMENTS
@@ -126,7 +124,7 @@ async def test_hostile_body_argument_stays_json_data(api: FakeTeamAPI, caller: A
 @pytest.mark.parametrize("user_id", [None, "user-7"])
 async def test_the_model_cannot_set_the_user_or_any_header(api: FakeTeamAPI, caller: ActionCaller,
                                                            arguments: dict[str, Any], user_id: str | None) -> None:
-    await caller.call(orders(api), arguments, user_id=user_id)  # the schema allows extra properties
+    await caller.call(order_spec(api), arguments, user_id=user_id)  # the schema allows extra properties
 
     (received,) = api.received
     assert received.headers.get("x-supportbot-user") == user_id
@@ -167,7 +165,7 @@ HOSTILE_SHAPES: list[tuple[str, Any, str]] = [
 @pytest.mark.parametrize(("case", "arguments", "error"), HOSTILE_SHAPES, ids=[c for c, _, _ in HOSTILE_SHAPES])
 async def test_hostile_argument_shapes_are_refused_before_any_request(
         api: FakeTeamAPI, caller: ActionCaller, case: str, arguments: Any, error: str) -> None:
-    outcome = await caller.call(orders(api, parameters=STRICT), arguments)
+    outcome = await caller.call(order_spec(api, parameters=STRICT), arguments)
 
     assert (outcome.status, outcome.error) == (ActionStatus.INVALID_ARGUMENTS, error)
     assert outcome.request is None and api.received == []
@@ -175,7 +173,7 @@ async def test_hostile_argument_shapes_are_refused_before_any_request(
 
 
 async def test_slow_api_times_out_with_the_files_timeout(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    spec = orders(api, "/slow/{order_id}", request={"url": f"{api.url}/slow/{{order_id}}", "timeout": 0.5})
+    spec = order_spec(api, "/slow/{order_id}", request={"url": f"{api.url}/slow/{{order_id}}", "timeout": 0.5})
     started = time.monotonic()
 
     outcome = await caller.call(spec, {"order_id": "A-1042"})
@@ -195,7 +193,7 @@ async def test_slow_api_times_out_with_the_files_timeout(api: FakeTeamAPI, calle
 ])
 async def test_hostile_answers_fail_with_a_short_error_and_no_body(
         api: FakeTeamAPI, caller: ActionCaller, path: str, error: str, http_status: int) -> None:
-    outcome = await caller.call(orders(api, path, request={"url": f"{api.url}{path}"}), {"order_id": "A-1042"})
+    outcome = await caller.call(order_spec(api, path, request={"url": f"{api.url}{path}"}), {"order_id": "A-1042"})
 
     assert (outcome.status, outcome.error, outcome.http_status) == (ActionStatus.FAILED, error, http_status)
     assert outcome.result is None
@@ -206,14 +204,15 @@ async def test_hostile_answers_fail_with_a_short_error_and_no_body(
 
 
 async def test_a_declared_length_over_the_cap_is_refused(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    outcome = await caller.call(orders(api, response={"fields": ["status"], "max_bytes": 50}), {"order_id": "A-1042"})
+    spec = order_spec(api, response={"fields": ["status"], "max_bytes": 50})
+    outcome = await caller.call(spec, {"order_id": "A-1042"})
 
     assert (outcome.status, outcome.error) == (ActionStatus.FAILED, "response larger than 50 bytes")
 
 
 async def test_huge_answer_is_not_read_past_the_cap(api: FakeTeamAPI, caller: ActionCaller) -> None:
     started = time.monotonic()
-    spec = orders(api, response={"max_bytes": 1_000_000}, request={"url": f"{api.url}/huge/{{order_id}}"})
+    spec = order_spec(api, response={"max_bytes": 1_000_000}, request={"url": f"{api.url}/huge/{{order_id}}"})
     api.huge_bytes, api.huge_sent = 200_000_000, 0
     try:
         outcome = await caller.call(spec, {"order_id": "A-1042"})
@@ -231,7 +230,7 @@ async def test_huge_answer_is_not_read_past_the_cap(api: FakeTeamAPI, caller: Ac
 
 async def test_redirect_to_another_host_is_refused_and_never_followed(
         api: FakeTeamAPI, elsewhere: FakeTeamAPI, caller: ActionCaller) -> None:
-    spec = orders(api, request={"url": f"{api.url}/redirect/elsewhere/{{order_id}}",
+    spec = order_spec(api, request={"url": f"{api.url}/redirect/elsewhere/{{order_id}}",
                                 "headers": {"Authorization": "Bearer ${ORDERS_API_TOKEN}"}})
 
     outcome = await caller.call(spec, {"order_id": "A-1042"}, user_id="user-7")
@@ -245,7 +244,7 @@ async def test_a_client_that_follows_redirects_is_still_not_led_elsewhere(
         api: FakeTeamAPI, elsewhere: FakeTeamAPI) -> None:
     async with httpx.AsyncClient(follow_redirects=True) as client:
         caller = ActionCaller(client=client, environ=ENV)
-        outcome = await caller.call(orders(api, request={"url": f"{api.url}/redirect/elsewhere/{{order_id}}"}),
+        outcome = await caller.call(order_spec(api, request={"url": f"{api.url}/redirect/elsewhere/{{order_id}}"}),
                                     {"order_id": "A-1042"})
 
     assert outcome.error == "redirect to another host refused"
@@ -253,7 +252,7 @@ async def test_a_client_that_follows_redirects_is_still_not_led_elsewhere(
 
 
 async def test_redirect_on_the_same_host_is_followed_with_the_secret(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    spec = orders(api, request={"url": f"{api.url}/redirect/same/{{order_id}}",
+    spec = order_spec(api, request={"url": f"{api.url}/redirect/same/{{order_id}}",
                                 "headers": {"Authorization": "Bearer ${ORDERS_API_TOKEN}"}})
 
     outcome = await caller.call(spec, {"order_id": "A-1042"})
@@ -276,7 +275,7 @@ async def test_redirects_stop_after_three(api: FakeTeamAPI, caller: ActionCaller
 
 
 async def test_instructions_in_the_answer_stay_data(api: FakeTeamAPI, caller: ActionCaller) -> None:
-    outcome = await caller.call(orders(api, request={"url": f"{api.url}/inject/{{order_id}}"}),
+    outcome = await caller.call(order_spec(api, request={"url": f"{api.url}/inject/{{order_id}}"}),
                                 {"order_id": "A-1042"})
 
     assert outcome.status == ActionStatus.OK
@@ -295,11 +294,11 @@ async def test_the_secret_never_leaves_the_request(api: FakeTeamAPI, elsewhere: 
              "/inject/{order_id}"]
     outcomes: list[ActionOutcome] = []
     for path in paths:
-        outcomes.append(await caller.call(orders(api, request={
+        outcomes.append(await caller.call(order_spec(api, request={
             "url": f"{api.url}{path}", "headers": {"Authorization": "Bearer ${ORDERS_API_TOKEN}",
                                                    "X-Api-Key": "${ORDERS_API_TOKEN}"}}),
             {"order_id": "A-1042-visitor-typed"}, user_id="user-7"))
-    slow = orders(api, request={"url": f"{api.url}/slow/{{order_id}}", "timeout": 0.2,
+    slow = order_spec(api, request={"url": f"{api.url}/slow/{{order_id}}", "timeout": 0.2,
                                 "headers": {"Authorization": "Bearer ${ORDERS_API_TOKEN}"}})
     outcomes.append(await caller.call(slow, {"order_id": "A-1042-visitor-typed"}))
 
