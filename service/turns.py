@@ -2,7 +2,10 @@
 
 store user message (committed; a new conversation's experiment arm with it) -> the conversation's prompt
 version (its arm, else the configured one) -> retrieve knowledge -> deterministic escalation -> assemble prompt
--> provider (through the leak guard) -> detect escalation -> cite sources -> store reply.
+(a visitor's Confirm/Cancel: make or refuse the waiting action call first) -> provider (through the leak guard)
+-> actions the model calls: checked, made (or refused, or left waiting for Confirm) and their results given
+back, asking again until it answers (at most SUPPORTBOT_ACTIONS_MAX_CALLS) -> detect escalation -> cite sources
+-> store reply (with the turn's action calls).
 """
 
 from __future__ import annotations
