@@ -51,7 +51,7 @@ class Profile:
 
 FULL = Profile(
     name="full", rounds=3, closed=((1, 60), (10, 300), (50, 500), (200, 600)), stream=(10, 120),
-    open_rate=50.0, open_turns=750, crowd=(200, 600), warmup_turns=60, soak_seconds=120.0, soak_rate=20.0,
+    open_rate=50.0, open_turns=600, crowd=(200, 600), warmup_turns=60, soak_seconds=120.0, soak_rate=20.0,
     capacity_turns=4000,
     retrieval_sizes=(100, 1_000, 10_000), retrieval_queries=300, messages=1_000_000,
 )
