@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain
@@ -205,7 +205,6 @@ class Turn:
         self.decision = decision  # the visitor's Confirm or Cancel this turn acts on, if any
         self._calls: list[ActionCallRecord] = []  # the actions the model called, as they will be stored
         self._executed = 0  # of those, the ones actually sent to the team's APIs
-        self._confirming = False  # the reply asks the visitor to confirm the last call
 
     async def run(self) -> TurnOutcome:
         """The whole turn without streaming."""
@@ -472,7 +471,6 @@ class Turn:
             asking = self._text("action_confirm")
             text = asking.replace("{summary}", ending.summary) if "{summary}" in asking \
                 else f"{asking} {ending.summary}"
-            self._confirming = True
         sent = "".join(self._text_sent)
         return (f"{sent}\n\n{text}" if sent.strip() else text), signal
 
@@ -682,8 +680,7 @@ class Turn:
             reply_id=reply_id, reply=record.content, status=record.status, escalation=signal,
             prompt_version=prompt_ref, timings=dict(self.timings), sources=sources_from_json(record.sources),
             language=self.start.language, actions=tuple({"name": c.action, "status": c.status} for c in self._calls),
-            confirmation=Confirmation(call_ids[-1], self._calls[-1].action, self._calls[-1].summary or "")
-            if self._confirming and call_ids else None,
+            confirmation=_waiting(zip(call_ids, self._calls, strict=True)),
         )
 
     async def _replayed(self, reply: Message, escalation: Escalation | None) -> TurnOutcome:
@@ -752,12 +749,20 @@ def _stored_outcome(start: TurnStart, reply: Message, escalation: Escalation | N
                     calls: Sequence[ActionCall] = ()) -> TurnOutcome:
     signal = EscalationSignal(escalation.reason, escalation.detail, escalation.summary) if escalation else None
     version = f"{reply.prompt_name}@{reply.prompt_version}" if reply.prompt_name else None
-    waiting = [c for c in calls if c.status == ActionStatus.AWAITING_CONFIRMATION]
     return TurnOutcome(
         conversation_id=start.conversation_id, message_id=start.user_message.id, reply_id=reply.id,
         reply=reply.content, status=reply.status, escalation=signal, prompt_version=version,
         sources=sources_from_json(reply.sources), language=start.language,
         actions=tuple({"name": c.action, "status": c.status} for c in calls),
-        confirmation=Confirmation(waiting[-1].id, waiting[-1].action, waiting[-1].summary or "") if waiting else None,
+        confirmation=_waiting((call.id, call) for call in calls),
     )
+
+
+def _waiting(calls: Iterable[tuple[int, ActionCall | ActionCallRecord]]) -> Confirmation | None:
+    """The turn's call left waiting for the visitor's Confirm, by its stored id (at most one per turn; calls the
+    model made after it in the same response were not made)."""
+    for call_id, call in calls:
+        if call.status == ActionStatus.AWAITING_CONFIRMATION:
+            return Confirmation(call_id, call.action, call.summary or "")
+    return None
 

@@ -426,3 +426,21 @@ async def test_the_start_up_line_names_the_actions_and_a_broken_file(make_client
     (tmp_path / "actions" / "broken.yaml").write_text("name: broken\nrequest: {url: ftp://x/}\n", encoding="utf-8")
     assert "(2, 1 with errors: run supportbot actions check)" in client.runtime.describe()
     await client.runtime.aclose()
+
+
+async def test_the_confirmation_names_the_waiting_call_when_the_model_called_more_after_it(
+        make_client: Any, team_api: FakeTeamAPI) -> None:
+    """Two calls in one response, the side effect first: it waits, the second is not made, and the widget is
+    given the waiting call's id (not the last call's)."""
+    model = ScriptedModel(lambda _body: [
+        fake_model.tool_call("cancel_order", {"order_id": "A-1043"}, call_id="call_a"),
+        fake_model.tool_call("get_order_status", {"order_id": "A-1043"}, call_id="call_b")])
+    client = make_client(model)
+    async with client as http:
+        conversation, auth = await visitor(http)
+        body = (await send(http, conversation, auth, "Cancel A-1043 and tell me its status")).json()
+    waiting, skipped = client.calls()
+    assert (waiting.status, skipped.status) == ("awaiting_confirmation", "over_limit")
+    assert body["confirmation"] == {"action_call_id": waiting.id, "action": "cancel_order",
+                                    "summary": "Cancel order A-1043"}
+    assert team_api.requests_to("/orders/") == [], "nothing is called before Confirm"
