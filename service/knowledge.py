@@ -190,6 +190,10 @@ class KnowledgeBase:
 
     def search(self, query: str, k: int) -> list[tuple[KnownIssue, float]]:
         """The best `k` entries for `query`, best first, with their BM25 scores (> 0 only)."""
+        return [(issue, score) for _, issue, score in self.ranked(query, k)]
+
+    def ranked(self, query: str, k: int) -> list[tuple[int, KnownIssue, float]]:
+        """`search` with each entry's position in `issues`."""
         if not self.issues:
             return []
         retriever = self._index()
@@ -201,7 +205,8 @@ class KnowledgeBase:
         k = min(k, len(self.issues))
         # Best first; equal scores keep the files' order. Scored in the calling thread (no pool per query).
         best = numpy.argsort(-scores, kind="stable")[:k]
-        return [(self.issues[int(doc)], float(scores[doc])) for doc in best if scores[doc] > 0]
+        best = best[scores[best] > 0]
+        return [(doc, self.issues[doc], score) for doc, score in zip(best.tolist(), scores[best].tolist(), strict=True)]
 
 
 def merge_issues(files: Iterable[tuple[Path, list[KnownIssue]]]) -> tuple[KnowledgeBase, list[ConfigError]]:

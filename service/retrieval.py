@@ -134,12 +134,27 @@ class Terms:
 
     def coverage(self, query: str, entry: int) -> float:
         """Share of the query's content words the entry contains, each weighted by its rarity: 0 to 1."""
+        return self.weighed(query).coverage(self.stems[entry])
+
+    def weighed(self, query: str) -> WeighedQuery:
+        """The query's content stems with their weights, to score several entries against (tokenized once)."""
         words = [w for w in _QUERY_WORD.findall(query.lower()) if w.replace("'", "") not in QUESTION_WORDS]
-        terms = set(tokenize([" ".join(words)])[0])
-        if not terms:
+        weight = {term: self.weights.get(term, self.rarest) for term in tokenize([" ".join(words)])[0]}
+        return WeighedQuery(weight, sum(weight.values()))
+
+
+@dataclass(frozen=True)
+class WeighedQuery:
+    """A query's content stems and their rarity weights (Terms.weighed)."""
+
+    weight: dict[str, float]
+    total: float
+
+    def coverage(self, stems: frozenset[str]) -> float:
+        """Share of the query's weight that an entry with these stems contains: 0 to 1."""
+        if not self.total:
             return 0.0
-        weight = {term: self.weights.get(term, self.rarest) for term in terms}
-        return sum(weight[term] for term in terms & self.stems[entry]) / sum(weight.values())
+        return sum(self.weight[term] for term in stems.intersection(self.weight)) / self.total
 
 
 def _deletions(word: str) -> list[str]:
@@ -149,10 +164,11 @@ def _deletions(word: str) -> list[str]:
 def fuse(similarity: Vectors, lexical: dict[int, float], weight: float = LEXICAL_WEIGHT) -> list[int]:
     """Entry numbers best first by cosine similarity plus `weight` times BM25 scaled by its best score."""
     scores = similarity.astype(numpy.float64)
-    top = max(lexical.values(), default=0.0)
-    for doc, bm25 in lexical.items():
-        scores[doc] += weight * bm25 / top
-    return [int(n) for n in numpy.argsort(-scores, kind="stable")]
+    if lexical:
+        docs = numpy.fromiter(lexical, dtype=numpy.intp, count=len(lexical))
+        bm25 = numpy.fromiter(lexical.values(), dtype=numpy.float64, count=len(lexical))
+        scores[docs] += weight * bm25 / bm25.max()
+    return numpy.argsort(-scores, kind="stable").tolist()  # type: ignore[no-any-return]
 
 
 class Retriever:
@@ -220,20 +236,21 @@ class Retriever:
             return []
         terms = await self.terms(knowledge)
         query = terms.corrected(query)
-        lexical = knowledge.search(query, CANDIDATES)
-        position = {id(issue): n for n, issue in enumerate(knowledge.issues)}
+        lexical = knowledge.ranked(query, CANDIDATES)
+        weighed = terms.weighed(query)
         if self.mode is RetrievalMode.BM25:
-            return [(issue, terms.coverage(query, position[id(issue)])) for issue, _ in lexical[:k]]
+            return [(issue, weighed.coverage(terms.stems[n])) for n, issue, _ in lexical[:k]]
         try:
             whole, openings = await self.index(knowledge)
             vector = await self.query_vector(query)
         except EmbeddingError as error:
             log.warning("embeddings unavailable, retrieving by BM25 alone: %s", error)
-            return [(issue, terms.coverage(query, position[id(issue)])) for issue, _ in lexical[:k]]
+            return [(issue, weighed.coverage(terms.stems[n])) for n, issue, _ in lexical[:k]]
         similarity = whole @ vector
         blended = (1 - OPENING_WEIGHT) * similarity + OPENING_WEIGHT * (openings @ vector)
-        best = fuse(blended, {position[id(issue)]: bm25 for issue, bm25 in lexical})[:k]
-        return [(knowledge.issues[n], (terms.coverage(query, n) + max(float(similarity[n]), 0.0)) / 2) for n in best]
+        best = fuse(blended, {n: bm25 for n, _, bm25 in lexical})[:k]
+        return [(knowledge.issues[n], (weighed.coverage(terms.stems[n]) + max(float(similarity[n]), 0.0)) / 2)
+                for n in best]
 
 
 def searcher(retriever: Retriever, knowledge: Callable[[], KnowledgeBase]) -> Search:

@@ -202,6 +202,7 @@ class Turn:
         self._text_sent: list[str] = []
         self._provider_name = runtime.provider.name
         self._hits: list[tuple[KnownIssue, float]] = []  # the entries the message matches best, found once per turn
+        self._prompt_hits: list[tuple[KnownIssue, float]] | None = None  # the prompt's, when the same search found them
         self.decision = decision  # the visitor's Confirm or Cancel this turn acts on, if any
         self._calls: list[ActionCallRecord] = []  # the actions the model called, as they will be stored
         self._executed = 0  # of those, the ones actually sent to the team's APIs
@@ -239,8 +240,15 @@ class Turn:
             version = self._version()
         except LookupError as error:
             raise ServiceUnavailable(f"prompt not available: {error}", code="prompt_unavailable") from None
+        content = self.start.user_message.content
+        # When the prompt's retrieval would search the same words (a first message), one search serves both.
+        shared = self._retrieved_query() == content
+        top_k = max(MAX_SOURCES, self.runtime.settings.knowledge_top_k) if shared else MAX_SOURCES
         with tracing.child(self.span, "supportbot.retrieval"):
-            self._hits = await self.runtime.search(self.start.user_message.content, MAX_SOURCES)
+            hits = await self.runtime.search(content, top_k)
+        self._hits = hits[:MAX_SOURCES]
+        if shared:
+            self._prompt_hits = hits[:self.runtime.settings.knowledge_top_k]
         fixed = self._fixed_reply()
         if fixed is not None:
             text, handover, new = fixed
@@ -589,15 +597,20 @@ class Turn:
         if knowledge.size_chars <= settings.knowledge_inline_max_chars:
             issues, complete = knowledge.issues, True
         else:
-            query = " ".join(m.content for m in [*self.start.history[-3:], self.start.user_message]
-                             if m.role == Role.USER)
-            with tracing.child(self.span, "supportbot.retrieval"):
-                hits = await runtime.retriever.search(knowledge, query, settings.knowledge_top_k)
+            hits = self._prompt_hits
+            if hits is None:
+                with tracing.child(self.span, "supportbot.retrieval"):
+                    hits = await runtime.retriever.search(knowledge, self._retrieved_query(), settings.knowledge_top_k)
             issues = tuple(issue for issue, _ in hits)
             complete = False
         return runtime.prompts.assemble(version, knowledge, issues, complete=complete,
                                         company=settings.company_name, product=settings.product_name,
                                         canary=runtime.canary, language=self._language_name())
+
+    def _retrieved_query(self) -> str:
+        """What the prompt's known issues are searched with when the knowledge is too large to inline: the
+        visitor's last few messages."""
+        return " ".join(m.content for m in [*self.start.history[-3:], self.start.user_message] if m.role == Role.USER)
 
     def _language_name(self) -> str:
         """The visitor's language by its English name, as the prompt's `language` variable names it."""
