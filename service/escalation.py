@@ -322,12 +322,11 @@ def _family_match(rules: Sequence[tuple[str, PolicyRule]], folded: str) -> tuple
     Spanish "informe de reembolsos" is a report to the Portuguese refund rule too.
     """
     for code, rule in rules:
-        for pattern in rule.match:
-            found = pattern.search(folded)
-            if found:
-                # (the exclusions only after a match: most messages match nothing, and cost no more)
-                vetoed = any(exclusion.search(folded) for _, other in rules for exclusion in other.unless)
-                return None if vetoed else (code, found.group(0))
+        found = rule.first_match(folded)
+        if found:
+            # (the exclusions only after a match: most messages match nothing, and cost no more)
+            vetoed = any(exclusion.search(folded) for _, other in rules for exclusion in other.unless)
+            return None if vetoed else (code, found.group(0))
     return None
 
 

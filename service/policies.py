@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .errors import ConfigError
+from .prefilter import Needles
 from .watched import WatchedFiles
 
 POLICY_FILE = "policies.yaml"
@@ -24,13 +25,27 @@ class PolicyRule:
     description: str
     match: tuple[re.Pattern[str], ...]
     unless: tuple[re.Pattern[str], ...]
+    # `match` with the literals a match needs, to skip the searches that cannot match (service/prefilter.py)
+    needles: Needles = field(init=False, repr=False, compare=False, hash=False)
+    _hash: int = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needles", Needles.of(self.match))
+        object.__setattr__(self, "_hash", hash((self.name, self.description, self.match, self.unless)))
+
+    def __hash__(self) -> int:
+        # Hashed on every message (the engine's caches are keyed by the rules): computed once.
+        return self._hash
+
+    def first_match(self, text: str) -> re.Match[str] | None:
+        """The first of `match` found in `text` (the exclusions not applied)."""
+        return self.needles.first(text)
 
     def matches(self, text: str) -> str | None:
         """The matched phrase when the rule fires on (normalized) `text`, else None."""
-        for pattern in self.match:
-            found = pattern.search(text)
-            if found and not any(exclusion.search(text) for exclusion in self.unless):
-                return found.group(0)
+        found = self.first_match(text)
+        if found and not any(exclusion.search(text) for exclusion in self.unless):
+            return found.group(0)
         return None
 
 
