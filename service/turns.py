@@ -52,7 +52,7 @@ from .escalation import (
 from .fixed_texts import ENGLISH
 from .guard import StreamGate
 from .handoff import BOT_FELL_SHORT, HANDOFF_PROVIDER, summarize
-from .knowledge import KnownIssue
+from .knowledge import KnowledgeBase, KnownIssue
 from .language import Guess, english_name
 from .models import ActionCall, ActionStatus, ConversationStatus, Escalation, FinishStatus, Message, Origin, Role, Said
 from .prompts import PromptVersion, RenderedPrompt
@@ -240,15 +240,17 @@ class Turn:
             version = self._version()
         except LookupError as error:
             raise ServiceUnavailable(f"prompt not available: {error}", code="prompt_unavailable") from None
-        content = self.start.user_message.content
-        # When the prompt's retrieval would search the same words (a first message), one search serves both.
-        shared = self._retrieved_query() == content
-        top_k = max(MAX_SOURCES, self.runtime.settings.knowledge_top_k) if shared else MAX_SOURCES
+        content, top_k = self.start.user_message.content, self.runtime.settings.knowledge_top_k
+        knowledge = self.runtime.knowledge.current()
+        # A knowledge base too large to inline is searched for the prompt with the visitor's last few messages:
+        # for a first message that is the message alone, and one search serves both.
+        shared = not self._inlined(knowledge) and self._retrieved_query() == content
         with tracing.child(self.span, "supportbot.retrieval"):
-            hits = await self.runtime.search(content, top_k)
+            hits = await self.runtime.retriever.search(knowledge, content, max(MAX_SOURCES, top_k) if shared
+                                                       else MAX_SOURCES)
         self._hits = hits[:MAX_SOURCES]
         if shared:
-            self._prompt_hits = hits[:self.runtime.settings.knowledge_top_k]
+            self._prompt_hits = hits[:top_k]
         fixed = self._fixed_reply()
         if fixed is not None:
             text, handover, new = fixed
@@ -594,7 +596,7 @@ class Turn:
         runtime = self.runtime
         settings = runtime.settings
         knowledge = runtime.knowledge.current()
-        if knowledge.size_chars <= settings.knowledge_inline_max_chars:
+        if self._inlined(knowledge):
             issues, complete = knowledge.issues, True
         else:
             hits = self._prompt_hits
@@ -606,6 +608,10 @@ class Turn:
         return runtime.prompts.assemble(version, knowledge, issues, complete=complete,
                                         company=settings.company_name, product=settings.product_name,
                                         canary=runtime.canary, language=self._language_name())
+
+    def _inlined(self, knowledge: KnowledgeBase) -> bool:
+        """Whether the prompt holds the whole knowledge base (else the entries a search finds)."""
+        return knowledge.size_chars <= self.runtime.settings.knowledge_inline_max_chars
 
     def _retrieved_query(self) -> str:
         """What the prompt's known issues are searched with when the knowledge is too large to inline: the

@@ -18,7 +18,7 @@ from service.runtime import Runtime
 from service.turns import start_turn
 
 from . import fake_model
-from .conftest import MODEL_BASE_URL, make_settings
+from .conftest import MODEL_BASE_URL, _client_for, make_settings
 from .factories import parse_sse, send, start_conversation
 
 
@@ -243,24 +243,22 @@ async def test_a_large_knowledge_base_puts_the_entries_for_the_visitors_recent_m
 ) -> None:
     """Too large to inline: the first message's prompt holds its best entries (found by the same search as the
     sources), a later one's the entries for the visitor's recent messages together."""
-    from .conftest import _client_for
-
+    okta = "Okta SSO login loops back to the login page"
     settings = make_settings(tmp_path, database_url, openai_api_key="sk-test-key", openai_base_url=MODEL_BASE_URL,
                              model="gpt-4o-mini", knowledge_inline_max_chars=1000, knowledge_top_k=top_k)
     runtime = Runtime.build(settings)
     route = model_mock.post("/chat/completions").mock(return_value=fake_model.completion("Noted."))
     async for client in _client_for(runtime):
         conversation_id, auth = await start_conversation(client)
-        first = (await send(client, conversation_id, auth, "The Okta SSO login loops back to the login page")).json()
+        first = (await send(client, conversation_id, auth, f"The {okta}")).json()
         first_prompt = json.loads(route.calls.last.request.content)["messages"][0]["content"]
         await send(client, conversation_id, auth, "Also, how do I invite a teammate?")
         second_prompt = json.loads(route.calls.last.request.content)["messages"][0]["content"]
 
     entries = [line for line in first_prompt.splitlines() if line.startswith("### ")]
     assert len(entries) == top_k, "the knowledge is not inlined: only the best entries are in the prompt"
-    assert "Okta SSO login loops back to the login page" in first_prompt
+    assert okta in first_prompt
     assert "Invite a teammate" not in first_prompt
-    okta = "Okta SSO login loops back to the login page"
     assert [source["title"] for source in first["reply"]["sources"]][:1] == [okta]
     assert "Invite a teammate" in second_prompt
-    assert "Okta SSO login loops back to the login page" in second_prompt, "the earlier message still counts"
+    assert okta in second_prompt, "the earlier message still counts"
