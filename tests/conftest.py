@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -33,6 +34,24 @@ if IN_CI:
     hypothesis_settings.load_profile("ci")
 CHROMIUM = Path(os.environ.get("SUPPORTBOT_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(autouse=True)
+def root_log_handlers() -> Iterator[None]:
+    """The root logger's handlers as they were before each test: `supportbot` commands run in this process point
+    logging at the stderr of their run, which pytest closes when the test ends; a later test's log lines would
+    then fail with "I/O operation on closed file" in its output."""
+    root = logging.getLogger()
+    before, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before:
+            root.removeHandler(handler)
+            handler.close()
+    for handler in before:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 def postgres_available() -> bool:

@@ -13,8 +13,7 @@ from service.experiments import BASE_METRICS
 from service.models import StaffRole
 from service.runtime import Runtime
 
-from .conftest import make_settings
-from .test_experiments_page import QUESTION, split_prompts
+from .test_experiments_page import QUESTION, arms_settings, split_prompts
 from .upstream_server import serving
 
 PASSWORD = "a long enough passphrase"
@@ -41,7 +40,7 @@ def serve_both_arms(base: str, per_arm: int = 6) -> dict[str, int]:
 
 
 def test_a_reviewer_reads_the_experiment_in_a_browser(page: Page, tmp_path: Path, sqlite_url: str) -> None:
-    runtime = Runtime.build(make_settings(tmp_path, sqlite_url, prompts_dir=split_prompts(tmp_path)))
+    runtime = Runtime.build(arms_settings(tmp_path, sqlite_url, split_prompts(tmp_path)))
     runtime.people.add("test", "rita@team.example", StaffRole.REVIEWER, "Rita Reviewer", password=PASSWORD)
     tab, refused = page, list[str]()
     tab.on("console", lambda message: refused.append(message.text)

@@ -205,6 +205,13 @@ def split_prompts(tmp_path: Path, version: str = "v3", front_matter: str = ARM_V
     return target
 
 
+def arms_settings(tmp_path: Path, database_url: str, prompts_dir: Path) -> Settings:
+    """Settings for serving both arms from one client: the arms are coin flips, so reaching `per_arm` of each can
+    take more than the default 30 new conversations a minute from one address (that limit is tested in
+    tests/test_ratelimit.py)."""
+    return make_settings(tmp_path, database_url, prompts_dir=prompts_dir, rate_limit_conversations_per_ip="0")
+
+
 @asynccontextmanager
 async def app_client(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
     runtime = Runtime.build(settings)
@@ -242,7 +249,7 @@ def words(page: str) -> str:
 
 
 async def test_a_reviewer_sees_the_arms_figures_verdict_and_charts(tmp_path: Path, database_url: str) -> None:
-    settings = make_settings(tmp_path, database_url, prompts_dir=split_prompts(tmp_path))
+    settings = arms_settings(tmp_path, database_url, split_prompts(tmp_path))
     async with app_client(settings) as (client, runtime):
         arms = await serve_both_arms(client)
         reviewer = session_cookie(runtime, StaffRole.REVIEWER)
@@ -268,7 +275,7 @@ async def test_a_reviewer_sees_the_arms_figures_verdict_and_charts(tmp_path: Pat
 async def test_the_report_recommends_from_the_arms_in_text_json_and_page(
         tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    settings = make_settings(tmp_path, database_url, prompts_dir=split_prompts(tmp_path))
+    settings = arms_settings(tmp_path, database_url, split_prompts(tmp_path))
     async with app_client(settings) as (client, runtime):
         await serve_both_arms(client)
         admin = {"Authorization": f"Bearer {runtime.admin_token}"}
@@ -295,7 +302,7 @@ async def test_the_report_recommends_from_the_arms_in_text_json_and_page(
 async def test_a_fine_tuned_arm_that_resolves_more_is_recommended_for_promotion(
         tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    settings = make_settings(tmp_path, database_url, prompts_dir=split_prompts(tmp_path, "v9", ARM_V9))
+    settings = arms_settings(tmp_path, database_url, split_prompts(tmp_path, "v9", ARM_V9))
     async with app_client(settings) as (client, runtime):
         with runtime.log.sessions.begin() as db:
             db.add(FineTuneJob(id="ftjob-9", backend="openai", base_model="gpt-4o-mini-2024-07-18",
