@@ -128,6 +128,8 @@ class LeakGuard:
     instructions: str = ""
     # Every run of 1..RUN_WORDS-1 words that begins a protected run: text ending so could still leak.
     beginnings: set[tuple[str, ...]] = field(default_factory=set, repr=False)
+    # The first word of every protected run: a run of words can match only where one of these stands.
+    openers: frozenset[str] = field(default=frozenset(), repr=False)
     canary_forms: tuple[str, ...] = field(default=(), repr=False)
     # Every RUN_LETTERS-letter run of the instructions' letter forms, and the forms joined for prefix checks.
     letter_runs: set[str] = field(default_factory=set, repr=False)
@@ -135,6 +137,7 @@ class LeakGuard:
 
     def __post_init__(self) -> None:
         self.beginnings = {run[:n] for run in self.protected for n in range(1, RUN_WORDS)}
+        self.openers = frozenset(run[0] for run in self.protected)
         self.canary_forms = tuple(dict.fromkeys(_letter_forms(self.canary)[:3]))
         forms = _letter_forms(self.instructions) if self.instructions else ()
         self.letter_runs = {form[i:i + RUN_LETTERS] for form in forms
@@ -152,12 +155,18 @@ class LeakGuard:
             return "canary"
         found = words(text)
         for sequence in (found, found[0::2], found[1::2]):
-            if self.protected and not shingles(sequence).isdisjoint(self.protected):
+            if self._has_protected_run(sequence):
                 return "verbatim"
         runs = self.letter_runs
         if any(folded[i:i + RUN_LETTERS] in runs for i in range(0, len(folded) - RUN_LETTERS + 1, STRIDE)):
             return "disguised"
         return None
+
+    def _has_protected_run(self, sequence: list[str]) -> bool:
+        """Whether RUN_WORDS words in a row of `sequence` are a protected run (looked up only where one opens)."""
+        protected, openers = self.protected, self.openers
+        return any(sequence[i] in openers and tuple(sequence[i:i + RUN_WORDS]) in protected
+                   for i in range(len(sequence) - RUN_WORDS + 1))
 
     def leak(self, text: str) -> str | None:
         """Why `text` leaks the system prompt (`canary`, `verbatim`, `disguised`, `encoded`), or None."""
@@ -201,7 +210,7 @@ class LeakGuard:
         for offset in (0, 1):
             picked = tail[len(tail) - 1 - offset::-2][::-1] if len(tail) > offset else []
             for size in range(min(RUN_WORDS - 1, len(picked)), 0, -1):
-                if tuple(word for _, word in picked[-size:]) in self.beginnings:
+                if picked[-size][1] in self.openers and tuple(word for _, word in picked[-size:]) in self.beginnings:
                     start = min(start, picked[-size][0])
                     break
         return start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from service.config import PROJECT_ROOT, Settings
-from service.guard import LeakGuard, StreamGate, canary_line, shingles
+from service.guard import RUN_WORDS, LeakGuard, StreamGate, canary_line, letters, shingles
 from service.models import Message
 from service.runtime import Runtime
 
@@ -173,6 +174,34 @@ def test_stream_gate_never_releases_a_verbatim_run() -> None:
 
     assert gate.finish() == "" and gate.blocked == "verbatim"
     assert not shingles(released) & shingles(INSTRUCTIONS)
+
+
+_INSTRUCTION_WORDS = INSTRUCTIONS.lower().replace(":", "").replace(".", "").split()
+
+
+def _words_start_reference(guard: LeakGuard, text: str) -> int:
+    """LeakGuard._words_start without its lookup shortcut: every end of the last words tried in full."""
+    tail = [(m.start(), letters(m.group())) for m in re.finditer(r"[a-z]+", text)][-2 * RUN_WORDS:]
+    start = len(text)
+    for offset in (0, 1):
+        picked = tail[len(tail) - 1 - offset::-2][::-1] if len(tail) > offset else []
+        for size in range(min(RUN_WORDS - 1, len(picked)), 0, -1):
+            if tuple(word for _, word in picked[-size:]) in guard.beginnings:
+                start = min(start, picked[-size][0])
+                break
+    return start
+
+
+@given(picked=st.lists(st.sampled_from([*_INSTRUCTION_WORDS, "please", "the", "and"]), max_size=40))
+@settings(max_examples=300)
+def test_word_runs_are_found_exactly_where_the_instructions_runs_stand(picked: list[str]) -> None:
+    guard = LeakGuard.for_instructions("sbc-x1", [INSTRUCTIONS])
+    text = " ".join(picked)
+    protected = shingles(INSTRUCTIONS)
+    runs = [shingles(sequence) for sequence in (picked, picked[0::2], picked[1::2])]
+
+    assert (guard.leak(text) == "verbatim") == any(run & protected for run in runs)
+    assert guard._words_start(text) == _words_start_reference(guard, text)
 
 
 def _complying_reply(case: dict[str, Any], system: str, canary: str) -> str:
