@@ -6,6 +6,7 @@ And the floor it compares supportbot with, the relay, checked for what it sends 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -185,3 +186,28 @@ def test_relay_streams_one_delta_per_upstream_chunk_then_done(relay: tuple[str, 
     assert seen[0]["stream"] is True and seen[0]["messages"] == [
         {"role": "user", "content": "Where do I create an API key?"}]
     assert seen[0]["model"] == MODEL and seen[0]["max_tokens"] == MAX_TOKENS and "tools" not in seen[0]
+
+
+def test_the_in_process_comparison_measures_both_apps_in_both_modes(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.inprocess", "--turns", "12", "--rounds", "2", "--concurrency", "3", "--json",
+         "--work", str(tmp_path)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    report = json.loads(completed.stdout)
+    assert set(report["results"]) == {"json", "sse"}
+    for row in report["results"].values():
+        assert [len(rounds) for rounds in row["rounds"].values()] == [2, 2]
+        assert row["relay_ms"] == min(row["rounds"]["relay"]) > 0
+        assert row["supportbot_ms"] == min(row["rounds"]["supportbot"]) > 0
+        assert row["extra_ms"] == pytest.approx(row["supportbot_ms"] - row["relay_ms"])
+    with sqlite3.connect(tmp_path / "supportbot" / "supportbot.db") as db:
+        replies = db.execute("SELECT count(*) FROM messages WHERE role = 'assistant'").fetchone()[0]
+    assert replies == 2 * 2 * (12 + 3), "every turn it was sent, warm-ups included, answered and stored"
+
+
+def test_the_in_process_comparison_refuses_an_empty_run() -> None:
+    completed = subprocess.run([sys.executable, "-m", "bench.inprocess", "--turns", "0"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=60)
+
+    assert completed.returncode == 2 and "--turns, --rounds and --concurrency must be at least 1" in completed.stderr
