@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ import httpx
 
 from .procstat import CpuPlan
 from .profiles import QUESTIONS
-from .targets import VENV_BIN, start_mock, supportbot_env
+from .targets import prepare_supportbot, start_mock, supportbot_env
 
 TURNS_PER_CONVERSATION = 10  # as the full run's load generator
 UPSTREAM = {"latency_ms": 0.0, "ttft_ms": 0.0, "chunks": 20, "interval_ms": 0.0}
@@ -76,10 +75,8 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             os.sched_setaffinity(0, plan.service)
         upstream = f"http://127.0.0.1:{mock.port}/v1"
         data_dir = work / "supportbot"
-        data_dir.mkdir(parents=True, exist_ok=True)
         env = supportbot_env(data_dir, f"sqlite:///{data_dir / 'supportbot.db'}", upstream)
-        subprocess.run([str(VENV_BIN / "supportbot"), "db", "upgrade"], env=env, cwd=data_dir, check=True,
-                       capture_output=True)
+        prepare_supportbot(env)
         os.environ.update(env | {"RELAY_BASE_URL": upstream})
         os.chdir(data_dir)
         logging.disable(logging.INFO)  # SUPPORTBOT_LOG_LEVEL=WARNING, as the full run serves it

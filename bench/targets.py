@@ -165,12 +165,19 @@ def supportbot_env(data_dir: Path, database_url: str, upstream: str) -> dict[str
     }
 
 
-def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str, str], workers: int = 1) -> Target:
-    supportbot = str(VENV_BIN / "supportbot")
+def prepare_supportbot(env: dict[str, str]) -> Path:
+    """The data directory of `env`, created, with its database migrated (`supportbot db upgrade`)."""
     data_dir = Path(env["SUPPORTBOT_DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(VENV_BIN / "supportbot"), "db", "upgrade"], env=env, cwd=data_dir, check=True,
+                   capture_output=True)
+    return data_dir
+
+
+def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str, str], workers: int = 1) -> Target:
+    supportbot = str(VENV_BIN / "supportbot")
+    data_dir = prepare_supportbot(env)
     log = work / f"{name}.log"
-    subprocess.run([supportbot, "db", "upgrade"], env=env, cwd=data_dir, check=True, capture_output=True)
     port = free_port()
     args = [supportbot, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     process = _spawn(args, env, log, data_dir)

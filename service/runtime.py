@@ -38,7 +38,7 @@ from .providers.offline import OfflineProvider
 from .providers.openai_compat import OpenAIProvider
 from .providers.resilient import CircuitBreaker, ResilientProvider
 from .ratelimit import RateLimits
-from .retrieval import Hits, RetrievalMode, Retriever, retriever_for, searcher
+from .retrieval import RetrievalMode, Retriever, retriever_for, searcher
 from .review import ReviewDesk
 from .spelling import is_english_word
 from .store import ConversationLog
@@ -176,10 +176,6 @@ class Runtime:
         texts = self.texts
         return InterruptedTurns(self.log.sessions, self.log.notice,
                                 lambda language: texts.get(INTERRUPTED, language), after)
-
-    async def search(self, query: str, k: int) -> Hits:
-        """The `k` known issues that match `query` best, with their matches (0 to 1), best first."""
-        return await self.retriever.search(self.knowledge.current(), query, k)
 
     @property
     def model(self) -> str:

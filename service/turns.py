@@ -52,7 +52,7 @@ from .escalation import (
 from .fixed_texts import ENGLISH
 from .guard import StreamGate
 from .handoff import BOT_FELL_SHORT, HANDOFF_PROVIDER, summarize
-from .knowledge import KnowledgeBase, KnownIssue
+from .knowledge import KnownIssue
 from .language import Guess, english_name
 from .models import ActionCall, ActionStatus, ConversationStatus, Escalation, FinishStatus, Message, Origin, Role, Said
 from .prompts import PromptVersion, RenderedPrompt
@@ -201,6 +201,7 @@ class Turn:
         self.timings: dict[str, float] = {"db": db_seconds, "upstream": 0.0}
         self._text_sent: list[str] = []
         self._provider_name = runtime.provider.name
+        self._knowledge = runtime.knowledge.current()  # read once: the search and the prompt see the same entries
         self._hits: list[tuple[KnownIssue, float]] = []  # the entries the message matches best, found once per turn
         self._prompt_hits: list[tuple[KnownIssue, float]] | None = None  # the prompt's, when the same search found them
         self.decision = decision  # the visitor's Confirm or Cancel this turn acts on, if any
@@ -241,12 +242,11 @@ class Turn:
         except LookupError as error:
             raise ServiceUnavailable(f"prompt not available: {error}", code="prompt_unavailable") from None
         content, top_k = self.start.user_message.content, self.runtime.settings.knowledge_top_k
-        knowledge = self.runtime.knowledge.current()
         # A knowledge base too large to inline is searched for the prompt with the visitor's last few messages:
         # for a first message that is the message alone, and one search serves both.
-        shared = not self._inlined(knowledge) and self._retrieved_query() == content
+        shared = not self._inlined() and self._retrieved_query() == content
         with tracing.child(self.span, "supportbot.retrieval"):
-            hits = await self.runtime.retriever.search(knowledge, content, max(MAX_SOURCES, top_k) if shared
+            hits = await self.runtime.retriever.search(self._knowledge, content, max(MAX_SOURCES, top_k) if shared
                                                        else MAX_SOURCES)
         self._hits = hits[:MAX_SOURCES]
         if shared:
@@ -543,7 +543,7 @@ class Turn:
     def _sources(self, prompt: RenderedPrompt, completion: Completion) -> tuple[Source, ...]:
         """What the reply drew on: the offline provider's entry, or a hosted model's relevant prompt entries."""
         if completion.matched_issue is not None:
-            issues = chain((issue for issue, _ in self._hits), self.runtime.knowledge.current().issues)
+            issues = chain((issue for issue, _ in self._hits), self._knowledge.issues)
             return answered_from(issues, completion.matched_issue)
         if self._provider_name == self.runtime.offline.name:
             return ()  # a greeting or a thank-you: no entry behind it
@@ -594,9 +594,8 @@ class Turn:
 
     async def _assemble_prompt(self, version: PromptVersion) -> RenderedPrompt:
         runtime = self.runtime
-        settings = runtime.settings
-        knowledge = runtime.knowledge.current()
-        if self._inlined(knowledge):
+        settings, knowledge = runtime.settings, self._knowledge
+        if self._inlined():
             issues, complete = knowledge.issues, True
         else:
             hits = self._prompt_hits
@@ -609,9 +608,9 @@ class Turn:
                                         company=settings.company_name, product=settings.product_name,
                                         canary=runtime.canary, language=self._language_name())
 
-    def _inlined(self, knowledge: KnowledgeBase) -> bool:
+    def _inlined(self) -> bool:
         """Whether the prompt holds the whole knowledge base (else the entries a search finds)."""
-        return knowledge.size_chars <= self.runtime.settings.knowledge_inline_max_chars
+        return self._knowledge.size_chars <= self.runtime.settings.knowledge_inline_max_chars
 
     def _retrieved_query(self) -> str:
         """What the prompt's known issues are searched with when the knowledge is too large to inline: the
