@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -141,7 +142,7 @@ class ConversationLog:
     def begin_turn(
         self, conversation_id: str, content: str, client_message_id: str | None, *,
         max_turns: int, history_limit: int, with_usage: bool = False, language: Guess | None = None,
-        arm: str | None = None,
+        arm: str | None = None, prepared: Callable[[TurnStart], object] | None = None,
     ) -> TurnStart:
         """Store the user message in its own committed transaction, with the history to answer it.
 
@@ -149,13 +150,23 @@ class ConversationLog:
         reply, when there is one), so retries from a flaky network are answered once. `language`,
         what detection made of the message, is resolved against the conversation's and stored on both.
         `arm` is stored when this is the conversation's first message, and kept for its life.
+        `prepared` is called with the turn once its statements have run and just before the commit (so the
+        caller can ask the model while the commit waits for the disk); what is returned is then that same
+        turn, or the commit's error. A replayed message is returned without calling it.
         """
+        said: list[TurnStart] = []
+
+        def announce(start: TurnStart) -> None:
+            said.append(start)
+            if prepared is not None:
+                prepared(start)
+
         try:
             return self._begin_turn(conversation_id, content, client_message_id, max_turns, history_limit,
-                                    with_usage, language, arm)
+                                    with_usage, language, arm, announce)
         except IntegrityError:
             # Two sends with one client_message_id raced; the other one stored it first.
-            if client_message_id is None:
+            if client_message_id is None or said:  # after `prepared`, the caller holds this turn: no other
                 raise
             replay = self._replay(conversation_id, client_message_id, history_limit)
             assert replay is not None
@@ -164,6 +175,7 @@ class ConversationLog:
     def _begin_turn(
         self, conversation_id: str, content: str, client_message_id: str | None,
         max_turns: int, history_limit: int, with_usage: bool, guess: Guess | None = None, arm: str | None = None,
+        prepared: Callable[[TurnStart], object] = lambda start: None,
     ) -> TurnStart:
         if client_message_id is not None:
             replay = self._replay(conversation_id, client_message_id, history_limit)
@@ -195,10 +207,12 @@ class ConversationLog:
             if escalation is not None:
                 enqueue_visitor_message(session, self.notice, conversation_id, content)
             today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
-        return TurnStart(conversation_id, message, counted.status, history, escalation=escalation,
-                         tokens_used=counted.tokens_used, day_tokens=today.tokens if today else 0,
-                         day_cost=today.cost_usd if today else 0.0, language=language, arm=counted.arm,
-                         user_id=verified_user(counted.visitor))
+            start = TurnStart(conversation_id, message, counted.status, history, escalation=escalation,
+                              tokens_used=counted.tokens_used, day_tokens=today.tokens if today else 0,
+                              day_cost=today.cost_usd if today else 0.0, language=language, arm=counted.arm,
+                              user_id=verified_user(counted.visitor))
+            prepared(start)
+        return start
 
     def _replay(self, conversation_id: str, client_message_id: str, history_limit: int) -> TurnStart | None:
         with self.sessions() as session:

@@ -10,10 +10,12 @@ back, asking again until it answers (at most SUPPORTBOT_ACTIONS_MAX_CALLS) -> de
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import chain
@@ -173,28 +175,49 @@ async def start_turn(
     text = check_message(runtime, content)
     started = time.perf_counter()
     span = tracing.start_turn(conversation_id)
-    stored = "supportbot.db.store_message"
-    start = await runtime.db_threads.run(tracing.step(span, stored, lambda: runtime.log.begin_turn(
-        conversation_id, text, client_message_id,
-        max_turns=settings.max_turns, history_limit=settings.history_max_messages,
-        with_usage=bool(settings.daily_token_budget or settings.daily_cost_budget_usd),
-        language=runtime.detection.guess(text) if decision is None else
-        Guess(None, runtime.detection.languages, runtime.detection.default),
-        # Deterministic from the id, so computing it on every message is cheap and agrees across replicas;
-        # only the first message's is stored.
-        arm=runtime.prompts.arm(settings.prompt, conversation_id, runtime.arm_stops.current()),
-    ), ends_turn_on_error=True))
+    loop = asyncio.get_running_loop()
+    prepared: asyncio.Future[TurnStart] = loop.create_future()
+    stored = asyncio.ensure_future(runtime.db_threads.run(tracing.step(
+        span, "supportbot.db.store_message", lambda: runtime.log.begin_turn(
+            conversation_id, text, client_message_id,
+            max_turns=settings.max_turns, history_limit=settings.history_max_messages,
+            with_usage=bool(settings.daily_token_budget or settings.daily_cost_budget_usd),
+            language=runtime.detection.guess(text) if decision is None else
+            Guess(None, runtime.detection.languages, runtime.detection.default),
+            # Deterministic from the id, so computing it on every message is cheap and agrees across replicas;
+            # only the first message's is stored.
+            arm=runtime.prompts.arm(settings.prompt, conversation_id, runtime.arm_stops.current()),
+            prepared=lambda start: loop.call_soon_threadsafe(_settle, prepared, start),
+        ), ends_turn_on_error=True)))
+    # The commit's outcome is awaited by the turn (Turn._committed); this only keeps an unawaited failure (the
+    # visitor gone before it) out of asyncio's "exception was never retrieved" log.
+    stored.add_done_callback(lambda task: task.cancelled() or task.exception())
+    with anyio.CancelScope(shield=True):  # like the database call itself: a message being stored is stored
+        await asyncio.wait((prepared, stored), return_when=asyncio.FIRST_COMPLETED)
+    if prepared.done():
+        # The statements have run; the commit (the WAL's fsync on SQLite, the round trip on PostgreSQL) goes on
+        # while the turn retrieves, assembles and asks the model. Nothing is shown or done before it lands.
+        return Turn(runtime, prepared.result(), db_seconds=time.perf_counter() - started, span=span, began=started,
+                    decision=decision, committing=stored)
+    start = stored.result()  # a replayed message (nothing to commit), or the error that refused it
     return Turn(runtime, start, db_seconds=time.perf_counter() - started, span=span, began=started,
                 decision=decision)
+
+
+def _settle(future: asyncio.Future[TurnStart], start: TurnStart) -> None:
+    if not future.done():
+        future.set_result(start)
 
 
 class Turn:
     """A stored user message waiting for its reply."""
 
     def __init__(self, runtime: Runtime, start: TurnStart, db_seconds: float = 0.0, span: Span = INVALID_SPAN,
-                 began: float | None = None, decision: Decision | None = None) -> None:
+                 began: float | None = None, decision: Decision | None = None,
+                 committing: asyncio.Future[TurnStart] | None = None) -> None:
         self.runtime = runtime
         self.start = start
+        self._committing = committing  # the user message's commit, while it is still going on
         self.span = span  # the turn's trace (service/telemetry/tracing.py); a no-op span when tracing is off
         self._began = time.perf_counter() - db_seconds if began is None else began
         self._mode = "json"
@@ -222,18 +245,34 @@ class Turn:
         self._mode = "sse" if stream else "json"
         waiting = True
         try:
-            async for event in self._events(stream):
-                if waiting and isinstance(event, TextDelta):
-                    waiting = False
-                    metrics.record_first_token(self._provider_name, time.perf_counter() - self._began)
-                yield event
+            async with aclosing(self._events(stream)) as events:
+                async for event in events:
+                    await self._committed()  # nothing reaches the visitor before their message is stored
+                    if waiting and isinstance(event, TextDelta):
+                        waiting = False
+                        metrics.record_first_token(self._provider_name, time.perf_counter() - self._began)
+                    yield event
         except BaseException as error:
             tracing.fail(self.span, error)
             raise
         finally:
             self.span.end()
 
-    async def _events(self, stream: bool) -> AsyncIterator[TextDelta | TurnOutcome]:
+    async def _committed(self) -> None:
+        """Wait for the user message's commit, begun before the turn; its error (the message was not stored) ends
+        the turn before anything is shown, stored or done for it."""
+        committing = self._committing
+        if committing is None:
+            return
+        if not committing.done():
+            waited = time.perf_counter()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait((committing,))
+            self.timings["db"] += time.perf_counter() - waited
+        committing.result()  # a failed commit raises here every time it is asked
+        self._committing = None
+
+    async def _events(self, stream: bool) -> AsyncGenerator[TextDelta | TurnOutcome, None]:
         if self.start.reply is not None:
             yield await self._replayed(self.start.reply, self.start.escalation)
             return
@@ -429,6 +468,7 @@ class Turn:
     async def _execute(self, spec: ActionSpec, arguments: dict[str, Any],
                        made: Callable[..., ActionCallRecord]) -> tuple[ActionCallRecord, _Ending | None]:
         """Call the team's API through the action caller; a failure ends the turn in a handoff."""
+        await self._committed()  # a call to the team's API only for a message that is stored
         self._executed += 1
         user_id = self.start.user_id if spec.identity != "none" else None
         with tracing.child(self.span, "supportbot.action", {"supportbot.action": spec.name}) as span:
@@ -676,6 +716,7 @@ class Turn:
         return await self._persist(record, signal, prompt.ref)
 
     async def _persist(self, record: ReplyRecord, signal: EscalationSignal | None, prompt_ref: str) -> TurnOutcome:
+        await self._committed()
         written = time.perf_counter()
         record = replace(record, content=redact_for_storage(self.runtime.settings, record.content))
         try:

@@ -20,6 +20,7 @@ from service.models import ActionCall, Escalation
 from service.runtime import Runtime
 
 from . import fake_model
+from .commit_hook import commit_hook
 from .conftest import MODEL_BASE_URL, make_settings
 from .factories import parse_sse, send
 from .fake_team_api import INJECTION, FakeTeamAPI, running_team_api
@@ -418,6 +419,28 @@ async def test_a_resend_replays_the_turn_without_calling_again(make_client: Any,
         again = (await send(http, conversation, auth, "Where is A-1042?", client_message_id="m-1")).json()
     assert again["reply"] == first["reply"] and again["actions"] == first["actions"]
     assert len(team_api.requests_to("/orders/")) == 1
+
+
+async def test_no_action_is_called_for_a_message_whose_commit_failed(make_client: Any,
+                                                                     team_api: FakeTeamAPI) -> None:
+    model = ScriptedModel(order_lookup())
+
+    def asked(request: httpx.Request) -> httpx.Response:
+        hook.asked.set()
+        return model(request)
+
+    client = make_client(asked)
+    async with client as http:
+        conversation, auth = await visitor(http, "cust-7")
+        with commit_hook(client.runtime.log.engine, fail=True) as hook:
+            hook.arm()
+            response = await send(http, conversation, auth, "Where is my order A-1042?")
+        assert hook.asked_while_committing == [True]
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "database_unavailable"
+    assert len(model.requests) == 1, "the model asked for the lookup; it was never made, so never answered"
+    assert team_api.requests_to("/orders/") == [], "the team's API is not called for a message not stored"
+    assert client.calls() == []
 
 
 async def test_the_start_up_line_names_the_actions_and_a_broken_file(make_client: Any, tmp_path: Path) -> None:

@@ -15,8 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +42,7 @@ from . import (
     widget,
 )
 from .metrics import router as metrics_router
+from .outage import DATABASE_DOWN, DATABASE_RETRY_AFTER, DATABASE_UNAVAILABLE, database_down_message
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # One line, not a traceback per request: an outage fails every request the same way.
         log.error("database unavailable on %s %s: %s", request.method, request.url.path,
                   getattr(error, "orig", None) or error)
-        return error_response(503, "database_unavailable", _database_down_message(request.method),
+        return error_response(503, DATABASE_UNAVAILABLE, database_down_message(request.method),
                               headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
 
     for kind in DATABASE_DOWN:
@@ -123,22 +122,6 @@ def install_error_handlers(app: FastAPI) -> None:
         # No promise about what was stored: the failure may have come before or after a write.
         return error_response(500, "internal_error", "internal error: the request did not complete; "
                                                      "the details are in the server log")
-
-
-# The database cannot be reached or used right now (down, restarting, locked, pool exhausted); a
-# constraint violation or a bug is not in this list and stays an internal error.
-DATABASE_DOWN: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
-DATABASE_RETRY_AFTER = 5
-
-
-def _database_down_message(method: str) -> str:
-    """What a client is told when the database is down: nothing is promised that may not be true."""
-    if method in ("GET", "HEAD", "OPTIONS"):
-        return "the database is unavailable right now; try again in a moment"
-    # Usually the first write failed; when the database went down mid-turn, the message may be stored
-    # without its reply. Either way a resend (same client_message_id) completes it exactly once.
-    return ("the database is unavailable, so what you sent could not be stored (or not completely); "
-            "send it again in a moment")
 
 
 class BodyLimit:

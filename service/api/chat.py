@@ -22,6 +22,7 @@ from ..ratings import Ratings
 from ..turns import Turn, TurnOutcome, check_message, start_turn
 from .assignment import announce_round_robin
 from .deps import LimitedVisitor, MessageId, RuntimeDep, VisitorConversation, limit_conversation_start, limit_ip
+from .outage import DATABASE_DOWN, DATABASE_UNAVAILABLE, database_down_message
 from .schemas import (
     ActionBrief,
     ConfirmationPublic,
@@ -211,6 +212,11 @@ async def _sse(turn: Turn) -> AsyncIterator[str]:
                 await announce_turn(turn, event)
     except SupportbotError as error:
         yield _event("error", error.to_dict())
+    except DATABASE_DOWN as error:
+        # As the JSON answer would say it (503): the stream has begun, so it is the stream's last event.
+        log.error("conversation=%s database unavailable during a streamed turn: %s", turn.start.conversation_id,
+                  getattr(error, "orig", None) or error)
+        yield _event("error", {"error": {"code": DATABASE_UNAVAILABLE, "message": database_down_message("POST")}})
     except Exception:
         log.exception("conversation=%s streaming turn failed", turn.start.conversation_id)
         yield _event("error", {"error": {"code": "internal_error", "message": "the reply could not be completed"}})
