@@ -1,6 +1,7 @@
 """One user message -> one reply: the only place that orchestrates a turn.
 
-store user message (committed; a new conversation's experiment arm with it) -> the conversation's prompt
+store user message (a new conversation's experiment arm with it; its commit runs on beside what follows and is
+awaited before any text is shown, any action made or the reply stored) -> the conversation's prompt
 version (its arm, else the configured one) -> retrieve knowledge -> deterministic escalation -> assemble prompt
 (a visitor's Confirm/Cancel: make or refuse the waiting action call first) -> provider (through the leak guard)
 -> actions the model calls: checked, made (or refused, or left waiting for Confirm) and their results given
@@ -205,6 +206,7 @@ async def start_turn(
 
 
 def _settle(future: asyncio.Future[TurnStart], start: TurnStart) -> None:
+    """On the event loop: the turn is ready (its statements ran), its commit still going on."""
     if not future.done():
         future.set_result(start)
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from ..errors import ModelUnavailable
 from ..telemetry import metrics
@@ -78,42 +77,31 @@ class OpenAIProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         """One non-streaming call."""
         try:
-            response = await self._client.post(
-                COMPLETIONS_PATH, body=self._arguments(request, stream=False), cast_to=ChatCompletion)
+            # `cast_to=object`: the client's parsed JSON as it is, read below, rather than its typed models, whose
+            # construction cost more CPU per call than the rest of the answer's handling (bench/findings.md, 0f).
+            data = await self._client.post(COMPLETIONS_PATH, body=self._arguments(request, stream=False),
+                                           cast_to=object)
+            choices = _list(_object(data, "the response").get("choices"), "choices")
+            if not choices:
+                metrics.record_upstream_error(MALFORMED)
+                raise ModelUnavailable("upstream answered with no choices")
+            return _completion(_object(data, "the response"), _object(choices[0], "a choice"))
         except openai.OpenAIError as error:
             metrics.record_upstream_error(error_kind(error))
             raise ModelUnavailable(_describe(error)) from error
-        except ValueError as error:  # a body that is not JSON
+        except ValueError as error:  # a body that is not JSON, or not a chat completion
             metrics.record_upstream_error(MALFORMED)
             raise ModelUnavailable(f"malformed response: {error}") from error
-        if not response.choices:
-            metrics.record_upstream_error(MALFORMED)
-            raise ModelUnavailable("upstream answered with no choices")
-        choice = response.choices[0]
-        calls = tuple(
-            ToolCall(id=c.id, name=function.name, arguments=function.arguments or "")
-            for c in (choice.message.tool_calls or [])
-            if (function := getattr(c, "function", None)) is not None
-        )
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            tool_calls=calls,
-            model_reported=response.model,
-            tokens_in=usage.prompt_tokens if usage else None,
-            tokens_out=usage.completion_tokens if usage else None,
-            finish_reason=choice.finish_reason,
-        )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[TextDelta | Completion]:
         """A streaming call: text deltas as they arrive, then the assembled Completion."""
         state = _StreamState()
         try:
+            # Each chunk as the client parsed it (plain JSON), not a typed model per chunk (as in `complete`).
             chunks = await self._client.post(COMPLETIONS_PATH, body=self._arguments(request, stream=True),
-                                             cast_to=ChatCompletion, stream=True,
-                                             stream_cls=openai.AsyncStream[ChatCompletionChunk])
+                                             cast_to=object, stream=True, stream_cls=openai.AsyncStream[object])
             async for chunk in chunks:
-                text = state.absorb(chunk)
+                text = state.absorb(_object(chunk, "a chunk"))
                 if text:
                     yield TextDelta(text)
         except (openai.OpenAIError, ValueError) as error:
@@ -129,6 +117,66 @@ class OpenAIProvider:
         yield state.completion()
 
 
+# The answer's JSON, read as the chat completions API documents it; a field of the wrong type is a malformed
+# answer (ValueError), a missing optional one is absent.
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    return value
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is not a JSON array")
+    return value
+
+
+def _str(value: object, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{what} is not a string")
+    return value
+
+
+def _int(value: object, what: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValueError(f"{what} is not an integer")
+    return value
+
+
+def _usage(body: dict[str, Any]) -> tuple[int | None, int | None]:
+    usage = body.get("usage")
+    if usage is None:
+        return None, None
+    usage = _object(usage, "usage")
+    return _int(usage.get("prompt_tokens"), "prompt_tokens"), _int(usage.get("completion_tokens"), "completion_tokens")
+
+
+def _completion(body: dict[str, Any], choice: dict[str, Any]) -> Completion:
+    message = _object(choice.get("message"), "the message")
+    calls = []
+    for call in _list(message.get("tool_calls"), "tool_calls"):
+        call = _object(call, "a tool call")
+        function = call.get("function")
+        if function is None:  # a tool call of another kind than a function: not ours
+            continue
+        function = _object(function, "a tool call's function")
+        calls.append(ToolCall(id=_str(call.get("id"), "a tool call's id") or "",
+                              name=_str(function.get("name"), "a function's name") or "",
+                              arguments=_str(function.get("arguments"), "a function's arguments") or ""))
+    tokens_in, tokens_out = _usage(body)
+    return Completion(
+        text=_str(message.get("content"), "the content") or "",
+        tool_calls=tuple(calls),
+        model_reported=_str(body.get("model"), "the model"),
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        finish_reason=_str(choice.get("finish_reason"), "finish_reason"),
+    )
+
+
 @dataclass
 class _StreamState:
     text_parts: list[str] = field(default_factory=list)
@@ -139,27 +187,32 @@ class _StreamState:
     finish_reason: str | None = None
     saw_choice: bool = False
 
-    def absorb(self, chunk: Any) -> str:
+    def absorb(self, chunk: dict[str, Any]) -> str:
         """Fold one chunk into the state; return its text."""
-        self.model = chunk.model or self.model
-        if chunk.usage is not None:
-            self.tokens_in = chunk.usage.prompt_tokens
-            self.tokens_out = chunk.usage.completion_tokens
-        if not chunk.choices:
+        self.model = _str(chunk.get("model"), "the model") or self.model
+        if chunk.get("usage") is not None:
+            self.tokens_in, self.tokens_out = _usage(chunk)
+        choices = _list(chunk.get("choices"), "choices")
+        if not choices:
             return ""
         self.saw_choice = True
-        choice = chunk.choices[0]
-        self.finish_reason = choice.finish_reason or self.finish_reason
-        delta = choice.delta
-        for call in delta.tool_calls or []:
-            slot = self.calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-            slot["id"] = call.id or slot["id"]
-            if call.function is not None:
-                slot["name"] += call.function.name or ""
-                slot["arguments"] += call.function.arguments or ""
-        if delta.content:
-            self.text_parts.append(delta.content)
-            return str(delta.content)
+        choice = _object(choices[0], "a choice")
+        self.finish_reason = _str(choice.get("finish_reason"), "finish_reason") or self.finish_reason
+        delta = _object(choice.get("delta") or {}, "a delta")
+        for call in _list(delta.get("tool_calls"), "tool_calls"):
+            call = _object(call, "a tool call")
+            index = _int(call.get("index"), "a tool call's index") or 0
+            slot = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            slot["id"] = _str(call.get("id"), "a tool call's id") or slot["id"]
+            function = call.get("function")
+            if function is not None:
+                function = _object(function, "a tool call's function")
+                slot["name"] += _str(function.get("name"), "a function's name") or ""
+                slot["arguments"] += _str(function.get("arguments"), "a function's arguments") or ""
+        content = _str(delta.get("content"), "the content")
+        if content:
+            self.text_parts.append(content)
+            return content
         return ""
 
     def completion(self) -> Completion:
