@@ -1,4 +1,4 @@
-"""CPU per turn of the relay and of supportbot, both driven in this one process: the A/B to judge a change by.
+"""CPU per turn of the relay and of supportbot, all driven in this one process: the A/B to judge a change by.
 
 The full run (`python -m bench.run`) measures what a user sees, across processes and sockets; on this
 two-core machine its rounds of the same code varied by a third (bench/findings.md 0c), more than most
@@ -7,11 +7,13 @@ service core, against the mock upstream (zero latency, 20 chunks) on the other, 
 questions, ten turns a conversation and supportbot's benchmark settings on SQLite. A turn's CPU is this
 process's CPU time (`time.process_time()`: every thread, so supportbot's database threads count) divided by
 the turns. The driving client costs the same for both, so `extra` (supportbot minus relay) is supportbot's
-own work per turn; the ratio is not the full run's, whose relay figure has no client in it.
+own work per turn; the ratio is not the full run's, whose relay figure has no client in it. The relay is the
+floor of issue 20 (`create` and the client's typed answer); `plain relay` is the same relay reading the answer's
+JSON as it is, as supportbot's provider does, and `extra over plain` supportbot's work beyond that.
 
     python -m bench.inprocess [--turns 400] [--rounds 3] [--concurrency 4] [--json]
 
-Rounds alternate relay and supportbot; the best round of each is reported (the least disturbed), and the
+Rounds alternate the relays and supportbot; the best round of each is reported (the least disturbed), and the
 median beside it.
 """
 
@@ -87,15 +89,18 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         results: dict[str, Any] = {}
         async with supportbot.router.lifespan_context(supportbot):
             for mode, stream in (("json", False), ("sse", True)):
-                rounds: dict[str, list[float]] = {"relay": [], "supportbot": []}
+                apps = {"relay": relay.app, "plain_relay": relay.plain_app, "supportbot": supportbot}
+                rounds: dict[str, list[float]] = {name: [] for name in apps}
                 for _ in range(args.rounds):
-                    rounds["relay"].append(await drive(relay.app, args.turns, stream, args.concurrency))
-                    rounds["supportbot"].append(await drive(supportbot, args.turns, stream, args.concurrency))
+                    for name, app in apps.items():
+                        rounds[name].append(await drive(app, args.turns, stream, args.concurrency))
                 best = {name: min(values) for name, values in rounds.items()}
                 results[mode] = {
-                    "relay_ms": best["relay"], "supportbot_ms": best["supportbot"],
-                    "extra_ms": best["supportbot"] - best["relay"],
+                    "relay_ms": best["relay"], "plain_relay_ms": best["plain_relay"],
+                    "supportbot_ms": best["supportbot"], "extra_ms": best["supportbot"] - best["relay"],
+                    "extra_over_plain_ms": best["supportbot"] - best["plain_relay"],
                     "median_relay_ms": statistics.median(rounds["relay"]),
+                    "median_plain_relay_ms": statistics.median(rounds["plain_relay"]),
                     "median_supportbot_ms": statistics.median(rounds["supportbot"]),
                     "rounds": rounds}
         await relay.client.close()
@@ -126,10 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{args.turns} turns x {args.rounds} rounds, {args.concurrency} at a time; {report['cpu']}")
-    print("mode  relay ms/turn  supportbot ms/turn  extra ms/turn  (medians)")
+    print("CPU ms per turn: best round (medians)")
+    print("mode  relay           plain relay     supportbot      extra  extra over plain")
     for mode, row in report["results"].items():
-        print(f"{mode:4}  {row['relay_ms']:13.2f}  {row['supportbot_ms']:18.2f}  {row['extra_ms']:13.2f}  "
-              f"({row['median_relay_ms']:.2f} / {row['median_supportbot_ms']:.2f})")
+        print(f"{mode:4}  {row['relay_ms']:5.2f} ({row['median_relay_ms']:5.2f})  "
+              f"{row['plain_relay_ms']:5.2f} ({row['median_plain_relay_ms']:5.2f})  "
+              f"{row['supportbot_ms']:5.2f} ({row['median_supportbot_ms']:5.2f})  "
+              f"{row['extra_ms']:5.2f}  {row['extra_over_plain_ms']:16.2f}")
     return 0
 
 

@@ -8,6 +8,9 @@ POST /api/conversations/{id}/messages takes `{"content": "..."}`, sends
 supportbot's JSON shape (`reply.content`) or, with `Accept: text/event-stream`, one `delta` event per
 upstream text chunk and a `done` event. Nothing is re-serialized beyond what the client does itself.
 
+`plain_app` is the same relay reading the answer's JSON as it is (the client's `post`, no typed models), as
+supportbot's provider does: `python -m bench.inprocess` shows both.
+
 Run: `uvicorn bench.relay:app` with RELAY_BASE_URL (and RELAY_MODEL, RELAY_MAX_TOKENS) set.
 """
 
@@ -17,7 +20,7 @@ import itertools
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 import openai
@@ -36,7 +39,6 @@ client = openai.AsyncOpenAI(
     timeout=30.0,
     max_retries=1,
 )
-app = FastAPI(title="bench relay")
 _ids = itertools.count(1)
 
 
@@ -46,46 +48,92 @@ class MessageIn(BaseModel):
     content: str
 
 
-@app.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+# How the relay asks: `create` and the client's typed answer (the floor of issue 20), or the client's `post` with
+# the answer's JSON read as it is (`plain_app`, what supportbot's provider does since bench/findings.md 0f).
+
+async def _typed_answer(messages: Any) -> str:
+    completion = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=MAX_TOKENS)
+    return (completion.choices[0].message.content or "") if completion.choices else ""
 
 
-@app.post("/api/conversations", status_code=201)
-async def create_conversation() -> dict[str, str]:
-    """An id and a token in supportbot's shape, so the load generator starts conversations as it does there."""
-    return {"conversation_id": uuid.uuid4().hex, "token": "relay"}
+async def _typed_texts(messages: Any) -> AsyncIterator[str]:
+    chunks = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=MAX_TOKENS,
+                                                  stream=True)
 
-
-@app.post("/api/conversations/{conversation_id}/messages")
-async def send_message(conversation_id: str, body: MessageIn,
-                       accept: Annotated[str | None, Header()] = None) -> Response:
-    """One user message to the model and its answer: JSON, or Server-Sent Events when asked for."""
-    messages: Any = [{"role": "user", "content": body.content}]
-    if accept and "text/event-stream" in accept:
-        try:
-            chunks = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=MAX_TOKENS,
-                                                          stream=True)
-        except openai.OpenAIError as error:
-            return _upstream_failed(error)
-        return StreamingResponse(_events(chunks), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    try:
-        completion = await client.chat.completions.create(model=MODEL, messages=messages, max_tokens=MAX_TOKENS)
-    except openai.OpenAIError as error:
-        return _upstream_failed(error)
-    text = (completion.choices[0].message.content or "") if completion.choices else ""
-    return Response(json.dumps(_turn(text)), media_type="application/json")
-
-
-async def _events(chunks: openai.AsyncStream[Any]) -> AsyncIterator[str]:
-    parts = []
-    try:
+    async def texts() -> AsyncIterator[str]:
         async for chunk in chunks:
             text = chunk.choices[0].delta.content if chunk.choices else None
             if text:
-                parts.append(text)
-                yield _event("delta", {"text": text})
+                yield text
+    return texts()
+
+
+async def _plain_answer(messages: Any) -> str:
+    body: Any = await client.post("/chat/completions", cast_to=object,
+                                  body={"model": MODEL, "messages": messages, "max_tokens": MAX_TOKENS})
+    choices = body.get("choices")
+    return (choices[0]["message"].get("content") or "") if choices else ""
+
+
+async def _plain_texts(messages: Any) -> AsyncIterator[str]:
+    chunks: Any = await client.post("/chat/completions", cast_to=object, stream=True,
+                                    stream_cls=openai.AsyncStream[object],
+                                    body={"model": MODEL, "messages": messages, "max_tokens": MAX_TOKENS,
+                                          "stream": True})
+
+    async def texts() -> AsyncIterator[str]:
+        async for chunk in chunks:
+            choices = chunk.get("choices")
+            text = choices[0]["delta"].get("content") if choices else None
+            if text:
+                yield text
+    return texts()
+
+
+def _relay(title: str, answer: Callable[[Any], Awaitable[str]],
+           texts: Callable[[Any], Awaitable[AsyncIterator[str]]]) -> FastAPI:
+    relay = FastAPI(title=title)
+
+    @relay.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @relay.post("/api/conversations", status_code=201)
+    async def create_conversation() -> dict[str, str]:
+        """An id and a token in supportbot's shape, so the load generator starts conversations as it does there."""
+        return {"conversation_id": uuid.uuid4().hex, "token": "relay"}
+
+    @relay.post("/api/conversations/{conversation_id}/messages")
+    async def send_message(conversation_id: str, body: MessageIn,
+                           accept: Annotated[str | None, Header()] = None) -> Response:
+        """One user message to the model and its answer: JSON, or Server-Sent Events when asked for."""
+        messages: Any = [{"role": "user", "content": body.content}]
+        if accept and "text/event-stream" in accept:
+            try:
+                streamed = await texts(messages)
+            except openai.OpenAIError as error:
+                return _upstream_failed(error)
+            return StreamingResponse(_events(streamed), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        try:
+            text = await answer(messages)
+        except openai.OpenAIError as error:
+            return _upstream_failed(error)
+        return Response(json.dumps(_turn(text)), media_type="application/json")
+
+    return relay
+
+
+app = _relay("bench relay", _typed_answer, _typed_texts)
+plain_app = _relay("bench relay, plain JSON", _plain_answer, _plain_texts)
+
+
+async def _events(texts: AsyncIterator[str]) -> AsyncIterator[str]:
+    parts = []
+    try:
+        async for text in texts:
+            parts.append(text)
+            yield _event("delta", {"text": text})
     except openai.OpenAIError as error:
         yield _event("error", {"error": {"code": "model_unavailable", "message": type(error).__name__}})
         return

@@ -126,12 +126,13 @@ def start_mock(work: Path, plan: CpuPlan, timing: dict[str, float], workers: int
     return Target("mock", "direct to the mock (no server in between)", "openai", port, process)
 
 
-def start_relay(work: Path, plan: CpuPlan, upstream: str) -> Target:
-    """The floor: the minimal relay of bench/relay.py, one worker, driven like supportbot."""
+def start_relay(work: Path, plan: CpuPlan, upstream: str, app: str = "app") -> Target:
+    """The floor: the minimal relay of bench/relay.py (`plain_app`: reading plain JSON), one worker, driven like
+    supportbot."""
     port = free_port()
     env = _base_env() | {"RELAY_BASE_URL": upstream, "RELAY_MODEL": MODEL, "RELAY_MAX_TOKENS": str(MAX_TOKENS)}
     log = work / "relay.log"
-    args = [sys.executable, "-m", "uvicorn", "bench.relay:app", "--host", "127.0.0.1", "--port", str(port),
+    args = [sys.executable, "-m", "uvicorn", f"bench.relay:{app}", "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1", "--log-level", "warning", "--no-access-log"]
     process = _spawn(args, env, log, ROOT)
     _ready(process, port, "/healthz", 30, log, plan.service)

@@ -143,12 +143,13 @@ def _recording(app: Any, seen: list[dict[str, Any]]) -> Any:
     return wrapped
 
 
-@pytest.fixture
-def relay(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """The relay as the harness starts it (its own uvicorn process), in front of a recording upstream."""
+@pytest.fixture(params=["app", "plain_app"])
+def relay(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The relay as the harness starts it (its own uvicorn process), in front of a recording upstream; the floor
+    and the relay that reads plain JSON alike."""
     seen: list[dict[str, Any]] = []
     with serving(_recording(upstream_app(chunks=3, interval=0.01), seen), lifespan="off") as upstream:
-        target = start_relay(tmp_path, CpuPlan(None, None), f"{upstream}/v1")
+        target = start_relay(tmp_path, CpuPlan(None, None), f"{upstream}/v1", app=request.param)
         try:
             yield f"http://127.0.0.1:{target.port}", seen
         finally:
@@ -188,7 +189,7 @@ def test_relay_streams_one_delta_per_upstream_chunk_then_done(relay: tuple[str, 
     assert seen[0]["model"] == MODEL and seen[0]["max_tokens"] == MAX_TOKENS and "tools" not in seen[0]
 
 
-def test_the_in_process_comparison_measures_both_apps_in_both_modes(tmp_path: Path) -> None:
+def test_the_in_process_comparison_measures_every_app_in_both_modes(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "bench.inprocess", "--turns", "12", "--rounds", "2", "--concurrency", "3", "--json",
          "--work", str(tmp_path)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
@@ -197,10 +198,13 @@ def test_the_in_process_comparison_measures_both_apps_in_both_modes(tmp_path: Pa
     report = json.loads(completed.stdout)
     assert set(report["results"]) == {"json", "sse"}
     for row in report["results"].values():
-        assert [len(rounds) for rounds in row["rounds"].values()] == [2, 2]
+        assert {name: len(rounds) for name, rounds in row["rounds"].items()} == {
+            "relay": 2, "plain_relay": 2, "supportbot": 2}
         assert row["relay_ms"] == min(row["rounds"]["relay"]) > 0
+        assert row["plain_relay_ms"] == min(row["rounds"]["plain_relay"]) > 0
         assert row["supportbot_ms"] == min(row["rounds"]["supportbot"]) > 0
         assert row["extra_ms"] == pytest.approx(row["supportbot_ms"] - row["relay_ms"])
+        assert row["extra_over_plain_ms"] == pytest.approx(row["supportbot_ms"] - row["plain_relay_ms"])
     with sqlite3.connect(tmp_path / "supportbot" / "supportbot.db") as db:
         replies = db.execute("SELECT count(*) FROM messages WHERE role = 'assistant'").fetchone()[0]
     assert replies == 2 * 2 * (12 + 3), "every turn it was sent, warm-ups included, answered and stored"
