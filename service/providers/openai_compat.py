@@ -81,11 +81,12 @@ class OpenAIProvider:
             # construction cost more CPU per call than the rest of the answer's handling (bench/findings.md, 0f).
             data = await self._client.post(COMPLETIONS_PATH, body=self._arguments(request, stream=False),
                                            cast_to=object)
-            choices = _list(_object(data, "the response").get("choices"), "choices")
+            body = _object(data, "the response")
+            choices = _list(body.get("choices"), "choices")
             if not choices:
                 metrics.record_upstream_error(MALFORMED)
                 raise ModelUnavailable("upstream answered with no choices")
-            return _completion(_object(data, "the response"), _object(choices[0], "a choice"))
+            return _completion(body, _object(choices[0], "a choice"))
         except openai.OpenAIError as error:
             metrics.record_upstream_error(error_kind(error))
             raise ModelUnavailable(_describe(error)) from error
