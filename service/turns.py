@@ -198,11 +198,11 @@ async def start_turn(
     if prepared.done():
         # The statements have run; the commit (the WAL's fsync on SQLite, the round trip on PostgreSQL) goes on
         # while the turn retrieves, assembles and asks the model. Nothing is shown or done before it lands.
-        return Turn(runtime, prepared.result(), db_seconds=time.perf_counter() - started, span=span, began=started,
-                    decision=decision, committing=stored)
-    start = stored.result()  # a replayed message (nothing to commit), or the error that refused it
+        start, committing = prepared.result(), stored
+    else:
+        start, committing = stored.result(), None  # a replayed message (nothing to commit), or the refusal
     return Turn(runtime, start, db_seconds=time.perf_counter() - started, span=span, began=started,
-                decision=decision)
+                decision=decision, committing=committing)
 
 
 def _settle(future: asyncio.Future[TurnStart], start: TurnStart) -> None:
