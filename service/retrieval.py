@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-import httpx
+import httpx2
 import numpy
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -261,7 +261,7 @@ def searcher(retriever: Retriever, knowledge: Callable[[], KnowledgeBase]) -> Se
 
 
 def retriever_for(settings: Settings, sessions: sessionmaker[Session],
-                  http_client: httpx.AsyncClient | None = None) -> Retriever:
+                  http_client: httpx2.AsyncClient | None = None) -> Retriever:
     """The retriever the settings ask for: BM25, or hybrid with the packaged model or a hosted endpoint."""
     mode = RetrievalMode(settings.retrieval)
     if mode is RetrievalMode.BM25:

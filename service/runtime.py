@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
-import httpx
+import httpx2
 
 from .actions.caller import ActionCaller
 from .actions.files import ActionFiles
@@ -47,7 +47,7 @@ from .webhooks import WebhookSender
 log = logging.getLogger(__name__)
 
 
-def hosted_provider(settings: Settings, http_client: httpx.AsyncClient | None = None) -> ResilientProvider:
+def hosted_provider(settings: Settings, http_client: httpx2.AsyncClient | None = None) -> ResilientProvider:
     """The hosted model with its time budget, circuit breaker and (when configured) fallback model."""
     primary = OpenAIProvider(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
                              timeout=settings.openai_timeout, max_retries=settings.openai_max_retries,
@@ -97,7 +97,7 @@ class Runtime:
     action_caller: ActionCaller  # calls them: the only way a turn reaches the team's APIs
 
     @classmethod
-    def build(cls, settings: Settings, http_client: httpx.AsyncClient | None = None) -> Runtime:
+    def build(cls, settings: Settings, http_client: httpx2.AsyncClient | None = None) -> Runtime:
         """Wire the parts together; the hosted model is used only when an API key is configured."""
         engine = create_db_engine(settings.resolved_database_url)
         sessions = make_session_factory(engine)

@@ -22,7 +22,7 @@ from service.db import upgrade
 from service.models import Base
 from service.runtime import Runtime
 
-from . import checkout_guard, reliability_report
+from . import checkout_guard, reliability_report, respx_httpx2  # noqa: F401 - respx also intercepts httpx2
 
 PG_URL = os.environ.get("SUPPORTBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MODEL_BASE_URL = "http://model.test/v1"

@@ -96,8 +96,7 @@ def _provider() -> OpenAIProvider:
 
 
 def _reference_client() -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key="sk-test-key", base_url=MODEL_BASE_URL, max_retries=0,
-                              http_client=httpx.AsyncClient())
+    return openai.AsyncOpenAI(api_key="sk-test-key", base_url=MODEL_BASE_URL, max_retries=0)
 
 
 @pytest.mark.parametrize("name", list(ANSWERS))

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 import respx
@@ -47,8 +46,7 @@ async def test_body_is_what_the_clients_create_would_send(tmp_path: Path, stream
             assert events[-1].text == "Hi"  # type: ignore[union-attr]
         else:
             assert (await provider.complete(request)).text == "Hi"
-        reference = openai.AsyncOpenAI(api_key="sk-test-key", base_url=MODEL_BASE_URL, max_retries=0,
-                                       http_client=httpx.AsyncClient())
+        reference = openai.AsyncOpenAI(api_key="sk-test-key", base_url=MODEL_BASE_URL, max_retries=0)
         result = await reference.chat.completions.create(**provider._arguments(request, stream))  # type: ignore[call-overload]
         if stream:
             [_ async for _ in result]

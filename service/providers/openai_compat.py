@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 
 from ..errors import ModelUnavailable
@@ -29,7 +29,7 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self, *, api_key: str | None, base_url: str | None, timeout: float, max_retries: int,
-                 http_client: httpx.AsyncClient | None = None, target: str = "primary") -> None:
+                 http_client: httpx2.AsyncClient | None = None, target: str = "primary") -> None:
         self.target = target  # primary or fallback, as supportbot_upstream_attempts_total counts requests
         # The client's own retry (honouring Retry-After) is the single retry layer; we add none.
         self._client = openai.AsyncOpenAI(
@@ -37,15 +37,17 @@ class OpenAIProvider:
             base_url=base_url,
             timeout=timeout,
             max_retries=max_retries,
-            # httpx's default pool keeps 20 connections; turns above that would reconnect every time.
-            # Every request it sends, retries included, is counted (a given client is the caller's to count).
-            http_client=http_client or httpx.AsyncClient(  # type: ignore[arg-type]
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+            # httpx2, the client's own transport: its pool's cost per request does not grow with the connections
+            # open (httpx's did, bench/findings.md 0h). The default pool keeps 20 connections; turns above that
+            # would reconnect every time. Every request it sends, retries included, is counted (a given client is
+            # the caller's to count).
+            http_client=http_client or httpx2.AsyncClient(
+                timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
+                limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
                 event_hooks={"request": [self._count_attempt]}),
         )
 
-    async def _count_attempt(self, _request: httpx.Request) -> None:
+    async def _count_attempt(self, _request: httpx2.Request) -> None:
         metrics.record_upstream_attempt(self.target)
 
     async def aclose(self) -> None:
