@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-import httpx2
 import numpy
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -260,8 +259,7 @@ def searcher(retriever: Retriever, knowledge: Callable[[], KnowledgeBase]) -> Se
     return search
 
 
-def retriever_for(settings: Settings, sessions: sessionmaker[Session],
-                  http_client: httpx2.AsyncClient | None = None) -> Retriever:
+def retriever_for(settings: Settings, sessions: sessionmaker[Session]) -> Retriever:
     """The retriever the settings ask for: BM25, or hybrid with the packaged model or a hosted endpoint."""
     mode = RetrievalMode(settings.retrieval)
     if mode is RetrievalMode.BM25:
@@ -272,7 +270,7 @@ def retriever_for(settings: Settings, sessions: sessionmaker[Session],
     hosted = OpenAIEmbedder(
         settings.embedding_model, api_key=settings.embedding_api_key or settings.openai_api_key or "unused",
         base_url=settings.embedding_base_url or settings.openai_base_url, timeout=settings.openai_timeout,
-        max_retries=settings.openai_max_retries, http_client=http_client,
+        max_retries=settings.openai_max_retries,
     )
     return Retriever(mode, hosted, documents=CachedEmbedder(hosted, sessions))
 

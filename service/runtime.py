@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
-import httpx2
 
 from .actions.caller import ActionCaller
 from .actions.files import ActionFiles
@@ -47,18 +46,16 @@ from .webhooks import WebhookSender
 log = logging.getLogger(__name__)
 
 
-def hosted_provider(settings: Settings, http_client: httpx2.AsyncClient | None = None) -> ResilientProvider:
+def hosted_provider(settings: Settings) -> ResilientProvider:
     """The hosted model with its time budget, circuit breaker and (when configured) fallback model."""
     primary = OpenAIProvider(api_key=settings.openai_api_key, base_url=settings.openai_base_url,
-                             timeout=settings.openai_timeout, max_retries=settings.openai_max_retries,
-                             http_client=http_client)
+                             timeout=settings.openai_timeout, max_retries=settings.openai_max_retries)
     fallback = None
     if settings.fallback_model or settings.fallback_openai_base_url:
         # The fallback gets no retries of its own: one retry layer in all, bounded attempts per turn.
         fallback = OpenAIProvider(api_key=settings.fallback_openai_api_key or settings.openai_api_key,
                                   base_url=settings.fallback_openai_base_url or settings.openai_base_url,
-                                  timeout=settings.openai_timeout, max_retries=0, http_client=http_client,
-                                  target="fallback")
+                                  timeout=settings.openai_timeout, max_retries=0, target="fallback")
     breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown)
     return ResilientProvider(primary, breaker, settings.turn_timeout, fallback, settings.fallback_model)
 
@@ -97,13 +94,13 @@ class Runtime:
     action_caller: ActionCaller  # calls them: the only way a turn reaches the team's APIs
 
     @classmethod
-    def build(cls, settings: Settings, http_client: httpx2.AsyncClient | None = None) -> Runtime:
+    def build(cls, settings: Settings) -> Runtime:
         """Wire the parts together; the hosted model is used only when an API key is configured."""
         engine = create_db_engine(settings.resolved_database_url)
         sessions = make_session_factory(engine)
         knowledge = KnowledgeStore(settings.knowledge_dir, interval=settings.reload_interval,
                                    imported=ImportedKnowledge(sessions, interval=settings.reload_interval))
-        retriever = retriever_for(settings, sessions, http_client)
+        retriever = retriever_for(settings, sessions)
         policies = PolicyStore(settings.knowledge_dir, interval=settings.reload_interval)
         languages = LanguageStore(settings.knowledge_dir, interval=settings.reload_interval,
                                   policy_names=lambda: {rule.name for rule in policies.rules()})
@@ -112,7 +109,7 @@ class Runtime:
                                   knowledge_language=settings.knowledge_language, texts=texts.get)
         provider: Provider = offline
         if settings.hosted_model_configured:
-            provider = hosted_provider(settings, http_client)
+            provider = hosted_provider(settings)
         notice = HandoffNotice(enabled=bool(settings.handoff_webhook_url), public_url=settings.public_url,
                                auto_assign=settings.auto_assign,
                                slack_channel=settings.slack_channel if settings.slack_bot_token else None)

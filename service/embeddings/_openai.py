@@ -17,11 +17,11 @@ class OpenAIEmbedder:
     """Embeds through the configured endpoint, in batches, mapping its errors to EmbeddingError."""
 
     def __init__(self, model: str, api_key: str, base_url: str | None = None, timeout: float = 30.0,
-                 max_retries: int = 1, http_client: httpx2.AsyncClient | None = None) -> None:
+                 max_retries: int = 1) -> None:
         self.model = model
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout,
-            http_client=http_client or httpx2.AsyncClient(timeout=timeout),  # httpx2: as the model's client
+            http_client=httpx2.AsyncClient(timeout=timeout),  # httpx2, as the model's client (findings 0h)
         )
 
     async def embed(self, texts: Sequence[str]) -> Vectors:

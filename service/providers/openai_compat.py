@@ -29,7 +29,7 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self, *, api_key: str | None, base_url: str | None, timeout: float, max_retries: int,
-                 http_client: httpx2.AsyncClient | None = None, target: str = "primary") -> None:
+                 target: str = "primary") -> None:
         self.target = target  # primary or fallback, as supportbot_upstream_attempts_total counts requests
         # The client's own retry (honouring Retry-After) is the single retry layer; we add none.
         self._client = openai.AsyncOpenAI(
@@ -37,11 +37,10 @@ class OpenAIProvider:
             base_url=base_url,
             timeout=timeout,
             max_retries=max_retries,
-            # httpx2, the client's own transport: its pool's cost per request does not grow with the connections
-            # open (httpx's did, bench/findings.md 0h). The default pool keeps 20 connections; turns above that
-            # would reconnect every time. Every request it sends, retries included, is counted (a given client is
-            # the caller's to count).
-            http_client=http_client or httpx2.AsyncClient(
+            # httpx2, the openai client's own: its pool's cost per request does not grow with the connections
+            # open (httpx's did, bench/findings.md 0h). Its default pool keeps 20 connections; turns above that
+            # would reconnect every time. Every request it sends, retries included, is counted.
+            http_client=httpx2.AsyncClient(
                 timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
                 limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
                 event_hooks={"request": [self._count_attempt]}),
