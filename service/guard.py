@@ -278,11 +278,15 @@ def decodings(text: str) -> Iterator[str]:
         digits = re.sub(r"\\x|0x|[\s,:]", "", run.group())
         yield bytes.fromhex(digits[: len(digits) // 2 * 2]).decode("utf-8", "ignore")
     for run in _BASE64_RUN.finditer(text):
-        blob = re.sub(r"\s", "", run.group())
-        try:
-            yield base64.b64decode(blob + "=" * (-len(blob) % 4)).decode("utf-8", "ignore")
-        except (binascii.Error, ValueError):
-            continue
+        blob = re.sub(r"[\s=]", "", run.group())
+        # A run may begin with an ordinary word on the line before a wrapped blob, shifting the blob's four-character
+        # groups, and end with one after it: decode from each of the four alignments, whole groups only.
+        for skip in range(min(4, len(blob))):
+            aligned = blob[skip:]
+            try:
+                yield base64.b64decode(aligned[: len(aligned) // 4 * 4]).decode("utf-8", "ignore")
+            except (binascii.Error, ValueError):
+                continue
 
 
 @dataclass

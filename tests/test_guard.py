@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -137,6 +137,9 @@ _PROSE = st.lists(st.sampled_from([*"abcdefghij klmnop.,:!'=+/\n", *INSTRUCTIONS
 
 
 @given(before=_PROSE, leak=st.sampled_from(_LEAKS), after=_PROSE, size=st.integers(1, 40))
+# Found by this test: a long word on the line before a base64 blob (or after it) joins its run and shifts its groups.
+@example(before="answeransweranswer\n", leak=_LEAKS[2], after="0123g", size=7)
+@example(before="", leak=_LEAKS[2], after="\nabcde", size=40)
 @settings(max_examples=300, deadline=None)
 def test_stream_gate_never_sends_any_part_of_a_leak_whatever_the_chunking(
     before: str, leak: str, after: str, size: int,
