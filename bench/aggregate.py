@@ -11,7 +11,7 @@ from .stats import median
 # compare with is the relay (bench/relay.py, bench/verdicts.py).
 DIRECT = "mock"
 ORDER = ("mock", "relay", "passthrough", "supportbot-sqlite", "supportbot-sqlite-w2", "supportbot-postgres",
-         "litellm")
+         "supportbot-postgres-r2", "litellm")
 
 
 def _get(run: dict[str, Any], *path: str) -> float | None:
@@ -62,8 +62,9 @@ def _figures(runs: list[dict[str, Any]], directs: dict[int, dict[str, Any]]) -> 
         "client_cpu_per_turn_ms": median([r.get("client_cpu_per_turn_ms") for r in runs]),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
     }
-    if any("db_cpu_per_turn_ms" in r for r in runs):
-        figures["db_cpu_per_turn_ms"] = median([r.get("db_cpu_per_turn_ms") for r in runs])
+    for apart in ("db_cpu_per_turn_ms", "proxy_cpu_per_turn_ms"):  # counted apart from the server's processes
+        if any(apart in r for r in runs):
+            figures[apart] = median([r.get(apart) for r in runs])
     for q in ("p50", "p95", "p99"):
         figures[f"latency_{q}_ms"] = median([_get(r, "latency_ms", q) for r in runs])
         figures[f"added_{q}_ms"] = _added(runs, directs, "latency_ms", q)

@@ -8,7 +8,8 @@ from typing import Any
 from .aggregate import ORDER, summarize_runs
 
 COLORS = {"mock": "#9e9e9e", "relay": "#4c72b0", "passthrough": "#8172b3", "supportbot-sqlite": "#dd8452",
-          "supportbot-sqlite-w2": "#937860", "supportbot-postgres": "#c44e52", "litellm": "#55a868"}
+          "supportbot-sqlite-w2": "#937860", "supportbot-postgres": "#c44e52",
+          "supportbot-postgres-r2": "#8c613c", "litellm": "#55a868"}
 
 
 def draw_chart(results: dict[str, Any], path: Path) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .litellm_peer import ensure_installed, start_litellm
+from .nginx import nginx_binary
 from .procstat import CpuPlan, CpuWindow, RssSampler, peak_rss_bytes, rss_bytes
 from .profiles import QUESTIONS, Profile
 from .targets import (
@@ -32,6 +33,7 @@ from .targets import (
     start_passthrough,
     start_relay,
     start_supportbot_postgres,
+    start_supportbot_replicas,
     start_supportbot_sqlite,
 )
 
@@ -85,11 +87,12 @@ class Scenario:
     name: str
     load: dict[str, Any]
     only: frozenset[str] | None = None  # None: every one-worker target
-    with_workers: bool = False  # supportbot with several workers runs it too (the saturation stage)
+    # supportbot with several workers, and several replicas behind nginx, run it too (the saturation stage)
+    with_workers: bool = False
 
-    def includes(self, target: str, extra_workers: str) -> bool:
-        """Whether `target` runs this scenario."""
-        if target == extra_workers:
+    def includes(self, target: str, several: frozenset[str]) -> bool:
+        """Whether `target` runs this scenario (`several`: the targets of more than one supportbot process)."""
+        if target in several:
             return self.with_workers
         return self.only is None or target in self.only
 
@@ -99,7 +102,8 @@ def stages(profile: Profile) -> dict[str, str]:
     rate = f"{profile.open_rate:g}"
     return {"open_json": f"open-{rate}-json", "open_sse": f"open-{rate}-sse", "crowd": f"stream-c{profile.crowd[0]}",
             "saturation": f"closed-c{max(c for c, _ in profile.closed)}",
-            "workers_target": f"supportbot-sqlite-w{profile.workers}"}
+            "workers_target": f"supportbot-sqlite-w{profile.workers}",
+            "replicas_target": f"supportbot-postgres-r{profile.replicas}"}
 
 
 def scenarios(profile: Profile) -> list[Scenario]:
@@ -142,12 +146,13 @@ def base_spec(target: Target, profile: Profile, prompt: str) -> dict[str, Any]:
 
 def measure(client: LoadClient, target: Target, spec: dict[str, Any], rss_interval: float = 0.25) -> dict[str, Any]:
     """Run `spec` and add the server's CPU time (and its database's) and RSS over the run."""
-    server, database = CpuWindow(target.pids), CpuWindow(target.extra_pids)
-    with RssSampler(target.process.pid, interval=rss_interval) as sampler:
+    server, database, proxy = CpuWindow(target.pids), CpuWindow(target.extra_pids), CpuWindow(target.proxy_pids)
+    with RssSampler(target.pids, interval=rss_interval) as sampler:
         server.start()
         database.start()
+        proxy.start()
         result = client.run(spec)
-        server_cpu, database_cpu = server.stop(), database.stop()
+        server_cpu, database_cpu, proxy_cpu = server.stop(), database.stop(), proxy.stop()
     turns = max(result["turns_ok"], 1)
     result.update({
         "server_cpu_s": round(server_cpu, 4), "cpu_per_turn_ms": round(server_cpu / turns * 1000, 4),
@@ -155,9 +160,12 @@ def measure(client: LoadClient, target: Target, spec: dict[str, Any], rss_interv
         "server_cpu_utilization": round(server_cpu / result["wall_s"], 4) if result["wall_s"] else None,
         "peak_rss_mb": round(sampler.peak / MB, 1),
     })
-    if target.name == "supportbot-postgres":
+    if target.name.startswith("supportbot-postgres"):
         result["db_cpu_s"] = round(database_cpu, 4)
         result["db_cpu_per_turn_ms"] = round(database_cpu / turns * 1000, 4)
+    if target.members:  # replicas behind a proxy: the proxy's CPU, counted apart like the database's
+        result["proxy_cpu_s"] = round(proxy_cpu, 4)
+        result["proxy_cpu_per_turn_ms"] = round(proxy_cpu / turns * 1000, 4)
     if rss_interval >= 1.0:
         result["rss_series_mb"] = [[round(t, 1), round(rss / MB, 2)] for t, rss in sampler.samples]
     return result
@@ -198,6 +206,8 @@ class LiveSuite:
             ("supportbot-sqlite", lambda: start_supportbot_sqlite(self.work, self.plan, upstream)),
             (self.stages["workers_target"], lambda: start_supportbot_sqlite(self.work, self.plan, upstream, workers)),
             ("supportbot-postgres", lambda: start_supportbot_postgres(self.work, self.plan, upstream)),
+            (self.stages["replicas_target"],
+             lambda: start_supportbot_replicas(self.work, self.plan, upstream, self.profile.replicas)),
             ("litellm", lambda: start_litellm(self.work, self.plan, upstream)),
         ]
         # Start-up is mostly imports: start the targets side by side.
@@ -233,6 +243,9 @@ class LiveSuite:
     def _unavailable(self, name: str) -> str | None:
         if name == "supportbot-postgres":
             return postgres_available()
+        if name == self.stages["replicas_target"]:
+            return postgres_available() or (None if nginx_binary() else "nginx not installed "
+                                            "(scripts/ensure-nginx.sh installs Debian's)")
         if name == "litellm":
             if not self.include_litellm:
                 return "not run in this mode (--skip-litellm or --quick)"
@@ -255,12 +268,12 @@ class LiveSuite:
     def run_rounds(self) -> None:
         """Every scenario on every target, `profile.rounds` times, target order rotating."""
         plan = scenarios(self.profile)
-        extra = self.stages["workers_target"]
+        several = frozenset({self.stages["workers_target"], self.stages["replicas_target"]})
         for round_index in range(self.profile.rounds):
             shift = round_index % len(self.targets)
             order = self.targets[shift:] + self.targets[:shift]
             for scenario in plan:
-                for target in (t for t in order if scenario.includes(t.name, extra)):
+                for target in (t for t in order if scenario.includes(t.name, several)):
                     spec = {**base_spec(target, self.profile, self.prompt), **scenario.load}
                     result = measure(self.client, target, spec)
                     result.update({"round": round_index, "scenario": scenario.name, "target": target.name})

@@ -108,9 +108,9 @@ class CpuWindow:
 
 @dataclass
 class RssSampler:
-    """Samples the RSS of a process tree on a thread while a run goes on."""
+    """Samples the RSS of a server's processes (`pids()`, re-read now and then) on a thread while a run goes on."""
 
-    root: int
+    pids: Callable[[], list[int]]
     interval: float = 0.25
     samples: list[tuple[float, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -129,11 +129,11 @@ class RssSampler:
 
     def _loop(self) -> None:
         began = time.monotonic()
-        pids = process_tree(self.root)
+        pids = self.pids()
         while not self._stop.is_set():
             self.samples.append((time.monotonic() - began, rss_bytes(pids)))
             if len(self.samples) % 8 == 0:
-                pids = process_tree(self.root)
+                pids = self.pids()
             self._stop.wait(self.interval)
 
     @property

@@ -47,6 +47,8 @@ class Profile:
     postgres_data: bool = False  # export and inbox on PostgreSQL as well (--postgres-data)
     # supportbot on SQLite also runs as `serve --workers N` in the highest closed-loop stage (saturation).
     workers: int = 2
+    # ... and supportbot on PostgreSQL as this many replicas behind nginx (deploy/nginx.conf), in the same stage.
+    replicas: int = 2
 
 
 FULL = Profile(

@@ -118,10 +118,10 @@ def _live(live: dict[str, Any], profile: dict[str, Any]) -> list[str]:
     lines += ["### CPU time per turn (primary figure)", "",
               "User + system CPU seconds of the server's processes (from /proc, so steal time does not count) "
               "divided by the turns served. For supportbot on PostgreSQL the database backends' CPU is shown "
-              "apart. supportbot's figure includes creating one conversation per "
-              f"{profile['turns_per_conversation']} turns. A dash: the target does not take part in that stage "
-              f"(the crowd stage runs the mock, the relay and supportbot; `serve --workers 2` runs only the "
-              f"saturation stage).", ""]
+              "apart, and nginx's in front of the replicas. supportbot's figure includes creating one conversation "
+              f"per {profile['turns_per_conversation']} turns. A dash: the target does not take part in that stage "
+              f"(the crowd stage runs the mock, the relay and supportbot; `serve --workers 2` and the replicas "
+              f"behind nginx run only the saturation stage).", ""]
     scenarios = list(table)
     targets = [t for t in ORDER if any(t in table[s] for s in scenarios)]
     rows = []
@@ -132,6 +132,8 @@ def _live(live: dict[str, Any], profile: dict[str, Any]) -> list[str]:
             cell = "–" if f is None else f"{f['cpu_per_turn_ms']:.2f}"
             if f is not None and f.get("db_cpu_per_turn_ms") is not None:
                 cell += f" (+{f['db_cpu_per_turn_ms']:.2f} db)"
+            if f is not None and f.get("proxy_cpu_per_turn_ms") is not None:
+                cell += f" (+{f['proxy_cpu_per_turn_ms']:.2f} nginx)"
             row.append(cell)
         rows.append(row)
     lines += _table(["ms CPU / turn", *scenarios], rows)
@@ -320,7 +322,11 @@ def _method(results: dict[str, Any]) -> list[str]:
         "prompt, history, tools) and re-serializes every chunk with pydantic, more than a chat service needs, "
         "so it is a reference point, not the floor; (4) supportbot, full path, SQLite; (5) the same with "
         "`supportbot serve --workers 2`, in the saturation stage only; (6) supportbot, full path, PostgreSQL, "
-        "in a database created for the run and dropped after (its backends' CPU counted apart); (7) LiteLLM's "
+        "in a database created for the run and dropped after (its backends' CPU counted apart); (7) two "
+        "supportbot replicas (one worker each, one secret key) on one PostgreSQL database of their own, behind "
+        "nginx running the shipped `deploy/nginx.conf` with only its ports, upstreams and paths changed "
+        "(`bench/nginx.py`, as the deployment tests run it), in the saturation stage only; the replicas are "
+        "pinned like every server, nginx and PostgreSQL are not, and their CPU is counted apart; (8) LiteLLM's "
         "proxy in its own virtual environment under bench/work/, callbacks off, retries 0. Each server runs "
         "one worker unless said; the mock runs several.",
         "- Load: conversations of "
@@ -329,7 +335,8 @@ def _method(results: dict[str, Any]) -> list[str]:
         "for the first question, the conversation so far (up to 20 messages), the escalation tool, "
         "`max_tokens` and `temperature`, so the upstream sees the same requests from every target. "
         f"Closed loop (JSON) at concurrency {closed}, the highest being the saturation stage where "
-        f"`serve --workers {settings.get('workers', 2)}` runs too; streaming at concurrency {settings['stream'][0]} "
+        f"`serve --workers {settings.get('workers', 2)}` and {settings.get('replicas', 2)} replicas behind nginx run "
+        f"too; streaming at concurrency {settings['stream'][0]} "
         f"({settings['stream'][1]} turns); the crowd stage, {_crowd(settings)}; open loop at "
         f"{settings['open_rate']:g} turns/s, once with JSON turns and once streamed ({settings['open_turns']} "
         "turns each; latency counted from each turn's scheduled start). The relay and supportbot are compared "

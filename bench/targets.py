@@ -4,13 +4,16 @@
 a minimal FastAPI + openai relay speaking supportbot's API (bench/relay.py); 3. `passthrough`: an
 OpenAI-protocol proxy that re-serializes every chunk (bench/passthrough.py, not the floor);
 4. `supportbot-sqlite` and 5. `supportbot-postgres`: the full path, one worker;
-6. `supportbot-sqlite-w2`: the same with `serve --workers 2`; 7. `litellm`: LiteLLM's proxy.
+6. `supportbot-sqlite-w2`: the same with `serve --workers 2`; 7. `supportbot-postgres-r2`: two replicas of
+supportbot on one PostgreSQL database behind nginx with deploy/nginx.conf; 8. `litellm`: LiteLLM's proxy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .nginx import NGINX_CONF, nginx_binary, nginx_command, render_nginx_conf
 from .procstat import CpuPlan, pin_tree, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,26 +44,34 @@ class Target:
     kind: str  # "openai" (POST /v1/chat/completions) or "supportbot"
     port: int
     process: subprocess.Popen[bytes]
-    # Other processes whose CPU is part of this target's cost (PostgreSQL backends).
+    # Other processes whose CPU is part of this target's cost, counted apart: the PostgreSQL backends and a proxy.
     extra_pids: Callable[[], list[int]] = field(default=lambda: [])
+    proxy_pids: Callable[[], list[int]] = field(default=lambda: [])
+    # Further server processes beside `process` (the other replicas behind a proxy).
+    members: list[subprocess.Popen[bytes]] = field(default_factory=list)
     cleanup: Callable[[], None] = field(default=lambda: None)
     version: str = ""
     api_key: str = "sk-bench"
 
     def pids(self) -> list[int]:
-        """The server's processes (all workers)."""
-        return process_tree(self.process.pid)
+        """The server's processes (all workers, all replicas)."""
+        return [pid for process in (self.process, *self.members) for pid in process_tree(process.pid)]
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and release what it created."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        for process in (self.process, *self.members):
+            _terminate(process)
         self.cleanup()
+
+
+def _terminate(process: subprocess.Popen[bytes], signal_number: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(signal_number)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def free_port() -> int:
@@ -175,10 +187,11 @@ def prepare_supportbot(env: dict[str, str]) -> Path:
     return data_dir
 
 
-def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str, str], workers: int = 1) -> Target:
+def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str, str], workers: int = 1,
+                log_name: str | None = None) -> Target:
     supportbot = str(VENV_BIN / "supportbot")
     data_dir = prepare_supportbot(env)
-    log = work / f"{name}.log"
+    log = work / f"{log_name or name}.log"
     port = free_port()
     args = [supportbot, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     process = _spawn(args, env, log, data_dir)
@@ -246,3 +259,51 @@ def start_supportbot_postgres(work: Path, plan: CpuPlan, upstream: str) -> Targe
     target.extra_pids = lambda: pg_backends(database)
     target.cleanup = drop
     return target
+
+
+def start_supportbot_replicas(work: Path, plan: CpuPlan, upstream: str, replicas: int = 2) -> Target:
+    """`replicas` supportbot processes (one worker each) on one PostgreSQL database created for this run, behind
+    nginx with deploy/nginx.conf, as the README's multi-replica deployment runs them.
+
+    The replicas share the secret key (a token issued by one is accepted by the other) and trust nginx's
+    forwarded address. They are pinned to the service cores like every server measured; nginx, like the
+    PostgreSQL server, is not pinned, and its CPU is counted apart (`proxy_pids`).
+    """
+    binary = nginx_binary()
+    if binary is None:
+        raise RuntimeError("nginx not installed (scripts/ensure-nginx.sh installs Debian's)")
+    url, drop = create_pg_database("sb_bench_replicas")
+    database = url.rsplit("/", 1)[1]
+    name = f"supportbot-postgres-r{replicas}"
+    started: list[Target] = []
+    nginx: subprocess.Popen[bytes] | None = None
+    try:
+        shared = {"SUPPORTBOT_SECRET_KEY": secrets.token_hex(32), "SUPPORTBOT_TRUSTED_PROXIES": "127.0.0.1"}
+        for index in range(1, replicas + 1):
+            env = supportbot_env(work / f"sb-replica{index}-{database}", url, upstream) | shared
+            started.append(_supportbot(name, f"replica {index}", work, plan, env, log_name=f"{name}-{index}"))
+        directory = work / f"nginx-{database}"
+        directory.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        (directory / "nginx.conf").write_text(render_nginx_conf(
+            NGINX_CONF.read_text(encoding="utf-8"), directory, port, [f"127.0.0.1:{r.port}" for r in started]),
+            encoding="utf-8")
+        nginx = _spawn(nginx_command(binary, directory), _base_env(), directory / "log" / "stdout.log", directory)
+        wait_ready(port, "/healthz", nginx, 30, directory / "log" / "error.log")
+    except Exception:
+        for target in started:
+            target.stop()
+        if nginx is not None:
+            _terminate(nginx, signal.SIGQUIT)
+        drop()
+        raise
+    proxy = nginx
+
+    def cleanup() -> None:
+        _terminate(proxy, signal.SIGQUIT)  # nginx's graceful stop
+        drop()
+
+    return Target(name, f"supportbot, PostgreSQL, {replicas} replicas behind nginx", "supportbot", port,
+                  started[0].process, extra_pids=lambda: pg_backends(database),
+                  proxy_pids=lambda: process_tree(proxy.pid), members=[t.process for t in started[1:]],
+                  cleanup=cleanup)

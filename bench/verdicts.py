@@ -14,7 +14,7 @@ FLOOR = "relay"  # bench/relay.py: FastAPI + the openai client's chat.completion
 # Issue 20: CPU per turn over the relay's (JSON and SSE) and added p50 latency over the relay's, in ms.
 LIMITS = {"supportbot-sqlite": (1.2, 2.0), "supportbot-postgres": (1.4, 3.0)}
 CROWD_LIMIT = 1.3  # at many concurrent streamed conversations, against the relay at the same concurrency
-WORKERS_LIMIT = 1.1  # `serve --workers 2` against one worker, at saturation
+WORKERS_LIMIT = 1.1  # `serve --workers 2`, and replicas behind nginx, against one worker, at saturation
 
 
 def _verdict(name: str, threshold: str, value: float | None, limit: float | None, unit: str,
@@ -49,10 +49,7 @@ def _live_verdicts(live: dict[str, Any]) -> list[dict[str, Any]]:
         verdicts.append(_litellm_verdict(live, table, stages, name))
     verdicts += _crowd_verdicts(table, stages)
     verdicts += _workers_verdicts(table, stages)
-    verdicts.append(_verdict("two replicas behind nginx (deploy/nginx.conf): CPU per turn within 1.1x of one "
-                             "worker's", "ratio <= 1.1", None, None, "x",
-                             "not measured by bench.run (needs nginx and a shared PostgreSQL); see 'How to "
-                             "measure scaling on a larger machine'"))
+    verdicts += _replicas_verdicts(live, table, stages)
     verdicts += _stream_verdicts(live, table, stages)
     for name in SUPPORTBOT:
         info = live["targets"].get(name)
@@ -93,10 +90,12 @@ def _cpu_ratio(table: dict[str, Any], scenario: str | None, name: str, baseline:
     ratio = mine["cpu_per_turn_ms"] / base["cpu_per_turn_ms"]
     detail = (f"{mine['cpu_per_turn_ms']:.2f} ms vs {base['cpu_per_turn_ms']:.2f} ms per turn ({scenario}, "
               f"service processes)")
-    database = mine.get("db_cpu_per_turn_ms")
+    database, proxy = mine.get("db_cpu_per_turn_ms"), mine.get("proxy_cpu_per_turn_ms")
     if database is not None:
         detail += (f"; PostgreSQL backends +{database:.2f} ms per turn, not in the ratio (with them "
                    f"{(mine['cpu_per_turn_ms'] + database) / base['cpu_per_turn_ms']:.2f}x)")
+    if proxy is not None:
+        detail += f"; nginx +{proxy:.2f} ms per turn, not in the ratio"
     return _verdict(label, threshold, ratio, limit, "x", detail)
 
 
@@ -141,17 +140,35 @@ def _crowd_verdicts(table: dict[str, Any], stages: dict[str, str]) -> list[dict[
 
 
 def _workers_verdicts(table: dict[str, Any], stages: dict[str, str]) -> list[dict[str, Any]]:
-    scenario, several = stages.get("saturation"), stages.get("workers_target", "supportbot-sqlite-w2")
-    workers = several.rsplit("-w", 1)[-1]
-    verdicts = [_cpu_ratio(table, scenario, several, "supportbot-sqlite", WORKERS_LIMIT,
-                           f"supportbot-sqlite, serve --workers {workers}: CPU per turn within "
-                           f"{WORKERS_LIMIT:g}x of one worker's")]
+    several = stages.get("workers_target", "supportbot-sqlite-w2")
+    return _several_verdicts(table, stages.get("saturation"), several, "supportbot-sqlite",
+                             f"supportbot-sqlite, serve --workers {several.rsplit('-w', 1)[-1]}")
+
+
+def _replicas_verdicts(live: dict[str, Any], table: dict[str, Any], stages: dict[str, str]) -> list[dict[str, Any]]:
+    """Two replicas on one PostgreSQL database behind nginx (deploy/nginx.conf) against one process, straight."""
+    several = stages.get("replicas_target", "supportbot-postgres-r2")
+    label = f"{several.rsplit('-r', 1)[-1]} replicas behind nginx (deploy/nginx.conf), PostgreSQL"
+    skipped = live.get("skipped", {}).get(several)
+    if skipped or several not in table.get(stages.get("saturation") or "", {}):
+        reason = skipped or "not run in this run (the results predate the replicas stage)"
+        return [_verdict(f"{label}: CPU per turn within {WORKERS_LIMIT:g}x of one worker's",
+                         f"ratio <= {WORKERS_LIMIT:g}", None, None, "x", reason),
+                _verdict(f"{label}: no errors at saturation", "0 failed turns", None, None, "failed turns", reason)]
+    return _several_verdicts(table, stages.get("saturation"), several, "supportbot-postgres", label)
+
+
+def _several_verdicts(table: dict[str, Any], scenario: str | None, several: str, one: str,
+                      label: str) -> list[dict[str, Any]]:
+    """CPU per turn of several supportbot processes against one's, and their errors, at saturation."""
+    verdicts = [_cpu_ratio(table, scenario, several, one, WORKERS_LIMIT,
+                           f"{label}: CPU per turn within {WORKERS_LIMIT:g}x of one worker's")]
     figures = table.get(scenario or "", {}).get(several)
     errors = sum(figures["errors"].values()) if figures else None
     detail = (f"{figures['turns']:,} turns served at {scenario}, {figures['turns_per_s']:.1f} turns/s; "
               + (", ".join(f"{k}: {v}" for k, v in figures["errors"].items()) or "no errors")) if figures else ""
-    verdicts.append(_verdict(f"supportbot-sqlite, serve --workers {workers}: no errors at saturation",
-                             "0 failed turns", errors, 0.0, "failed turns", detail))
+    verdicts.append(_verdict(f"{label}: no errors at saturation", "0 failed turns", errors, 0.0, "failed turns",
+                             detail))
     return verdicts
 
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pwd
-import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -26,13 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from service.config import PROJECT_ROOT
+from bench.nginx import NGINX_CONF, nginx_binary, nginx_command, render_nginx_conf
 
 from .conftest import IN_CI, PG_URL, postgres_available
 from .processes import free_port
-
-NGINX_CONF = PROJECT_ROOT / "deploy" / "nginx.conf"
-ENSURE_NGINX = PROJECT_ROOT / "scripts" / "ensure-nginx.sh"
 
 
 def require(available: bool, what: str) -> None:
@@ -59,33 +52,6 @@ def postgres_database(prefix: str = "sbdeploy") -> Iterator[str]:
         admin.dispose()
 
 
-def nginx_binary() -> str | None:
-    """Debian's nginx, installed by scripts/ensure-nginx.sh when missing (root with apt only)."""
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if found is None and ENSURE_NGINX.exists():
-        subprocess.run(["sh", str(ENSURE_NGINX)], capture_output=True, timeout=600)
-        found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    return found
-
-
-def render_nginx_conf(conf: str, directory: Path, port: int, upstreams: list[str]) -> str:
-    """The shipped config with only its ports, upstream servers, paths and user changed for a run in `directory`."""
-    servers = re.findall(r"^(\s*server\s+)supportbot-\d+:8000(\s)", conf, re.M)
-    assert len(servers) == len(upstreams), f"nginx.conf lists {len(servers)} replicas, the test runs {len(upstreams)}"
-    addresses = iter(upstreams)
-    conf = re.sub(r"^(\s*server\s+)supportbot-\d+:8000(\s)", lambda m: f"{m[1]}{next(addresses)}{m[2]}", conf,
-                  flags=re.M)
-    replacements = [("listen 8080;", f"listen 127.0.0.1:{port};"),
-                    ("user nginx;", f"user {pwd.getpwuid(os.getuid()).pw_name};"),
-                    ("/var/run/nginx.pid", str(directory / "nginx.pid")),
-                    ("/var/log/nginx/", f"{directory / 'log'}/"),
-                    ("/var/cache/nginx/", f"{directory / 'cache'}/")]
-    for old, new in replacements:
-        assert old in conf, f"nginx.conf no longer has {old!r}: update the test's template"
-        conf = conf.replace(old, new)
-    return conf
-
-
 class Nginx:
     """nginx with deploy/nginx.conf (ports, upstreams, paths in `directory`), in the foreground."""
 
@@ -97,17 +63,15 @@ class Nginx:
         self.directory = directory
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        for folder in ("log", "cache"):
-            (directory / folder).mkdir(parents=True, exist_ok=True)
         self.conf_path = directory / "nginx.conf"
+        directory.mkdir(parents=True, exist_ok=True)
         shipped = NGINX_CONF.read_text(encoding="utf-8") if conf is None else conf
         self.conf_path.write_text(render_nginx_conf(shipped, directory, self.port, upstreams), encoding="utf-8")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "-p", str(self.directory), "-c", str(self.conf_path), "-e", str(self.directory / "log" /
-             "error.log"), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(nginx_command(self.binary, self.directory), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

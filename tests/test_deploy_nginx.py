@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, select
 
+from bench.nginx import nginx_binary, nginx_command, render_nginx_conf
 from service.models import Message
 
 from .deploy_support import NGINX_CONF, Nginx, SlowModel, postgres_database, require
@@ -277,3 +279,22 @@ def test_metrics_are_scraped_from_each_replica_not_through_nginx(running: Deploy
 
     assert outside.status_code == 404
     assert inside.status_code == 200 and "supportbot_turns_total" in inside.text
+
+
+def test_the_shipped_config_runs_with_fewer_replicas_than_it_lists(tmp_path: Path) -> None:
+    """bench.run puts two replicas behind the config written for three: the third server line is left out, and
+    nginx itself accepts the result; more replicas than the config lists is a clear error."""
+    binary = nginx_binary()
+    require(binary is not None, "nginx (scripts/ensure-nginx.sh installs Debian's)")
+    assert binary is not None
+    shipped = NGINX_CONF.read_text(encoding="utf-8")
+    conf = render_nginx_conf(shipped, tmp_path, 18080, ["127.0.0.1:18001", "127.0.0.1:18002"])
+    servers = [line.split()[1] for line in conf.splitlines() if line.split()[:1] == ["server"] and "{" not in line]
+    assert servers == ["127.0.0.1:18001", "127.0.0.1:18002"]
+    assert "supportbot-" not in conf and "listen 127.0.0.1:18080;" in conf
+    (tmp_path / "nginx.conf").write_text(conf, encoding="utf-8")
+    checked = subprocess.run([*nginx_command(binary, tmp_path)[:-2], "-t"], capture_output=True, text=True,
+                             timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    with pytest.raises(ValueError, match="lists 3 replicas; cannot run 4"):
+        render_nginx_conf(shipped, tmp_path, 18080, [f"127.0.0.1:{port}" for port in range(18001, 18005)])
