@@ -95,8 +95,6 @@ class Settings(BaseSettings):
     history_max_messages: int = Field(default=20, ge=1)
     db_threads: int = Field(default=0, ge=0, description="worker threads for a turn's database calls; "
                             "0 = 2 on SQLite, 4 on PostgreSQL")
-    db_on_loop: bool = Field(default=True, description="SQLite: run a turn's transactions on the event loop when no "
-                             "other writer holds the lock (else on the threads); false on a disk whose fsync is slow")
     history_max_chars: int = Field(default=16000, ge=100)
 
     knowledge_inline_max_chars: int = Field(

@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,16 +33,13 @@ def normalize_url(url: str) -> str:
     return url
 
 
-BUSY_TIMEOUT_MS = 30000  # how long a SQLite transaction waits for another writer
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the writer; FULL makes each commit durable across power loss.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -115,106 +109,35 @@ def command_sessions(url: str) -> Iterator[sessionmaker[Session]]:
 _write_locks: dict[int, threading.Lock | None] = {}
 
 
-class WriterBusy(Exception):
-    """Another writer holds SQLite's write lock: a call made on the event loop moves to a database thread."""
-
-
-@dataclass
-class _OnLoop:
-    """A database call running on the event loop (DatabaseThreads.run): what its transactions did so far."""
-
-    committed: bool = False
-
-
-_on_loop: ContextVar[_OnLoop | None] = ContextVar("supportbot_db_on_loop", default=None)
-
-
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error.
-
-    On SQLite, inside a call DatabaseThreads.run makes on the event loop, the transaction first takes the write
-    lock without waiting (this process's lock, then SQLite's with BEGIN IMMEDIATE and no busy timeout); if another
-    writer holds it, nothing has been done and the call moves to a database thread, where it waits as usual.
-    """
+    """One unit of work: commit on success, roll back on any error."""
     lock = _write_locks.get(id(factory))
-    on_loop = _on_loop.get()
-    if on_loop is not None and lock is not None:
-        if lock.acquire(blocking=False):
-            try:
-                with factory() as session, session.begin():
-                    if not _begin_immediately(session, wait=on_loop.committed):
-                        raise WriterBusy  # (SQLAlchemy's side of the transaction rolls back: nothing was done)
-                    yield session
-                    on_loop.committed = True  # (the commit follows as the block ends)
-                    return
-            finally:
-                lock.release()
-        if not on_loop.committed:
-            raise WriterBusy
-        # A transaction of this call has committed already, so it cannot start again elsewhere: wait here.
     with lock if lock is not None else nullcontext(), factory() as session, session.begin():
         yield session
 
 
-def _begin_immediately(session: Session, wait: bool) -> bool:
-    """Begin the session's SQLite transaction holding the write lock; False (nothing begun) when another connection
-    holds it. `wait`: wait for it as any transaction would (SQLite's busy timeout)."""
-    dbapi = session.connection().connection.driver_connection
-    assert dbapi is not None
-    if wait:
-        dbapi.execute("BEGIN IMMEDIATE")
-        return True
-    dbapi.execute("PRAGMA busy_timeout=0")
-    try:
-        dbapi.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as error:
-        if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # SQLITE_BUSY and its extended codes
-            raise
-        return False
-    finally:
-        dbapi.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return True
-
-
 class DatabaseThreads:
-    """Runs a turn's blocking database calls on a small pool of worker threads of its own (or, on SQLite, on the
-    event loop itself when the write lock is free).
+    """Runs a turn's blocking database calls on a small pool of worker threads of its own.
 
     Dozens of threads each doing a short transaction spend more CPU handing the GIL (and SQLite's
     write lock) around than on the work: in the benchmark, anyio's 40 shared worker threads doubled the
     CPU per turn at 50 and 200 concurrent conversations. A plain executor is used rather than a limit
     on anyio's threads, because a thread there is handed the next call only when the event loop gets
     round to it; here a free thread takes the next queued call at once, however busy the loop is.
-
-    On SQLite (`on_loop`), a call first runs on the event loop: its statements take microseconds and the commit
-    one fsync of the WAL, less than handing the call to a thread and back costs (bench/findings.md). A call whose
-    transaction finds the write lock taken (another process, or this one's threads) is moved to the threads
-    before it has done anything, so the loop never waits for another writer; it does wait for its own fsync,
-    which on a slow disk is the reason to switch it off (SUPPORTBOT_DB_ON_LOOP=false).
     """
 
-    def __init__(self, size: int, on_loop: bool = False) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.on_loop = on_loop
         self._executor: ThreadPoolExecutor | None = None
 
     @classmethod
-    def for_engine(cls, engine: Engine, configured: int = 0, on_loop: bool = True) -> DatabaseThreads:
-        """`configured` threads, or by default 2 for SQLite and 4 for PostgreSQL; calls on the loop only on SQLite."""
-        sqlite = engine.dialect.name == "sqlite"
-        return cls(configured or (2 if sqlite else 4), on_loop=on_loop and sqlite)
+    def for_engine(cls, engine: Engine, configured: int = 0) -> DatabaseThreads:
+        """`configured` threads, or by default 2 for SQLite and 4 for PostgreSQL."""
+        return cls(configured or (2 if engine.dialect.name == "sqlite" else 4))
 
     async def run(self, func: Callable[..., T], *args: Any) -> T:
         """`func(*args)` on one of the threads; like anyio's threads, a cancelled caller still waits for it."""
-        if self.on_loop:
-            token = _on_loop.set(_OnLoop())
-            try:
-                return func(*args)
-            except WriterBusy:
-                pass  # another writer holds the lock: nothing was done, the threads wait for it
-            finally:
-                _on_loop.reset(token)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="supportbot-db")
         future = asyncio.wrap_future(self._executor.submit(func, *args))

@@ -135,7 +135,7 @@ class Runtime:
             inbox=Inbox(sessions),
             limits=RateLimits(settings),
             canary=make_canary(secret_key(settings)),
-            db_threads=DatabaseThreads.for_engine(engine, settings.db_threads, settings.db_on_loop),
+            db_threads=DatabaseThreads.for_engine(engine, settings.db_threads),
             arm_stops=ArmStops(sessions, settings.experiment_stop_refresh),
             actions=ActionFiles(settings.actions_dir, interval=settings.reload_interval),
             action_caller=ActionCaller(max_argument_chars=settings.actions_max_argument_chars),

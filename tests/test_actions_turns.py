@@ -429,9 +429,7 @@ async def test_no_action_is_called_for_a_message_whose_commit_failed(make_client
         hook.asked.set()
         return model(request)
 
-    # The model is asked while the message commits on the database threads (on SQLite's event loop the commit
-    # lands before the model is asked: tests/test_db_on_loop.py).
-    client = make_client(asked, db_on_loop=False)
+    client = make_client(asked)
     async with client as http:
         conversation, auth = await visitor(http, "cust-7")
         with commit_hook(client.runtime.log.engine, fail=True) as hook:

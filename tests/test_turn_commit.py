@@ -2,35 +2,23 @@
 done for the turn) before that commit has landed; a commit that fails ends the turn with the database's error.
 
 The commit of the turn's first write is held (tests/commit_hook.py) until the fake model has been asked: with the
-model asked only after the commit, the hold would time out and the test fail. On SQLite the turn's transactions
-run on the event loop by default, committed before the model is asked (tests/test_db_on_loop.py); here they run on
-the database threads, as on PostgreSQL and whenever another writer holds SQLite's lock.
+model asked only after the commit, the hold would time out and the test fail.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import respx
 from sqlalchemy import select
 
-from service.config import Settings
 from service.models import Message
 from service.runtime import Runtime
 
 from . import fake_model
 from .commit_hook import commit_hook
-from .conftest import MODEL_BASE_URL, make_settings
 from .factories import parse_sse, send, start_conversation
-
-
-@pytest.fixture
-def hosted_settings(tmp_path: Path, database_url: str) -> Settings:
-    return make_settings(tmp_path, database_url, openai_api_key="sk-test-key", openai_base_url=MODEL_BASE_URL,
-                         model="gpt-4o-mini", db_on_loop=False)
 
 
 def _stored(runtime: Runtime, conversation_id: str) -> list[tuple[str, str]]:

@@ -20,8 +20,6 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer
 
-from ..db import WriterBusy
-
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -137,8 +135,6 @@ def step(parent: Span, name: str, func: Callable[..., T], *, ends_turn_on_error:
         with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
             try:
                 return func(*args)
-            except WriterBusy:
-                raise  # not a failure: the call starts again on a database thread (service/db.py)
             except BaseException as error:
                 fail(span, error)
                 if ends_turn_on_error:
