@@ -18,13 +18,17 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import psycopg
-import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 
 from .config import Settings
+
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg and redis are imported by the bus that uses them: a server on SQLite with in-process events loads
+# neither (~15 MB resident; docs/performance.md, Memory).
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +284,8 @@ class PostgresBus(RelayBus):
         self._send_lock = asyncio.Lock()
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        import psycopg
+
         # Keepalives: a connection silently cut (no reset) is noticed within half a minute, then re-made.
         return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, connect_timeout=5,
                                                      keepalives=1, keepalives_idle=10, keepalives_interval=5,
@@ -294,6 +300,8 @@ class PostgresBus(RelayBus):
                 await self._deliver(notify.payload)
 
     async def _send(self, data: str) -> None:
+        import psycopg
+
         async with self._send_lock:
             for attempt in (1, 2):  # a connection that dropped since the last event is re-made once
                 if self._sender is None or self._sender.closed:
@@ -328,10 +336,14 @@ class RedisBus(RelayBus):
 
     def __init__(self, url: str) -> None:
         super().__init__()
+        import redis.asyncio as aioredis
+
         self.url = url
         self._sender = aioredis.from_url(url, socket_connect_timeout=3, socket_timeout=PUBLISH_TIMEOUT)
 
     async def _listen(self) -> None:
+        import redis.asyncio as aioredis
+
         # Named, so an operator finds the listeners in CLIENT LIST.
         client = aioredis.from_url(self.url, socket_connect_timeout=3, health_check_interval=self.POLL_SECONDS,
                                    client_name=self.CLIENT_NAME)

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..allocator import fix_mmap_threshold
 from ..config import Settings, get_settings
 from ..errors import SupportbotError
 from ..retention import scheduled_purge
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        fix_mmap_threshold()  # before the language models load: their buffers, freed, must not stay resident
         log.info("supportbot %s ready: %s", __version__, runtime.describe())
         try:
             runtime.prompts.resolve(runtime.settings.prompt)

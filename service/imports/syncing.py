@@ -15,11 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..config import Settings
 from ..db import transaction
 from ..models import KnowledgeDocument, KnowledgeEntry, KnowledgeSource, utcnow
-from .crawling import crawl
 from .documents import Document, Listing, NotModified
 from .errors import ImportFailed, PageFailed
 from .fetching import Fetcher, FetchLimits
-from .sources import list_export, list_folder
 from .storing import SyncReport, apply_listing, record_failure, validators
 
 LEASE_SECONDS = 1800.0  # a sync holds its source this long at most; a crashed one frees it after
@@ -63,6 +61,11 @@ def classify(source: str) -> tuple[str, str]:
 def read_listing(kind: str, location: str, limits: FetchLimits, known: dict[str, tuple[str | None, str | None]],
                  client: httpx.Client | None = None) -> Listing:
     """Everything the source holds now; ImportFailed when the source as a whole cannot be read."""
+    # Imported here: the readers pull in trafilatura, pypdf and lxml (~30 MB resident), which a server that
+    # never syncs a source should not carry (docs/performance.md, Memory).
+    from .crawling import crawl
+    from .sources import list_export, list_folder
+
     if kind == "folder":
         return list_folder(Path(location), limits.max_page_bytes)
     if kind == "export":
