@@ -195,7 +195,9 @@ def _supportbot(name: str, label: str, work: Path, plan: CpuPlan, env: dict[str,
     port = free_port()
     args = [supportbot, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     process = _spawn(args, env, log, data_dir)
-    _ready(process, port, "/healthz", 60, log, plan.service)
+    # The targets start side by side on the machine's cores: about 3.5 s alone, supportbot took 47 s in the full
+    # run of 2026-12-06, and `serve --workers 2` (three processes) more than the 60 s allowed before.
+    _ready(process, port, "/healthz", 180, log, plan.service)
     return Target(name, label, "supportbot", port, process)
 
 

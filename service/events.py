@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import psycopg
 
 # psycopg and redis are imported by the bus that uses them: a server on SQLite with in-process events loads
-# neither (~15 MB resident; docs/performance.md, Memory).
+# neither (~15 MB resident; bench/findings.md 0j).
 
 log = logging.getLogger(__name__)
 

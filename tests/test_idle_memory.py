@@ -2,10 +2,10 @@
 tuning (service/allocator.py) under which a large block freed goes back to the system. What they save is measured
 by `make bench` (docs/performance.md, Memory), not here.
 
-Each check runs in a fresh interpreter (the setting is process-wide) and reads glibc's own count of blocks held
-in mappings of their own (`mallinfo2().hblks`): after a 4 MiB block is freed, glibc by default raises its
-threshold and serves the next 4 MiB block from the heap, where freed space stays resident; with the threshold
-fixed, the next one gets a mapping of its own again.
+Each check runs in a fresh interpreter (the setting is process-wide) and reads the mark glibc keeps on a block
+it mapped on its own: after a 4 MiB block is freed, glibc by default raises its threshold and serves the next
+4 MiB block from the heap, where freed space stays resident; with the threshold fixed, the next one gets a
+mapping of its own again.
 """
 
 from __future__ import annotations
@@ -25,15 +25,9 @@ PROBE = r"""
 import ctypes, json, sys
 from service.allocator import fix_mmap_threshold
 
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-libc.mallinfo2.restype = MallInfo2
 applied = None
 if sys.argv[1] == "fix":
     applied = fix_mmap_threshold()
@@ -49,9 +43,9 @@ elif sys.argv[1] == "serve":  # a served app's start-up, as `supportbot serve` r
         assert client.get("/healthz").status_code == 200
 size = 4 << 20
 libc.free(libc.malloc(size))  # by default this raises the threshold above 4 MiB
-before = libc.mallinfo2().hblks
 block = libc.malloc(size)
-own_mapping = libc.mallinfo2().hblks == before + 1
+# glibc marks a chunk it mapped on its own in the size word before the block (IS_MMAPPED, 0x2).
+own_mapping = bool(ctypes.c_size_t.from_address(block - ctypes.sizeof(ctypes.c_size_t)).value & 0x2)
 libc.free(block)
 loaded = sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[3:]))
 print(json.dumps({"applied": applied, "own_mapping": own_mapping, "loaded": loaded}))

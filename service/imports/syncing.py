@@ -62,7 +62,7 @@ def read_listing(kind: str, location: str, limits: FetchLimits, known: dict[str,
                  client: httpx.Client | None = None) -> Listing:
     """Everything the source holds now; ImportFailed when the source as a whole cannot be read."""
     # Imported here: the readers pull in trafilatura, pypdf and lxml (~30 MB resident), which a server that
-    # never syncs a source should not carry (docs/performance.md, Memory).
+    # never syncs a source should not carry (bench/findings.md 0j).
     from .crawling import crawl
     from .sources import list_export, list_folder
 
