@@ -111,8 +111,22 @@ def _spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path) -> subpro
 
 def _ready(process: subprocess.Popen[bytes], port: int, path: str, timeout: float, log: Path,
            cores: frozenset[int] | None) -> None:
-    wait_ready(port, path, process, timeout, log)
+    try:
+        wait_ready(port, path, process, timeout, log)
+    except BaseException:
+        # A server that never answered is skipped; it must not run on (workers and all) beside the benchmark.
+        _stop_tree(process)
+        raise
     pin_tree(process.pid, cores)
+
+
+def _stop_tree(process: subprocess.Popen[bytes]) -> None:
+    """Stop `process` (SIGTERM, then SIGKILL) and kill whatever of its descendants is left."""
+    tree = process_tree(process.pid)
+    _terminate(process)
+    for pid in tree[1:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _base_env() -> dict[str, str]:
