@@ -16,7 +16,6 @@ import ctypes
 import logging
 import os
 import platform
-from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +23,9 @@ M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>; setting it also stops the threshold
 MMAP_THRESHOLD_BYTES = 1 << 20  # blocks of 1 MiB and more get their own mapping, returned when freed
 
 
-def fix_mmap_threshold(environ: Mapping[str, str] = os.environ) -> bool:
+def fix_mmap_threshold() -> bool:
     """Fix glibc's mmap threshold at MMAP_THRESHOLD_BYTES; True when it was set."""
-    if any(name.startswith("MALLOC_") for name in environ):
+    if any(name.startswith("MALLOC_") for name in os.environ):
         return False
     if platform.libc_ver()[0] != "glibc":
         return False

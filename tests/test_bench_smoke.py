@@ -5,8 +5,10 @@ And the floor it compares supportbot with, the relay, checked for what it sends 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import pytest
 from bench import targets
 from bench.aggregate import summarize_runs
 from bench.nginx import nginx_binary
-from bench.procstat import CpuPlan, process_tree
+from bench.procstat import CpuPlan, _stat_fields, process_tree
 from bench.targets import MAX_TOKENS, MODEL, start_relay
 from service.config import PROJECT_ROOT
 
@@ -235,11 +237,8 @@ def test_the_in_process_comparison_refuses_an_empty_run() -> None:
 
 
 def _gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")  # exited (a zombie waits for whoever reaps it)
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] in ("Z", "X")  # exited (a zombie waits for whoever reaps it)
 
 
 def test_a_target_that_never_answers_is_stopped_with_its_children(tmp_path: Path) -> None:
@@ -249,16 +248,23 @@ def test_a_target_that_never_answers_is_stopped_with_its_children(tmp_path: Path
                      "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); time.sleep(300)")
     log = tmp_path / "server.log"
     process = targets._spawn([sys.executable, "-c", never_listens], {"PATH": os.environ["PATH"]}, log, tmp_path)
-    deadline = time.monotonic() + 60
-    while len(tree := process_tree(process.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(tree) == 2, "the server started its worker"
+    tree = [process.pid]
+    try:
+        deadline = time.monotonic() + 60
+        while len(tree := process_tree(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(tree) == 2, "the server started its worker"
 
-    with pytest.raises(RuntimeError, match="not ready after 1 s"):
-        targets._ready(process, targets.free_port(), "/healthz", 1, log, None)
+        with pytest.raises(RuntimeError, match="not ready after 1 s"):
+            targets._ready(process, targets.free_port(), "/healthz", 1, log, None)
 
-    assert process.poll() is not None
-    deadline = time.monotonic() + 30
-    while not all(_gone(pid) for pid in tree) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert all(_gone(pid) for pid in tree), "no process of the skipped target is left running"
+        assert process.poll() is not None
+        deadline = time.monotonic() + 30
+        while not all(_gone(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(_gone(pid) for pid in tree), "no process of the skipped target is left running"
+    finally:  # whatever this test found, it leaves nothing of its own running
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()
