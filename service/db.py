@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from anyio import CancelScope
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -115,6 +115,43 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     lock = _write_locks.get(id(factory))
     with lock if lock is not None else nullcontext(), factory() as session, session.begin():
         yield session
+
+
+class Work:
+    """One transaction's Core connection, and an ORM session on that same connection only when a caller asks.
+
+    The turn's two writes are Core statements; the ORM's session costs more to open, commit and close than those
+    statements cost to run (bench/findings.md, 0k), so it is made only for the rare paths that use the ORM (an
+    escalation, usage budgets, review counters). Its changes are flushed into the transaction before the commit.
+    """
+
+    def __init__(self, connection: Connection, factory: sessionmaker[Session]) -> None:
+        self.connection = connection
+        self._factory = factory
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """An ORM session inside this transaction (it never commits or ends it: `work` does)."""
+        if self._session is None:
+            self._session = self._factory(bind=self.connection, join_transaction_mode="rollback_only")
+        return self._session
+
+
+@contextmanager
+def work(factory: sessionmaker[Session]) -> Iterator[Work]:
+    """One unit of work on a Core connection, as `transaction`: commit on success, roll back on any error."""
+    lock = _write_locks.get(id(factory))
+    engine: Engine = factory.kw["bind"]
+    with lock if lock is not None else nullcontext(), engine.begin() as connection:
+        unit = Work(connection, factory)
+        try:
+            yield unit
+            if unit._session is not None:
+                unit._session.flush()
+        finally:
+            if unit._session is not None:
+                unit._session.close()
 
 
 class DatabaseThreads:

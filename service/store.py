@@ -15,7 +15,7 @@ from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from .actions.log import ActionCallRecord, insert_calls
 from .assignment import assign_round_robin
-from .db import transaction
+from .db import Work, transaction, work
 from .errors import NotFound, Unprocessable
 from .language import Guess
 from .models import (
@@ -181,15 +181,15 @@ class ConversationLog:
             replay = self._replay(conversation_id, client_message_id, history_limit)
             if replay is not None:
                 return replay
-        with transaction(self.sessions) as session:
-            # The hot path runs Core statements on the session's connection: the same rows as the ORM
-            # would write, without its unit of work (bench/findings.md, finding 1).
-            connection = session.connection()
+        with work(self.sessions) as unit:
+            # The hot path runs Core statements: the same rows as the ORM would write, without its unit of work
+            # (bench/findings.md, finding 1) or, unless a rare path needs one, its session (0k).
+            connection = unit.connection
             counted = connection.execute(_COUNT_TURN, {
                 "conversation_id": conversation_id, "max_turns": max_turns, "now": utcnow(), "arm": arm,
             }).first()
             if counted is None:
-                if session.get(Conversation, conversation_id) is None:
+                if unit.session.get(Conversation, conversation_id) is None:
                     raise NotFound("conversation not found")
                 raise Unprocessable(
                     f"this conversation reached its limit of {max_turns} messages; start a new one",
@@ -202,11 +202,11 @@ class ConversationLog:
             )).scalar_one()
             message = Said(message_id, Role.USER, content)
             history = _history(connection, conversation_id, message_id, history_limit)
-            escalation = open_escalation(session, conversation_id) \
+            escalation = open_escalation(unit.session, conversation_id) \
                 if counted.status == ConversationStatus.ESCALATED else None
             if escalation is not None:
-                enqueue_visitor_message(session, self.notice, conversation_id, content)
-            today = session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
+                enqueue_visitor_message(unit.session, self.notice, conversation_id, content)
+            today = unit.session.get(UsageDay, utcnow().date().isoformat()) if with_usage else None
             start = TurnStart(conversation_id, message, counted.status, history, escalation=escalation,
                               tokens_used=counted.tokens_used, day_tokens=today.tokens if today else 0,
                               day_cost=today.cost_usd if today else 0.0, language=language, arm=counted.arm,
@@ -245,8 +245,8 @@ class ConversationLog:
     def record_reply(self, record: ReplyRecord) -> tuple[int, Escalation | None, list[int]]:
         """Store the assistant reply, its prompt snapshot, its turn's action calls and any escalation, in one
         transaction; the reply's id, the escalation and the calls' ids."""
-        with transaction(self.sessions) as session:
-            connection = session.connection()
+        with work(self.sessions) as unit:
+            connection = unit.connection
             self._ensure_snapshot(connection, record)
             reply_id: int = connection.execute(_INSERT_MESSAGE, _message_row(
                 conversation_id=record.conversation_id, role=Role.ASSISTANT, origin=record.origin,
@@ -262,31 +262,31 @@ class ConversationLog:
                                     record.action_calls) if record.action_calls else []
             escalation = None
             if record.escalation_reason is not None:
-                escalation = escalate(session, self.notice, record.conversation_id, record.reply_to_id,
+                escalation = escalate(unit.session, self.notice, record.conversation_id, record.reply_to_id,
                                       record.escalation_reason, record.escalation_detail, record.escalation_summary)
-            self._update_review_state(session, record)
+            self._update_review_state(unit, record)
         if record.prompt_sha256:
             self._known_snapshots.add(record.prompt_sha256)
         return reply_id, escalation, call_ids
 
     @staticmethod
-    def _update_review_state(session: Session, record: ReplyRecord) -> None:
+    def _update_review_state(unit: Work, record: ReplyRecord) -> None:
         changed = bool(record.miss_reasons) or record.escalation_reason is not None
         if record.previous_reply_id is not None and record.previous_reply_misses:
-            previous = session.get(Message, record.previous_reply_id)
+            previous = unit.session.get(Message, record.previous_reply_id)
             for reason in record.previous_reply_misses:
-                if previous is not None and set_miss_reason(session, previous, reason):
+                if previous is not None and set_miss_reason(unit.session, previous, reason):
                     changed = True
         tokens = (record.tokens_in or 0) + (record.tokens_out or 0)
         if record.prompt_name:
-            session.connection().execute(_COUNT_TOKENS, {
+            unit.connection.execute(_COUNT_TOKENS, {
                 "conversation_id": record.conversation_id, "tokens": tokens,
                 "prompt_version": f"{record.prompt_name}@{record.prompt_version}",
             })
         if record.count_usage and (tokens or record.cost_usd):
-            add_usage(session, tokens, record.cost_usd or 0.0)
+            add_usage(unit.session, tokens, record.cost_usd or 0.0)
         if changed:
-            refresh_conversation(session, record.conversation_id)
+            refresh_conversation(unit.session, record.conversation_id)
 
     def _ensure_snapshot(self, connection: Connection, record: ReplyRecord) -> None:
         if record.prompt_sha256 is None or record.prompt_sha256 in self._known_snapshots:

@@ -16,10 +16,18 @@ import anyio
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text, update
 
-from service.db import DatabaseThreads, create_db_engine, current_revision, head_revision, upgrade
-from service.models import Base
+from service.db import (
+    DatabaseThreads,
+    create_db_engine,
+    current_revision,
+    head_revision,
+    make_session_factory,
+    upgrade,
+    work,
+)
+from service.models import Base, Conversation
 
 
 def test_migrations_on_a_blank_database_match_the_models(database_url: str) -> None:
@@ -96,6 +104,40 @@ def test_database_threads_default_to_two_on_sqlite_and_four_on_postgresql(tmp_pa
     assert DatabaseThreads.for_engine(postgres).size == 4
     assert DatabaseThreads.for_engine(postgres, configured=6).size == 6
     sqlite.dispose()
+
+
+def test_work_commits_its_core_statements_and_its_sessions_changes_as_one_transaction(database_url: str) -> None:
+    engine = create_db_engine(database_url)
+    factory = make_session_factory(engine)
+    table = Conversation.__table__
+
+    def turns(conversation_id: str) -> int | None:
+        with engine.connect() as connection:
+            return connection.scalar(select(table.c.user_turns).where(table.c.id == conversation_id))
+
+    with work(factory) as unit:
+        unit.session.add(Conversation(id="c-orm", user_turns=1))  # left for `work` to flush
+        unit.connection.execute(table.insert().values(id="c-core", status="open", user_turns=2))
+    assert (turns("c-orm"), turns("c-core")) == (1, 2)
+
+    with work(factory) as unit:  # a session made after the Core statements joins the same transaction
+        unit.connection.execute(update(table).where(table.c.id == "c-core").values(user_turns=3))
+        conversation = unit.session.get(Conversation, "c-orm")
+        assert conversation is not None
+        conversation.user_turns = 4
+    assert (turns("c-orm"), turns("c-core")) == (4, 3)
+
+    with pytest.raises(RuntimeError), work(factory) as unit:
+        unit.connection.execute(update(table).where(table.c.id == "c-core").values(user_turns=30))
+        unit.session.add(Conversation(id="c-lost", user_turns=5))
+        unit.session.flush()
+        raise RuntimeError("the turn failed")
+    assert (turns("c-core"), turns("c-lost")) == (3, None), "an error rolls back both kinds of change"
+
+    with work(factory) as unit:
+        unit.connection.execute(update(table).where(table.c.id == "c-core").values(user_turns=6))
+    assert turns("c-core") == 6, "no session asked for: the Core statements alone are committed"
+    engine.dispose()
 
 
 @pytest.fixture
