@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -112,9 +112,14 @@ _write_locks: dict[int, threading.Lock | None] = {}
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
-    lock = _write_locks.get(id(factory))
-    with lock if lock is not None else nullcontext(), factory() as session, session.begin():
+    with _writer(factory), factory() as session, session.begin():
         yield session
+
+
+def _writer(factory: sessionmaker[Session]) -> AbstractContextManager[object]:
+    """This process's write lock for the factory's database (SQLite), or nothing to wait for (PostgreSQL)."""
+    lock = _write_locks.get(id(factory))
+    return lock if lock is not None else nullcontext()
 
 
 class Work:
@@ -141,9 +146,8 @@ class Work:
 @contextmanager
 def work(factory: sessionmaker[Session]) -> Iterator[Work]:
     """One unit of work on a Core connection, as `transaction`: commit on success, roll back on any error."""
-    lock = _write_locks.get(id(factory))
     engine: Engine = factory.kw["bind"]
-    with lock if lock is not None else nullcontext(), engine.begin() as connection:
+    with _writer(factory), engine.begin() as connection:
         unit = Work(connection, factory)
         try:
             yield unit
